@@ -1,0 +1,63 @@
+"""User and device administration, shared by the admin API and the CLI."""
+
+from __future__ import annotations
+
+import uuid
+
+from server.auth import Passwords
+from sync.clock import Clock
+from sync.errors import InvalidInput, NotFound
+from sync.models import Device, Role, User
+from sync.store import Store
+
+__all__ = ["Accounts"]
+
+
+class Accounts:
+    def __init__(self, store: Store, passwords: Passwords, clock: Clock) -> None:
+        self.store = store
+        self.passwords = passwords
+        self.clock = clock
+
+    async def add_user(
+        self,
+        *,
+        username: str,
+        display_name: str,
+        role: Role,
+        authority_id: str,
+        password: str,
+        user_id: str | None = None,
+    ) -> User:
+        if await self.store.get_record("authority", authority_id) is None:
+            raise InvalidInput(f"no authority {authority_id!r}", field="authority_id")
+        user = User(
+            id=user_id or f"usr_{uuid.uuid4().hex[:12]}",
+            username=username,
+            display_name=display_name,
+            role=role,
+            authority_id=authority_id,
+            password_hash=self.passwords.hash(password),
+            created_at=self.clock.now(),
+        )
+        return await self.store.add_user(user)
+
+    async def find(self, username_or_id: str) -> User:
+        user = await self.store.find_user(username_or_id) or await self.store.get_user(
+            username_or_id
+        )
+        if user is None:
+            raise NotFound(f"no user {username_or_id!r}")
+        return user
+
+    async def set_password(self, user_id: str, password: str) -> User:
+        return await self.store.update_user(
+            user_id, password_hash=self.passwords.hash(password)
+        )
+
+    async def set_disabled(self, user_id: str, disabled: bool) -> User:
+        return await self.store.update_user(user_id, disabled=disabled)
+
+    async def revoke_device(self, device_id: str) -> Device:
+        """Revoke a lost tablet: its tokens stop working on their next request."""
+        return await self.store.revoke_device(device_id, self.clock.now())

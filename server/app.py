@@ -1,0 +1,136 @@
+"""The application factory. No state exists until ``create_app(settings)`` runs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.config.compression import CompressionConfig
+from litestar.di import Provide
+from litestar.logging import LoggingConfig
+from litestar.middleware.logging import LoggingMiddlewareConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.security.jwt import JWTAuth
+
+from server.accounts import Accounts
+from server.auth import REQUIRED_CLAIMS, AuthService, KeyedToken, Passwords
+from server.problems import problem_details_plugin
+from server.routes.admin import DevicesController, UsersController
+from server.routes.auth import AuthController
+from server.routes.checklists import ChecklistController
+from server.routes.health import healthz, readyz
+from server.routes.inspections import InspectionController
+from server.routes.reference import reference_routers
+from server.settings import Settings
+from sync.authoring import Authoring
+from sync.clock import Clock, SystemClock
+from sync.models import Principal
+from sync.registry import Registry
+from sync.sqlite_store import SQLiteStore
+from sync.store import Store
+
+__all__ = ["Services", "create_app", "build_services"]
+
+VERSION = "0.1.0"
+
+
+class Services:
+    """Everything a request may need, built once per app."""
+
+    def __init__(self, settings: Settings, store: Store, clock: Clock) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.passwords = Passwords()
+        self.auth = AuthService(settings, store, clock, self.passwords)
+        self.accounts = Accounts(store, self.passwords, clock)
+        self.authoring = Authoring(store, clock)
+        self.registry = Registry(store, clock, self.authoring)
+
+
+def build_services(settings: Settings, clock: Clock | None = None) -> Services:
+    store = SQLiteStore(settings.database, synchronous=settings.sqlite_synchronous)
+    return Services(settings, store, clock or SystemClock())
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
+    """Build the Litestar app for these settings. Opening the database happens at
+    start-up (migrations included), closing at shutdown."""
+    services = build_services(settings, clock)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await services.store.open()
+        try:
+            yield
+        finally:
+            await services.store.close()
+
+    token_cls: Any = type("AppToken", (KeyedToken,), {"keys": dict(services.auth.keys)})
+    jwt_auth = JWTAuth[Principal, Any](
+        token_secret=services.auth.keys[services.auth.kid],
+        retrieve_user_handler=services.auth.retrieve_principal,
+        token_cls=token_cls,
+        algorithm="HS256",
+        accepted_issuers=[settings.jwt_issuer],
+        accepted_audiences=[settings.jwt_audience],
+        require_claims=list(REQUIRED_CLAIMS),
+        exclude=["/healthz", "/readyz", "/schema"],
+        description="Access token from POST /api/v1/auth/login",
+    )
+
+    def provide(value: Any) -> Provide:
+        return Provide(lambda: value, use_cache=True, sync_to_thread=False)
+
+    logging_config = LoggingConfig(
+        root={"level": settings.log_level, "handlers": ["queue_listener"]},
+        log_exceptions="always",
+        disable_stack_trace={401, 403, 404, 405, 409, 412, 422, 429},
+    )
+
+    app = Litestar(
+        route_handlers=[
+            healthz,
+            readyz,
+            AuthController,
+            UsersController,
+            DevicesController,
+            InspectionController,
+            ChecklistController,
+            *reference_routers(),
+        ],
+        dependencies={
+            "store": provide(services.store),
+            "auth": provide(services.auth),
+            "accounts": provide(services.accounts),
+            "registry": provide(services.registry),
+            "authoring": provide(services.authoring),
+        },
+        lifespan=[lifespan],
+        on_app_init=[jwt_auth.on_app_init],
+        plugins=[problem_details_plugin()],
+        openapi_config=OpenAPIConfig(
+            title="inspectsync",
+            version=VERSION,
+            description="Offline-first field-inspection backend for segmented biologics "
+            "production. Every error is an RFC 9457 problem detail with a `code`.",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin()],
+        ),
+        compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
+        logging_config=logging_config,
+        middleware=[
+            LoggingMiddlewareConfig(
+                request_log_fields=["method", "path", "query"],
+                response_log_fields=["status_code"],
+            ).middleware
+        ],
+        request_max_body_size=settings.max_body_bytes,
+        debug=False,
+    )
+    app.state.services = services
+    return app

@@ -1,0 +1,328 @@
+"""Authentication: passwords, access JWTs, rotating refresh tokens, devices.
+
+- Passwords are hashed with argon2id (argon2-cffi's defaults).
+- Access tokens are short-lived HS256 JWTs (PyJWT, via Litestar's ``JWTAuth``) with a
+  ``kid`` header so keys can rotate; ``exp``, ``nbf``, ``iat``, ``iss`` and ``aud`` are
+  required and checked; the algorithm is pinned.
+- Refresh tokens are random, stored only as SHA-256, single use: using one returns a
+  new one of the same *family*; presenting a used one again revokes the whole family
+  (someone has a copy).
+- A token bound to a device stops working the moment the device is revoked, because
+  every request looks the device up (``retrieve_principal``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from collections import defaultdict, deque
+from datetime import timedelta
+from typing import Any, ClassVar
+
+import jwt
+import msgspec
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException
+from litestar.security.jwt import Token
+
+from server.settings import Settings
+from sync.clock import Clock
+from sync.errors import DomainError, InvalidInput, NotFound
+from sync.models import Device, Principal, RefreshToken, Role, User
+from sync.store import Store
+
+__all__ = [
+    "AuthError",
+    "AuthService",
+    "DeviceIn",
+    "KeyedToken",
+    "LoginLimiter",
+    "Passwords",
+    "RateLimited",
+    "TokenPair",
+]
+
+ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ("exp", "iat", "nbf", "iss", "aud", "sub", "jti")
+
+
+class AuthError(DomainError):
+    """A credential was refused. ``code`` says which check failed."""
+
+    code = "not_authenticated"
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code  # type: ignore[misc]
+
+
+class RateLimited(DomainError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.retry_after = retry_after
+
+
+class KeyedToken(Token):
+    """Litestar's JWT token, verified with the key its ``kid`` header names."""
+
+    keys: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def decode_payload(  # type: ignore[override]
+        cls,
+        encoded_token: str,
+        secret: str,
+        algorithms: list[str],
+        issuer: Any = None,
+        audience: Any = None,
+        options: Any = None,
+    ) -> Any:
+        kid = jwt.get_unverified_header(encoded_token).get("kid")
+        key = cls.keys.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise jwt.InvalidTokenError("unknown or missing kid")
+        return jwt.decode(
+            encoded_token,
+            key=key,
+            algorithms=[ALGORITHM],
+            issuer=issuer,
+            audience=audience,
+            options=options,
+        )
+
+
+class DeviceIn(msgspec.Struct, kw_only=True):
+    """The tablet logging in: an id it registered before, or a name to register."""
+
+    id: str | None = None
+    name: str = ""
+    platform: str = ""
+    app_version: str = ""
+
+
+class TokenPair(msgspec.Struct, kw_only=True):
+    access_token: str
+    refresh_token: str
+    token_type: str = "Bearer"
+    expires_in: int
+    user_id: str
+    role: Role
+    device_id: str | None = None
+
+
+class LoginLimiter:
+    """Counts failed logins per (username, client address) in a sliding window.
+
+    In memory, per process: enough for one server; a multi-process deployment
+    would keep the counts in the shared database instead.
+    """
+
+    def __init__(self, max_failures: int, window_seconds: int) -> None:
+        self.max_failures = max_failures
+        self.window = window_seconds
+        self._failures: dict[tuple[str, str], deque[float]] = defaultdict(deque)
+
+    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
+        q = self._failures[key]
+        while q and q[0] <= now - self.window:
+            q.popleft()
+        return q
+
+    def check(self, username: str, client: str) -> None:
+        now = time.monotonic()
+        q = self._recent((username.lower(), client), now)
+        if len(q) >= self.max_failures:
+            raise RateLimited(
+                "too many failed logins; try again later",
+                retry_after=max(1, int(q[0] + self.window - now) + 1),
+            )
+
+    def fail(self, username: str, client: str) -> None:
+        self._failures[(username.lower(), client)].append(time.monotonic())
+
+    def succeed(self, username: str, client: str) -> None:
+        self._failures.pop((username.lower(), client), None)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Passwords:
+    """argon2id hashing with argon2-cffi's recommended parameters."""
+
+    def __init__(self) -> None:
+        self.hasher = PasswordHasher()
+        # A real hash to verify against when the username is unknown, so both paths
+        # take the same time and do not reveal which usernames exist.
+        self.dummy_hash = self.hasher.hash(secrets.token_hex(8))
+
+    def hash(self, password: str) -> str:
+        if len(password) < 8:
+            raise InvalidInput("a password needs at least 8 characters", field="password")
+        return self.hasher.hash(password)
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        try:
+            return self.hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+
+class AuthService:
+    def __init__(
+        self, settings: Settings, store: Store, clock: Clock, passwords: Passwords
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.passwords = passwords
+        self.kid, self.keys = settings.signing_keys()
+        self.limiter = LoginLimiter(settings.login_max_failures, settings.login_window_seconds)
+
+    # --- tokens ----------------------------------------------------------------
+
+    def issue_access(self, user: User, device_id: str | None) -> str:
+        now = self.clock.now()
+        claims: dict[str, Any] = {
+            "sub": user.id,
+            "iss": self.settings.jwt_issuer,
+            "aud": self.settings.jwt_audience,
+            "iat": int(now.timestamp()),
+            "nbf": int(now.timestamp()),
+            "exp": int((now + timedelta(seconds=self.settings.access_ttl_seconds)).timestamp()),
+            "jti": uuid.uuid4().hex,
+            "role": user.role.value,
+        }
+        if device_id is not None:
+            claims["dev"] = device_id
+        return jwt.encode(
+            claims, self.keys[self.kid], algorithm=ALGORITHM, headers={"kid": self.kid}
+        )
+
+    async def _issue_pair(self, user: User, device_id: str | None, family: str) -> TokenPair:
+        refresh = secrets.token_urlsafe(32)
+        now = self.clock.now()
+        await self.store.add_refresh_token(
+            RefreshToken(
+                token_hash=_digest(refresh),
+                family_id=family,
+                user_id=user.id,
+                device_id=device_id,
+                issued_at=now,
+                expires_at=now + timedelta(days=self.settings.refresh_ttl_days),
+            )
+        )
+        return TokenPair(
+            access_token=self.issue_access(user, device_id),
+            refresh_token=refresh,
+            expires_in=self.settings.access_ttl_seconds,
+            user_id=user.id,
+            role=user.role,
+            device_id=device_id,
+        )
+
+    async def login(
+        self, username: str, password: str, device: DeviceIn | None, client: str
+    ) -> TokenPair:
+        """Check a password and issue tokens, registering the device if it is new."""
+        self.limiter.check(username, client)
+        user = await self.store.find_user(username)
+        ok = self.passwords.verify(
+            user.password_hash if user else self.passwords.dummy_hash, password
+        )
+        if user is None or not ok:
+            self.limiter.fail(username, client)
+            raise AuthError("wrong username or password", "invalid_credentials")
+        if user.disabled:
+            raise AuthError("this account is disabled", "user_disabled")
+        self.limiter.succeed(username, client)
+        device_id = await self._device_for_login(user, device) if device else None
+        return await self._issue_pair(user, device_id, uuid.uuid4().hex)
+
+    async def _device_for_login(self, user: User, device: DeviceIn) -> str:
+        now = self.clock.now()
+        if device.id is None:
+            if not device.name.strip():
+                raise InvalidInput("a new device needs a name", field="device.name")
+            registered = await self.store.add_device(
+                Device(
+                    id=f"dev_{uuid.uuid4().hex[:16]}",
+                    user_id=user.id,
+                    name=device.name,
+                    platform=device.platform,
+                    app_version=device.app_version,
+                    registered_at=now,
+                )
+            )
+            return registered.id
+        known = await self.store.get_device(device.id)
+        if known is None or known.user_id != user.id:
+            raise InvalidInput("unknown device for this user", field="device.id")
+        if known.revoked_at is not None:
+            raise AuthError("this device has been revoked", "device_revoked")
+        await self.store.touch_device(known.id, now, device.app_version or None)
+        return known.id
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        """Rotate: the presented token is spent and a new pair is issued in its family.
+        A spent token presented again revokes the family."""
+        now = self.clock.now()
+        stored = await self.store.use_refresh_token(_digest(refresh_token), now)
+        if stored is None:
+            raise AuthError("unknown refresh token", "refresh_token_invalid")
+        if stored.used_at is not None:
+            await self.store.revoke_token_family(stored.family_id, now)
+            raise AuthError(
+                "refresh token was already used; every token of this login is now revoked",
+                "refresh_token_reused",
+            )
+        if stored.revoked_at is not None:
+            raise AuthError("refresh token has been revoked", "refresh_token_revoked")
+        if stored.expires_at <= now:
+            raise AuthError("refresh token has expired", "refresh_token_expired")
+        user = await self.store.get_user(stored.user_id)
+        if user is None or user.disabled:
+            raise AuthError("this account is disabled", "user_disabled")
+        if stored.device_id is not None:
+            device = await self.store.get_device(stored.device_id)
+            if device is None or device.revoked_at is not None:
+                raise AuthError("this device has been revoked", "device_revoked")
+        return await self._issue_pair(user, stored.device_id, stored.family_id)
+
+    async def logout(self, refresh_token: str) -> None:
+        """Revoke the login (token family) the refresh token belongs to."""
+        stored = await self.store.use_refresh_token(_digest(refresh_token), self.clock.now())
+        if stored is None:
+            raise NotFound("unknown refresh token")
+        await self.store.revoke_token_family(stored.family_id, self.clock.now())
+
+    async def retrieve_principal(
+        self, token: Token, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> Principal:
+        """Litestar's ``retrieve_user_handler``: the token is valid; is its holder?"""
+        user = await self.store.get_user(token.sub)
+        if user is None or user.disabled:
+            raise NotAuthorizedException(
+                "this account is disabled or no longer exists", extra={"code": "user_disabled"}
+            )
+        device_id = token.extras.get("dev")
+        if device_id is not None:
+            device = await self.store.get_device(device_id)
+            if device is None or device.revoked_at is not None:
+                raise NotAuthorizedException(
+                    "this device has been revoked", extra={"code": "device_revoked"}
+                )
+        return Principal(
+            user_id=user.id,
+            username=user.username,
+            role=user.role,
+            authority_id=user.authority_id,
+            device_id=device_id,
+        )

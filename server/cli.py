@@ -1,0 +1,360 @@
+"""The ``inspectsync`` command: serve, init, users, devices, checklists.
+
+Every command reads the same settings as the server (``INSPECTSYNC_*`` variables,
+then flags). ``inspectsync <command> --help`` explains each one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from checklists.diff import diff_templates
+from checklists.loader import ChecklistError, check_complete, dump_template, load_file
+from server.accounts import Accounts
+from server.auth import Passwords
+from server.settings import ConfigError, Settings
+from sync.authoring import Authoring
+from sync.clock import SystemClock
+from sync.errors import DomainError
+from sync.models import Role
+from sync.registry import Registry
+from sync.sqlite_store import SQLiteStore
+
+__all__ = ["main"]
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    return Settings.from_env(
+        data_dir=getattr(args, "data_dir", None),
+        db_path=getattr(args, "db", None),
+        **extra,
+    )
+
+
+class _Ctx:
+    """A store and the services over it, for one CLI command."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.clock = SystemClock()
+        self.store = SQLiteStore(settings.database, synchronous=settings.sqlite_synchronous)
+        self.accounts = Accounts(self.store, Passwords(), self.clock)
+        self.authoring = Authoring(self.store, self.clock)
+        self.registry = Registry(self.store, self.clock, self.authoring)
+
+
+def _run(settings: Settings, fn: Callable[[_Ctx], Awaitable[int]]) -> int:
+    async def go() -> int:
+        ctx = _Ctx(settings)
+        await ctx.store.open()
+        try:
+            return await fn(ctx)
+        finally:
+            await ctx.store.close()
+
+    return asyncio.run(go())
+
+
+# --- serve / init ---------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from server.app import create_app
+    from server.demo import DEMO_PASSWORD, DEMO_USERS, seed_demo
+
+    settings = _settings(args, host=args.host, port=args.port, demo=args.demo)
+    try:
+        settings.signing_keys()
+    except ConfigError as exc:
+        print(f"inspectsync: {exc}", file=sys.stderr)
+        return 2
+
+    async def prepare(ctx: _Ctx) -> int:
+        if args.demo:
+            created = await seed_demo(ctx.registry, ctx.accounts, ctx.clock.now().date())
+            print("Demo data " + ("created." if created else "already present."))
+        else:
+            from server.demo import load_checklist_library
+
+            await load_checklist_library(ctx.authoring)
+        return 0
+
+    _run(settings, prepare)
+    base = f"http://{settings.host}:{settings.port}"
+    print(f"inspectsync serving {base}  (database {settings.database})")
+    print(f"  API docs:  {base}/schema   health: {base}/healthz")
+    print(f"  log in:    POST {base}/api/v1/auth/login")
+    if args.demo:
+        print(f"  demo users (password {DEMO_PASSWORD!r}):")
+        for username, name, role, authority in DEMO_USERS:
+            print(f"    {username:<10} {role.value:<11} {authority:<7} {name}")
+    sys.stdout.flush()
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from server.demo import load_checklist_library
+
+    async def go(ctx: _Ctx) -> int:
+        print(f"database {ctx.settings.database} at schema version {await ctx.store.schema_version()}")
+        if not args.no_library:
+            versions = await load_checklist_library(ctx.authoring)
+            print(f"checklist library: {len(versions)} templates current")
+        return 0
+
+    return _run(_settings(args), go)
+
+
+# --- users / devices ------------------------------------------------------------------
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    env = os.environ.get("INSPECTSYNC_NEW_PASSWORD")
+    if env:
+        return env
+    if not sys.stdin.isatty():
+        raise DomainError("no password: use --password-stdin or INSPECTSYNC_NEW_PASSWORD")
+    first = getpass.getpass("New password: ")
+    if first != getpass.getpass("Repeat: "):
+        raise DomainError("the passwords differ")
+    return first
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    async def go(ctx: _Ctx) -> int:
+        if args.action == "add":
+            user = await ctx.accounts.add_user(
+                username=args.username,
+                display_name=args.name or args.username,
+                role=Role(args.role),
+                authority_id=args.authority,
+                password=_password(args),
+            )
+            print(f"added {user.username} ({user.role.value}, {user.authority_id}) id {user.id}")
+        elif args.action == "list":
+            for u in await ctx.store.list_users():
+                state = "disabled" if u.disabled else "active"
+                print(f"{u.username:<16} {u.role.value:<11} {u.authority_id:<10} {state:<9}"
+                      f" {u.id}  {u.display_name}")
+        elif args.action in ("disable", "enable"):
+            user = await ctx.accounts.find(args.username)
+            await ctx.accounts.set_disabled(user.id, args.action == "disable")
+            print(f"{user.username} {args.action}d")
+        elif args.action == "set-password":
+            user = await ctx.accounts.find(args.username)
+            await ctx.accounts.set_password(user.id, _password(args))
+            print(f"password of {user.username} changed")
+        return 0
+
+    return _run(_settings(args), go)
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    async def go(ctx: _Ctx) -> int:
+        if args.action == "list":
+            user_id = (await ctx.accounts.find(args.user)).id if args.user else None
+            for d in await ctx.store.list_devices(user_id):
+                state = f"revoked {d.revoked_at:%Y-%m-%d %H:%M}" if d.revoked_at else "active"
+                seen = f"{d.last_seen_at:%Y-%m-%d %H:%M}" if d.last_seen_at else "never"
+                print(f"{d.id:<22} {d.user_id:<14} {state:<24} seen {seen:<17}"
+                      f" {d.app_version or '-':<8} {d.name}")
+        else:
+            d = await ctx.accounts.revoke_device(args.device_id)
+            print(f"device {d.id} revoked at {d.revoked_at}; its tokens are refused from now on")
+        return 0
+
+    return _run(_settings(args), go)
+
+
+# --- checklists -----------------------------------------------------------------------
+
+
+def _template_files(paths: Sequence[str]) -> list[Path]:
+    files: list[Path] = []
+    for p in map(Path, paths):
+        files.extend(sorted(p.glob("*.yaml")) if p.is_dir() else [p])
+    return files
+
+
+def cmd_checklists(args: argparse.Namespace) -> int:
+    if args.action == "validate":
+        failed = 0
+        files = _template_files(args.paths)
+        for f in files:
+            try:
+                t = load_file(f)
+                check_complete(t, f.name)
+                print(f"ok    {f}  ({t.stage_type.value}, {len(t.items())} items)")
+            except (ChecklistError, OSError) as exc:
+                failed += 1
+                print(f"FAIL  {exc}", file=sys.stderr)
+        print(f"{len(files) - failed} valid, {failed} invalid")
+        return 1 if failed or not files else 0
+    if args.action == "diff" and Path(args.old).is_file() and Path(args.new).is_file():
+        d = diff_templates(load_file(args.old), load_file(args.new))
+        print(msgspec.json.format(msgspec.json.encode(d)).decode())
+        return 0
+
+    from server.demo import SYSTEM
+
+    async def go(ctx: _Ctx) -> int:
+        if args.action == "import":
+            for f in _template_files(args.paths):
+                rec = await ctx.authoring.import_template(
+                    SYSTEM, load_file(f), publish=args.publish, changelog=args.changelog
+                )
+                print(f"{f}: {rec.id} ({rec.data['status']})")
+        elif args.action == "export":
+            vid = args.version
+            if "-v" not in vid:
+                versions = await ctx.authoring.list_versions(SYSTEM, vid)
+                if not versions:
+                    raise DomainError(f"template {vid!r} has no versions")
+                vid = versions[-1].id
+            rec = await ctx.authoring.get_version(SYSTEM, vid)
+            text = dump_template(ctx.authoring.content(rec))
+            if args.output:
+                Path(args.output).write_text(text, encoding="utf-8")
+                print(f"{rec.id} written to {args.output}")
+            else:
+                sys.stdout.write(text)
+        elif args.action == "diff":
+            d = await ctx.authoring.diff(SYSTEM, args.old, args.new)
+            print(msgspec.json.format(msgspec.json.encode(d)).decode())
+        return 0
+
+    return _run(_settings(args), go)
+
+
+# --- parser ---------------------------------------------------------------------------
+
+
+def _db_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="data directory (env INSPECTSYNC_DATA_DIR, default ./data)")
+    p.add_argument("--db", help="SQLite file (env INSPECTSYNC_DB; default <data-dir>/inspectsync.db)")
+
+
+def _password_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the password from standard input (else INSPECTSYNC_NEW_PASSWORD,"
+                        " else a prompt)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inspectsync",
+        description="Offline-first field-inspection server for segmented biologics production.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the HTTP server",
+                       description="Migrate the database, load the checklist library and serve"
+                                   " the API. --demo also seeds demo data and, if no"
+                                   " INSPECTSYNC_JWT_SECRET is set, keeps a generated one in"
+                                   " the data directory.")
+    _db_flags(p)
+    p.add_argument("--host", help="listen address (env INSPECTSYNC_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port (env INSPECTSYNC_PORT, default 8000)")
+    p.add_argument("--demo", action="store_true", help="seed demo data and demo users")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("init", help="create or migrate the database and load the library",
+                       description="Apply pending schema migrations and import the bundled"
+                                   " checklist library (published). Safe to run again.")
+    _db_flags(p)
+    p.add_argument("--no-library", action="store_true", help="skip the checklist library")
+    p.set_defaults(func=cmd_init)
+
+    users = sub.add_parser("users", help="manage users",
+                           description="Add, list, disable and re-enable users, set passwords.")
+    us = users.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = us.add_parser("add", help="add a user", description="Add a user to an authority.")
+    _db_flags(p)
+    p.add_argument("username")
+    p.add_argument("--role", required=True, choices=[r.value for r in Role])
+    p.add_argument("--authority", required=True, help="authority id, e.g. js-mpa")
+    p.add_argument("--name", help="display name")
+    _password_flags(p)
+    p = us.add_parser("list", help="list users", description="List every user.")
+    _db_flags(p)
+    for action, text in (("disable", "refuse this user's logins and tokens"),
+                         ("enable", "allow a disabled user again")):
+        p = us.add_parser(action, help=text, description=text.capitalize() + ".")
+        _db_flags(p)
+        p.add_argument("username")
+    p = us.add_parser("set-password", help="set a user's password",
+                      description="Set a new password (8+ characters).")
+    _db_flags(p)
+    p.add_argument("username")
+    _password_flags(p)
+    users.set_defaults(func=cmd_users)
+
+    devices = sub.add_parser("devices", help="list and revoke tablets",
+                             description="List registered devices; revoke a lost one.")
+    ds = devices.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = ds.add_parser("list", help="list devices", description="List devices, newest last.")
+    _db_flags(p)
+    p.add_argument("--user", help="only this username's devices")
+    p = ds.add_parser("revoke", help="revoke a device",
+                      description="Revoke a device: every token bound to it is refused at once.")
+    _db_flags(p)
+    p.add_argument("device_id")
+    devices.set_defaults(func=cmd_devices)
+
+    cl = sub.add_parser("checklists", help="validate, import, export and diff templates",
+                        description="Work with checklist template files and stored versions.")
+    cs = cl.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = cs.add_parser("validate", help="check template files",
+                      description="Check files (or every *.yaml in directories) strictly,"
+                                  " including both languages. Exit 1 if any is invalid.")
+    p.add_argument("paths", nargs="+")
+    p = cs.add_parser("import", help="import template files",
+                      description="Import files as new drafts, or published with --publish.")
+    _db_flags(p)
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--publish", action="store_true", help="publish what is imported")
+    p.add_argument("--changelog", default="", help="changelog text when publishing")
+    p = cs.add_parser("export", help="export a version as a file",
+                      description="Write a stored version (id like cell_bank-v2, or a template"
+                                  " key for its latest version) as YAML.")
+    _db_flags(p)
+    p.add_argument("version")
+    p.add_argument("-o", "--output", help="file to write (default: standard output)")
+    p = cs.add_parser("diff", help="compare two versions or files",
+                      description="Items added, removed and changed by key, between two"
+                                  " template files or two stored version ids.")
+    _db_flags(p)
+    p.add_argument("old")
+    p.add_argument("new")
+    cl.set_defaults(func=cmd_checklists)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except (DomainError, ConfigError, ChecklistError) as exc:
+        print(f"inspectsync: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+

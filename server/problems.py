@@ -1,0 +1,152 @@
+"""The one place where errors become RFC 9457 problem details.
+
+Every problem carries ``status``, ``title``, ``detail``, a stable machine ``code`` and,
+where one part of the input is at fault, ``field`` (and ``errors`` for several).
+``docs/api.md`` carries this table; a test checks the two agree.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.plugins.problem_details import (
+    ProblemDetailsConfig,
+    ProblemDetailsException,
+    ProblemDetailsPlugin,
+)
+
+from sync.errors import DomainError
+
+__all__ = ["CODES", "problem_details_plugin"]
+
+log = logging.getLogger("inspectsync")
+
+# code -> (HTTP status, title)
+CODES: dict[str, tuple[int, str]] = {
+    "validation_failed": (400, "The request is malformed or a field has the wrong type"),
+    "not_authenticated": (401, "Authentication is required"),
+    "token_invalid": (401, "The access token is invalid or expired"),
+    "invalid_credentials": (401, "Wrong username or password"),
+    "user_disabled": (401, "The account is disabled"),
+    "device_revoked": (401, "The device has been revoked"),
+    "refresh_token_invalid": (401, "Unknown refresh token"),
+    "refresh_token_reused": (401, "Refresh token reused: the login is revoked"),
+    "refresh_token_revoked": (401, "The refresh token has been revoked"),
+    "refresh_token_expired": (401, "The refresh token has expired"),
+    "forbidden": (403, "Your role may not do this"),
+    "not_found": (404, "Not found"),
+    "method_not_allowed": (405, "Method not allowed"),
+    "not_acceptable": (406, "Not acceptable"),
+    "already_exists": (409, "It exists already"),
+    "invalid_transition": (409, "That status change is not allowed now"),
+    "version_immutable": (409, "A published version is never edited"),
+    "revision_mismatch": (412, "The object changed since the revision you based this on"),
+    "body_too_large": (413, "The request body is too large"),
+    "unsupported_media_type": (415, "Unsupported media type"),
+    "invalid_input": (422, "The input breaks a rule"),
+    "rate_limited": (429, "Too many attempts"),
+    "internal_error": (500, "Internal server error"),
+    "storage_error": (503, "The database is not available"),
+}
+
+_BY_STATUS = {
+    400: "validation_failed",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "already_exists",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def _problem(
+    code: str,
+    detail: str,
+    *,
+    status: int | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> ProblemDetailsException:
+    known_status, title = CODES.get(code, (status or 500, code))
+    return ProblemDetailsException(
+        detail=detail,
+        status_code=status or known_status,
+        title=title,
+        type_=f"https://inspectsync.dev/problems/{code}",
+        headers=headers,
+        extra={"code": code, **{k: v for k, v in extra.items() if v is not None}},
+    )
+
+
+def _from_domain(exc: DomainError) -> ProblemDetailsException:
+    headers = None
+    retry_after = exc.extra.get("retry_after")
+    if retry_after is not None:
+        headers = {"Retry-After": str(retry_after)}
+    return _problem(exc.code, exc.message, headers=headers, field=exc.field, **exc.extra)
+
+
+def _from_http(exc: HTTPException) -> ProblemDetailsException:
+    if isinstance(exc, ProblemDetailsException):
+        return exc
+    extra = exc.extra if isinstance(exc.extra, dict) else {}
+    if isinstance(exc, ValidationException):
+        errors = [
+            {
+                "field": e.get("key") or e.get("source") or "body",
+                "message": e.get("message", ""),
+                "source": e.get("source", "body"),
+            }
+            for e in (exc.extra if isinstance(exc.extra, list) else [])
+        ]
+        return _problem(
+            "validation_failed",
+            _validation_detail(exc.detail, errors),
+            status=400,
+            field=errors[0]["field"] if errors else None,
+            errors=errors or None,
+        )
+    code = extra.get("code") or _BY_STATUS.get(exc.status_code, "internal_error")
+    if exc.status_code == 401 and code == "not_authenticated" and "token" in exc.detail.lower():
+        code = "token_invalid"
+    rest = {k: v for k, v in extra.items() if k != "code"}
+    return _problem(code, exc.detail, status=exc.status_code, headers=exc.headers, **rest)
+
+
+def _validation_detail(detail: str, errors: list[dict[str, str]]) -> str:
+    if errors:
+        first = errors[0]
+        return f"{first['message']} (field: {first['field']})"
+    return detail
+
+
+def _from_msgspec(exc: msgspec.ValidationError) -> ProblemDetailsException:
+    text = str(exc)
+    field = text.rsplit("`$.", 1)[1].rstrip("`") if "`$." in text else None
+    return _problem("invalid_input", text, field=field)
+
+
+def _from_unexpected(exc: Exception) -> ProblemDetailsException:
+    log.exception("unhandled error", exc_info=exc)
+    return _problem("internal_error", "An unexpected error occurred; it has been logged.")
+
+
+def problem_details_plugin() -> ProblemDetailsPlugin:
+    return ProblemDetailsPlugin(
+        ProblemDetailsConfig(
+            enable_for_all_http_exceptions=True,
+            exception_to_problem_detail_map={
+                DomainError: _from_domain,
+                HTTPException: _from_http,
+                msgspec.ValidationError: _from_msgspec,
+                Exception: _from_unexpected,
+            },
+        )
+    )

@@ -1,0 +1,1 @@
+"""HTTP routes: thin controllers that decode, call the engine, encode."""

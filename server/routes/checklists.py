@@ -1,0 +1,226 @@
+"""Checklist templates and versions: authoring (admin) and reading (everyone, scoped).
+
+Drafts are visible to admins only. Inspectors read the published versions their
+inspections pin; supervisors read every published version.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post, put
+from litestar.params import Body, Parameter
+
+from checklists.diff import TemplateDiff
+from checklists.i18n import localize, pick_lang
+from checklists.loader import ChecklistError, decode_template, dump_template
+from checklists.schema import StageType
+from server.guards import ADMIN, ANY_ROLE
+from server.routes.reference import IfMatch, parse_if_match
+from server.schemas import ContentIn, DraftIn, PublishIn, TemplateIn, envelope, to_envelope
+from sync.authoring import Authoring
+from sync.errors import InvalidInput
+from sync.models import Principal
+
+TemplateOut: Any = envelope("checklist_template")
+VersionOut: Any = envelope("checklist_version")
+
+Lang = Annotated[
+    str | None, Parameter(query="lang", description="en or zh; overrides Accept-Language")
+]
+
+
+class Problem(msgspec.Struct):
+    field: str | None
+    message: str
+
+
+class ValidationOut(msgspec.Struct):
+    valid: bool
+    problems: list[Problem]
+
+
+class StageOut(msgspec.Struct):
+    stage_type: StageType
+    template_key: str | None
+    current_version: str | None
+
+
+class ChecklistController(Controller):
+    path = "/api/v1/checklists"
+    tags = ["checklists"]
+
+    @get("/templates", guards=[ANY_ROLE])
+    async def list_templates(
+        self, request: Request[Principal, Any, Any], authoring: Authoring
+    ) -> list[TemplateOut]:
+        """Every template (one per stage type)."""
+        return [to_envelope(t) for t in await authoring.list_templates(request.user)]
+
+    @post("/templates", guards=[ADMIN])
+    async def create_template(
+        self, data: TemplateIn, request: Request[Principal, Any, Any], authoring: Authoring
+    ) -> TemplateOut:
+        """Create a template for a stage type that has none (admin)."""
+        rec = await authoring.create_template(request.user, data.key, data.stage_type, data.title)
+        return to_envelope(rec)
+
+    @get("/templates/{key:str}", guards=[ANY_ROLE])
+    async def get_template(
+        self, key: str, request: Request[Principal, Any, Any], authoring: Authoring
+    ) -> TemplateOut:
+        return to_envelope(await authoring.get_template(request.user, key))
+
+    @get("/templates/{key:str}/versions", guards=[ANY_ROLE])
+    async def list_versions(
+        self, key: str, request: Request[Principal, Any, Any], authoring: Authoring
+    ) -> list[VersionOut]:
+        """The versions you may read, oldest first (drafts: admins only)."""
+        return [to_envelope(v) for v in await authoring.list_versions(request.user, key)]
+
+    @post("/templates/{key:str}/versions", guards=[ADMIN])
+    async def create_draft(
+        self, key: str, data: DraftIn, request: Request[Principal, Any, Any], authoring: Authoring
+    ) -> VersionOut:
+        """Open a new draft version: given content, a copy of the latest, or empty."""
+        rec = await authoring.create_draft(
+            request.user, key, content=data.content, copy_latest=data.copy_latest
+        )
+        return to_envelope(rec)
+
+    @get("/stages", guards=[ANY_ROLE])
+    async def stages(self, authoring: Authoring) -> list[StageOut]:
+        """Each stage type with its template and the version a new inspection pins."""
+        out = []
+        for stage in StageType:
+            current = await authoring.current_version(stage)
+            out.append(
+                StageOut(
+                    stage_type=stage,
+                    template_key=current.data["template_key"] if current else None,
+                    current_version=current.id if current else None,
+                )
+            )
+        return out
+
+    @get("/versions/{vid:str}", guards=[ANY_ROLE])
+    async def get_version(
+        self, vid: str, request: Request[Principal, Any, Any], authoring: Authoring
+    ) -> VersionOut:
+        """A version with its bilingual content as authored."""
+        return to_envelope(await authoring.get_version(request.user, vid))
+
+    @get("/versions/{vid:str}/localized", guards=[ANY_ROLE])
+    async def get_localized(
+        self,
+        vid: str,
+        request: Request[Principal, Any, Any],
+        authoring: Authoring,
+        lang: Lang = None,
+    ) -> dict[str, Any]:
+        """The version's content in one language (``?lang=`` or ``Accept-Language``).
+        Each text is ``{"text", "lang"}``; ``"fallback": true`` marks text served in
+        the other language because the asked one is missing."""
+        rec = await authoring.get_version(request.user, vid)
+        chosen = pick_lang(lang, request.headers.get("accept-language"))
+        return {"id": rec.id, "status": rec.data["status"],
+                "content": localize(authoring.content(rec), chosen)}
+
+    @put("/versions/{vid:str}", guards=[ADMIN])
+    async def update_draft(
+        self,
+        vid: str,
+        data: ContentIn,
+        request: Request[Principal, Any, Any],
+        authoring: Authoring,
+        if_match: IfMatch = None,
+    ) -> VersionOut:
+        """Replace a draft's content: add, change, remove or reorder sections and
+        items. A published or retired version answers 409 ``version_immutable``."""
+        rec = await authoring.update_draft(
+            request.user, vid, data.content, expect_rev=parse_if_match(if_match)
+        )
+        return to_envelope(rec)
+
+    @post("/versions/{vid:str}/validate", guards=[ADMIN], status_code=200)
+    async def validate(
+        self, vid: str, request: Request[Principal, Any, Any], authoring: Authoring
+    ) -> ValidationOut:
+        """Would this version publish? Lists what stops it (first problem first)."""
+        problems = await authoring.validate_version(request.user, vid)
+        return ValidationOut(
+            valid=not problems, problems=[Problem(p.field, p.message) for p in problems]
+        )
+
+    @post("/versions/{vid:str}/publish", guards=[ADMIN], status_code=200)
+    async def publish(
+        self,
+        vid: str,
+        data: PublishIn,
+        request: Request[Principal, Any, Any],
+        authoring: Authoring,
+        if_match: IfMatch = None,
+    ) -> VersionOut:
+        """Publish a draft: from now on it is immutable. Needs a changelog; the
+        effective date defaults to today. Inspections already started keep their pin."""
+        rec = await authoring.publish(
+            request.user,
+            vid,
+            changelog=data.changelog,
+            effective_date=data.effective_date,
+            expect_rev=parse_if_match(if_match),
+        )
+        return to_envelope(rec)
+
+    @post("/versions/{vid:str}/retire", guards=[ADMIN], status_code=200)
+    async def retire(
+        self, vid: str, request: Request[Principal, Any, Any], authoring: Authoring
+    ) -> VersionOut:
+        """Retire a published version: no new inspection pins it."""
+        return to_envelope(await authoring.retire(request.user, vid))
+
+    @get("/versions/{vid:str}/export", guards=[ANY_ROLE], media_type="application/yaml")
+    async def export(
+        self, vid: str, request: Request[Principal, Any, Any], authoring: Authoring
+    ) -> Response[str]:
+        """The version as a template file (YAML), as ``inspectsync checklists export``."""
+        rec = await authoring.get_version(request.user, vid)
+        return Response(
+            dump_template(authoring.content(rec)),
+            media_type="application/yaml",
+            headers={"Content-Disposition": f'attachment; filename="{rec.id}.yaml"'},
+        )
+
+    @get("/diff", guards=[ANY_ROLE])
+    async def diff(
+        self,
+        request: Request[Principal, Any, Any],
+        authoring: Authoring,
+        from_: Annotated[str, Parameter(query="from")],
+        to: str,
+    ) -> TemplateDiff:
+        """Items added, removed and changed (field by field, by item key) between two
+        versions you may read."""
+        return await authoring.diff(request.user, from_, to)
+
+    @post("/import", guards=[ADMIN])
+    async def import_file(
+        self,
+        request: Request[Principal, Any, Any],
+        authoring: Authoring,
+        data: Annotated[str, Body(media_type="application/yaml",
+                                  description="A template file, YAML or JSON")],
+        publish: bool = False,
+        changelog: str = "",
+    ) -> VersionOut:
+        """Import a template file: a new draft (or a published version with
+        ``?publish=true``). Errors name the path at fault."""
+        try:
+            template = decode_template(data, "body")
+        except ChecklistError as exc:
+            raise InvalidInput(exc.message, field=exc.path) from None
+        rec = await authoring.import_template(
+            request.user, template, publish=publish, changelog=changelog
+        )
+        return to_envelope(rec)

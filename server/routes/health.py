@@ -1,0 +1,33 @@
+"""Liveness and readiness for load balancers and container health checks."""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import get
+from litestar.exceptions import HTTPException
+
+from sync.errors import StorageError
+from sync.store import Store
+
+
+class Health(msgspec.Struct):
+    status: str
+    schema_version: int | None = None
+
+
+@get("/healthz", exclude_from_auth=True, tags=["health"])
+async def healthz() -> Health:
+    """The process is up."""
+    return Health(status="ok")
+
+
+@get("/readyz", exclude_from_auth=True, tags=["health"])
+async def readyz(store: Store) -> Health:
+    """The database answers; 503 if it does not."""
+    try:
+        await store.ping()
+        return Health(status="ready", schema_version=await store.schema_version())
+    except StorageError as exc:
+        raise HTTPException(
+            status_code=503, detail="database unavailable", extra={"code": "storage_error"}
+        ) from exc

@@ -1,0 +1,150 @@
+"""Inspections: planning, listing with filters, status transitions, teams."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, delete, get, post, put
+from litestar.params import Parameter
+
+from server.guards import ANY_ROLE, STAFF
+from server.routes.reference import IfMatch, parse_if_match
+from server.schemas import AssignmentIn, Limit, TransitionIn, envelope, page, to_envelope, to_page
+from sync.models import (
+    Assignment,
+    Filter,
+    Inspection,
+    InspectionStatus,
+    InspectionType,
+    Principal,
+)
+from sync.registry import Registry
+
+InspectionOut: Any = envelope("inspection")
+InspectionPage: Any = page("inspection")
+AssignmentOut: Any = envelope("assignment")
+
+
+class InspectionCreate(msgspec.Struct, kw_only=True):
+    id: str | None = None
+    data: Inspection
+
+
+class InspectionController(Controller):
+    path = "/api/v1/inspections"
+    tags = ["inspections"]
+
+    @get("/", guards=[ANY_ROLE])
+    async def list_inspections(
+        self,
+        request: Request[Principal, Any, Any],
+        registry: Registry,
+        status: InspectionStatus | None = None,
+        site_id: str | None = None,
+        type_: Annotated[InspectionType | None, Parameter(query="type")] = None,
+        lead_authority_id: str | None = None,
+        planned_from: date | None = None,
+        planned_to: date | None = None,
+        limit: Limit = 50,
+        offset: Annotated[int, Parameter(ge=0)] = 0,
+    ) -> InspectionPage:
+        """Inspections you may see (inspector: assigned; supervisor: your authority's,
+        lead or participating; admin: all), filtered, by planned start, paged."""
+        filters: list[Filter] = []
+        if status is not None:
+            filters.append(Filter("status", "eq", status.value))
+        if site_id is not None:
+            filters.append(Filter("site_id", "eq", site_id))
+        if type_ is not None:
+            filters.append(Filter("type", "eq", type_.value))
+        if lead_authority_id is not None:
+            filters.append(Filter("lead_authority_id", "eq", lead_authority_id))
+        if planned_from is not None:
+            filters.append(Filter("planned_start", "gte", planned_from.isoformat()))
+        if planned_to is not None:
+            filters.append(Filter("planned_start", "lte", planned_to.isoformat()))
+        items, total = await registry.list_inspections(
+            request.user, filters, limit=limit, offset=offset
+        )
+        return to_page("inspection", items, total, limit, offset)
+
+    @post("/", guards=[STAFF])
+    async def create_inspection(
+        self, data: InspectionCreate, request: Request[Principal, Any, Any], registry: Registry
+    ) -> InspectionOut:
+        """Plan an inspection (admin, or a supervisor of the lead authority). It starts
+        as ``planned``; status, pins and team are set by their own endpoints."""
+        return to_envelope(await registry.create_inspection(request.user, data.id, data.data))
+
+    @get("/{inspection_id:str}", guards=[ANY_ROLE])
+    async def get_inspection(
+        self, inspection_id: str, request: Request[Principal, Any, Any], registry: Registry
+    ) -> InspectionOut:
+        return to_envelope(await registry.get_inspection(request.user, inspection_id))
+
+    @put("/{inspection_id:str}", guards=[STAFF])
+    async def replan_inspection(
+        self,
+        inspection_id: str,
+        data: Inspection,
+        request: Request[Principal, Any, Any],
+        registry: Registry,
+        if_match: IfMatch = None,
+    ) -> InspectionOut:
+        """Change the plan of a still-planned inspection."""
+        rec = await registry.update_inspection(
+            request.user, inspection_id, data, parse_if_match(if_match)
+        )
+        return to_envelope(rec)
+
+    @post("/{inspection_id:str}/transitions", guards=[ANY_ROLE], status_code=200)
+    async def transition(
+        self,
+        inspection_id: str,
+        data: TransitionIn,
+        request: Request[Principal, Any, Any],
+        registry: Registry,
+        if_match: IfMatch = None,
+    ) -> InspectionOut:
+        """Move the inspection to its next status: planned -> in_progress ->
+        fieldwork_done -> under_review -> closed. Any other move is 409
+        ``invalid_transition``. Starting pins the current checklist version of each
+        covered link's stage."""
+        rec = await registry.transition(
+            request.user, inspection_id, data.to, expect_rev=parse_if_match(if_match)
+        )
+        return to_envelope(rec)
+
+    @get("/{inspection_id:str}/assignments", guards=[ANY_ROLE])
+    async def list_assignments(
+        self, inspection_id: str, request: Request[Principal, Any, Any], registry: Registry
+    ) -> list[AssignmentOut]:
+        """The team."""
+        return [to_envelope(r) for r in await registry.list_assignments(request.user, inspection_id)]
+
+    @post("/{inspection_id:str}/assignments", guards=[STAFF])
+    async def assign(
+        self,
+        inspection_id: str,
+        data: AssignmentIn,
+        request: Request[Principal, Any, Any],
+        registry: Registry,
+    ) -> AssignmentOut:
+        """Put an inspector on the team (role ``lead`` or ``member``)."""
+        body = msgspec.convert(
+            {"inspection_id": inspection_id, **msgspec.to_builtins(data)}, Assignment
+        )
+        return to_envelope(await registry.assign(request.user, inspection_id, body))
+
+    @delete("/{inspection_id:str}/assignments/{assignment_id:str}", guards=[STAFF])
+    async def unassign(
+        self,
+        inspection_id: str,
+        assignment_id: str,
+        request: Request[Principal, Any, Any],
+        registry: Registry,
+    ) -> None:
+        """Take an inspector off the team."""
+        await registry.unassign(request.user, inspection_id, assignment_id)

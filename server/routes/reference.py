@@ -1,0 +1,107 @@
+"""Reference data: authorities, organisations, sites, products, segmented chains.
+
+The five resources behave the same way, so one factory builds their routers:
+admins write; everyone reads what their scope allows (inspectors only what their
+inspections reach). Writes take an optional ``If-Match: <rev>`` header.
+"""
+
+# No `from __future__ import annotations` here: the factory's handlers are annotated
+# with types chosen at run time, and Litestar reads those annotations.
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Router, get, post, put
+from litestar.params import Parameter
+
+from server.guards import ADMIN, ANY_ROLE
+from server.schemas import Limit, envelope, page, to_envelope, to_page
+from sync.errors import InvalidInput
+from sync.models import KIND_TYPES, Principal
+from sync.registry import Registry
+
+__all__ = ["PLURALS", "reference_routers"]
+
+PLURALS = {
+    "authority": "authorities",
+    "organisation": "organisations",
+    "site": "sites",
+    "product": "products",
+    "chain": "chains",
+}
+
+IfMatch = Annotated[
+    str | None,
+    Parameter(header="If-Match", description="The rev this write is based on", required=False),
+]
+
+
+def parse_if_match(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value.strip().strip('"').removeprefix('W/"'))
+    except ValueError:
+        raise InvalidInput("If-Match must be a record revision number", field="If-Match") from None
+
+
+def _router(kind: str) -> Router:
+    plural = PLURALS[kind]
+    body_type: Any = KIND_TYPES[kind]
+    out: Any = envelope(kind)
+    out_page: Any = page(kind)
+    create_body: Any = msgspec.defstruct(
+        f"{body_type.__name__}Create",
+        [("id", str | None, None), ("data", body_type)],
+        kw_only=True,
+    )
+
+    async def list_records(
+        request: Request[Principal, Any, Any],
+        registry: Registry,
+        limit: Limit = 50,
+        offset: Annotated[int, Parameter(ge=0)] = 0,
+    ) -> out_page:
+        items, total = await registry.list_reference(
+            request.user, kind, limit=limit, offset=offset
+        )
+        return to_page(kind, items, total, limit, offset)
+
+    async def get_record(
+        record_id: str, request: Request[Principal, Any, Any], registry: Registry
+    ) -> out:
+        return to_envelope(await registry.get_reference(request.user, kind, record_id))
+
+    async def create_record(
+        data: create_body, request: Request[Principal, Any, Any], registry: Registry
+    ) -> out:
+        rec = await registry.create_reference(request.user, kind, data.id, data.data)
+        return to_envelope(rec)
+
+    async def replace_record(
+        record_id: str,
+        data: body_type,
+        request: Request[Principal, Any, Any],
+        registry: Registry,
+        if_match: IfMatch = None,
+    ) -> out:
+        rec = await registry.replace_reference(
+            request.user, kind, record_id, data, parse_if_match(if_match)
+        )
+        return to_envelope(rec)
+
+    handlers = [
+        get("/", guards=[ANY_ROLE], operation_id=f"list_{plural}",
+            summary=f"List {plural} you may see")(list_records),
+        get("/{record_id:str}", guards=[ANY_ROLE], operation_id=f"get_{kind}",
+            summary=f"One {kind}")(get_record),
+        post("/", guards=[ADMIN], operation_id=f"create_{kind}",
+             summary=f"Create a {kind} (admin)")(create_record),
+        put("/{record_id:str}", guards=[ADMIN], operation_id=f"replace_{kind}",
+            summary=f"Replace a {kind} (admin)")(replace_record),
+    ]
+    return Router(path=f"/api/v1/{plural}", route_handlers=handlers, tags=[plural])
+
+
+def reference_routers() -> list[Router]:
+    return [_router(kind) for kind in PLURALS]

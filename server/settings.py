@@ -1,0 +1,131 @@
+"""Settings: one typed struct, read from ``INSPECTSYNC_*`` environment variables.
+
+Nothing is read at import time: :func:`Settings.from_env` is called by the CLI, and
+tests build ``Settings(...)`` directly. ``docs/operations.md`` lists every variable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+__all__ = ["ConfigError", "Settings"]
+
+
+class ConfigError(RuntimeError):
+    """The settings cannot run a server (e.g. no signing secret outside demo mode)."""
+
+
+class Settings(msgspec.Struct, kw_only=True):
+    data_dir: str = "./data"
+    """Directory for the SQLite file, the demo signing key and (later) evidence files.
+    Env: INSPECTSYNC_DATA_DIR."""
+
+    db_path: str = ""
+    """SQLite database file; empty means ``<data_dir>/inspectsync.db``. Env: INSPECTSYNC_DB."""
+
+    host: str = "127.0.0.1"
+    """Address ``serve`` listens on. Env: INSPECTSYNC_HOST."""
+
+    port: int = 8000
+    """Port ``serve`` listens on. Env: INSPECTSYNC_PORT."""
+
+    jwt_secret: str = ""
+    """HMAC secret that signs access tokens (>= 32 bytes). Required unless ``demo``.
+    Env: INSPECTSYNC_JWT_SECRET."""
+
+    jwt_kid: str = "k1"
+    """Key id written in the ``kid`` header of new tokens. Env: INSPECTSYNC_JWT_KID."""
+
+    jwt_previous_keys: str = ""
+    """Older keys still accepted while tokens signed with them expire, as
+    ``kid:secret,kid:secret``. Env: INSPECTSYNC_JWT_PREVIOUS_KEYS."""
+
+    jwt_issuer: str = "inspectsync"
+    """``iss`` claim written and required. Env: INSPECTSYNC_JWT_ISSUER."""
+
+    jwt_audience: str = "inspectsync-api"
+    """``aud`` claim written and required. Env: INSPECTSYNC_JWT_AUDIENCE."""
+
+    access_ttl_seconds: int = 900
+    """Lifetime of an access token. Env: INSPECTSYNC_ACCESS_TTL_SECONDS."""
+
+    refresh_ttl_days: int = 30
+    """Lifetime of a refresh token (a tablet offline longer must log in again).
+    Env: INSPECTSYNC_REFRESH_TTL_DAYS."""
+
+    login_max_failures: int = 5
+    """Failed logins allowed per username and client address within the window.
+    Env: INSPECTSYNC_LOGIN_MAX_FAILURES."""
+
+    login_window_seconds: int = 300
+    """The window of the login limit. Env: INSPECTSYNC_LOGIN_WINDOW_SECONDS."""
+
+    max_body_bytes: int = 2_000_000
+    """Largest request body accepted (413 beyond). Env: INSPECTSYNC_MAX_BODY_BYTES."""
+
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    """SQLite durability: FULL survives power loss, NORMAL a killed process.
+    Env: INSPECTSYNC_SQLITE_SYNCHRONOUS."""
+
+    demo: bool = False
+    """Demo mode: generate and keep a signing secret in the data directory if none is
+    set. Set by ``serve --demo``; not an environment variable."""
+
+    log_level: str = "INFO"
+    """Env: INSPECTSYNC_LOG_LEVEL."""
+
+    @property
+    def database(self) -> str:
+        return self.db_path or str(Path(self.data_dir) / "inspectsync.db")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from ``INSPECTSYNC_<FIELD>`` variables (``INSPECTSYNC_DB`` for
+        ``db_path``), then ``overrides``; values are validated by type."""
+        env = os.environ if env is None else env
+        raw: dict[str, object] = {}
+        for field in cls.__struct_fields__:
+            name = "INSPECTSYNC_DB" if field == "db_path" else f"INSPECTSYNC_{field.upper()}"
+            if field != "demo" and name in env:
+                raw[field] = env[name]
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return msgspec.convert(raw, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"invalid setting: {exc}") from exc
+
+    def signing_keys(self) -> tuple[str, dict[str, str]]:
+        """The current kid and every accepted key by kid.
+
+        In demo mode with no secret set, a random one is generated once and kept in
+        ``<data_dir>/jwt-secret`` so tokens survive a restart.
+        """
+        secret = self.jwt_secret
+        if not secret:
+            if not self.demo:
+                raise ConfigError(
+                    "INSPECTSYNC_JWT_SECRET is not set; set it to a random string of 32+ "
+                    "characters (or run `inspectsync serve --demo` to try the server)"
+                )
+            path = Path(self.data_dir) / "jwt-secret"
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(secrets.token_urlsafe(48))
+                path.chmod(0o600)
+            secret = path.read_text().strip()
+        if len(secret) < 32:
+            raise ConfigError("INSPECTSYNC_JWT_SECRET must be at least 32 characters")
+        keys: dict[str, str] = {}
+        for pair in filter(None, (p.strip() for p in self.jwt_previous_keys.split(","))):
+            kid, sep, old = pair.partition(":")
+            if not sep or not kid or len(old) < 32:
+                raise ConfigError("INSPECTSYNC_JWT_PREVIOUS_KEYS must be kid:secret pairs")
+            keys[kid] = old
+        keys[self.jwt_kid] = secret
+        return self.jwt_kid, keys

@@ -1,0 +1,121 @@
+"""Versioned SQLite schema migrations, applied with sqlite-utils.
+
+Each migration is a function over a ``sqlite_utils.Database``, run once inside a
+transaction and recorded in ``schema_migrations``. Migrations only ever add: a new
+table, a new column with a default, a new index. Data is never dropped; a rename is a
+copy followed, in a later release, by a cleanup that checks the copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import sqlite_utils
+
+__all__ = ["MIGRATIONS", "apply_migrations"]
+
+
+def _m1_initial(db: sqlite_utils.Database) -> None:
+    db["users"].create(  # type: ignore[union-attr]
+        {
+            "id": str,
+            "username": str,
+            "display_name": str,
+            "role": str,
+            "authority_id": str,
+            "password_hash": str,
+            "disabled": int,
+            "created_at": str,
+        },
+        pk="id",
+        not_null={"username", "role", "authority_id", "password_hash", "created_at"},
+        defaults={"disabled": 0},
+    )
+    db["users"].create_index(["username"], unique=True)  # type: ignore[union-attr]
+    db["devices"].create(  # type: ignore[union-attr]
+        {
+            "id": str,
+            "user_id": str,
+            "name": str,
+            "platform": str,
+            "app_version": str,
+            "registered_at": str,
+            "revoked_at": str,
+            "last_seen_at": str,
+        },
+        pk="id",
+        foreign_keys=[("user_id", "users", "id")],
+        not_null={"user_id", "registered_at"},
+        defaults={"platform": "", "app_version": ""},
+    )
+    db["devices"].create_index(["user_id"])  # type: ignore[union-attr]
+    db["refresh_tokens"].create(  # type: ignore[union-attr]
+        {
+            "token_hash": str,
+            "family_id": str,
+            "user_id": str,
+            "device_id": str,
+            "issued_at": str,
+            "expires_at": str,
+            "used_at": str,
+            "revoked_at": str,
+        },
+        pk="token_hash",
+        foreign_keys=[("user_id", "users", "id"), ("device_id", "devices", "id")],
+        not_null={"family_id", "user_id", "issued_at", "expires_at"},
+    )
+    db["refresh_tokens"].create_index(["family_id"])  # type: ignore[union-attr]
+    db["refresh_tokens"].create_index(["device_id"])  # type: ignore[union-attr]
+    db["records"].create(  # type: ignore[union-attr]
+        {
+            "kind": str,
+            "id": str,
+            "data": str,
+            "rev": int,
+            "seq": int,
+            "deleted": int,
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk=("kind", "id"),
+        not_null={"data", "rev", "seq", "created_at", "updated_at"},
+        defaults={"deleted": 0},
+    )
+    db["records"].create_index(["seq"], unique=True)  # type: ignore[union-attr]
+    db["seq_counter"].create({"id": int, "value": int}, pk="id")  # type: ignore[union-attr]
+    db["seq_counter"].insert({"id": 1, "value": 0})  # type: ignore[union-attr]
+
+
+MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
+    (1, "users, devices, refresh tokens, records and the change sequence", _m1_initial),
+]
+
+
+def apply_migrations(path: str) -> list[int]:
+    """Apply every migration not yet recorded; return the versions applied now."""
+    db = sqlite_utils.Database(path)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        if "schema_migrations" not in db.table_names():
+            db["schema_migrations"].create(  # type: ignore[union-attr]
+                {"version": int, "description": str, "applied_at": str}, pk="version"
+            )
+        done = {row["version"] for row in db["schema_migrations"].rows}
+        applied: list[int] = []
+        for version, description, migrate in MIGRATIONS:
+            if version in done:
+                continue
+            with db.conn:
+                migrate(db)
+                db["schema_migrations"].insert(  # type: ignore[union-attr]
+                    {
+                        "version": version,
+                        "description": description,
+                        "applied_at": datetime.now(UTC).isoformat(),
+                    }
+                )
+            applied.append(version)
+        return applied
+    finally:
+        db.close()

@@ -1,0 +1,258 @@
+"""The domain's values: who is asking, and the records the server keeps.
+
+Reference data and inspections are *records*: a kind, an id, a revision, a position in
+the change feed (``seq``) and a body that is one of the structs below. Keeping every
+synced entity in one shape is what lets one change feed serve every tablet (see
+``docs/architecture.md``).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from typing import Any, Literal
+
+import msgspec
+
+from checklists.schema import StageType
+
+__all__ = [
+    "KIND_TYPES",
+    "Assignment",
+    "Authority",
+    "Chain",
+    "ChainLink",
+    "ChecklistTemplateRecord",
+    "ChecklistVersionRecord",
+    "Device",
+    "Filter",
+    "Inspection",
+    "InspectionStatus",
+    "InspectionType",
+    "Organisation",
+    "Principal",
+    "Product",
+    "RefreshToken",
+    "Role",
+    "Site",
+    "StoredRecord",
+    "User",
+]
+
+
+class Role(enum.StrEnum):
+    INSPECTOR = "inspector"
+    SUPERVISOR = "supervisor"
+    ADMIN = "admin"
+
+
+class Principal(msgspec.Struct, frozen=True):
+    """A verified caller, as the server hands it to the engine (never a token)."""
+
+    user_id: str
+    username: str
+    role: Role
+    authority_id: str
+    device_id: str | None = None
+
+
+class User(msgspec.Struct, kw_only=True):
+    id: str
+    username: str
+    display_name: str
+    role: Role
+    authority_id: str
+    password_hash: str
+    disabled: bool = False
+    created_at: datetime
+
+
+class Device(msgspec.Struct, kw_only=True):
+    id: str
+    user_id: str
+    name: str
+    platform: str = ""
+    app_version: str = ""
+    registered_at: datetime
+    revoked_at: datetime | None = None
+    last_seen_at: datetime | None = None
+
+
+class RefreshToken(msgspec.Struct, kw_only=True):
+    """A refresh token as stored: only its SHA-256 is kept, never the token."""
+
+    token_hash: str
+    family_id: str
+    user_id: str
+    device_id: str | None
+    issued_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class StoredRecord(msgspec.Struct, kw_only=True):
+    """A record as the store holds it. ``seq`` is its place in the change feed."""
+
+    kind: str
+    id: str
+    data: dict[str, Any]
+    rev: int
+    seq: int
+    deleted: bool = False
+    created_at: datetime
+    updated_at: datetime
+
+
+FilterOp = Literal["eq", "ne", "in", "contains", "gte", "lte"]
+
+
+class Filter(msgspec.Struct, frozen=True):
+    """A condition on a top-level field of a record's data.
+
+    ``contains`` is membership in a list field; ``in`` is the field's value in a list.
+    """
+
+    field: str
+    op: FilterOp
+    value: Any
+
+
+# --- record bodies -------------------------------------------------------------------
+
+_record = {"kw_only": True, "forbid_unknown_fields": True}
+
+
+class Authority(msgspec.Struct, **_record):  # type: ignore[call-arg]
+    """A regulator: the national one or a provincial one."""
+
+    name: str
+    level: Literal["national", "provincial"]
+    province: str | None = None
+    name_zh: str = ""
+
+
+class Organisation(msgspec.Struct, **_record):  # type: ignore[call-arg]
+    name: str
+    kind: Literal["mah", "contract_manufacturer", "testing_lab", "logistics_provider"]
+    country: str = "CN"
+
+
+class Site(msgspec.Struct, **_record):  # type: ignore[call-arg]
+    organisation_id: str
+    name: str
+    province: str
+    licence_number: str
+    address: str
+    country: str = "CN"
+
+
+class Product(msgspec.Struct, **_record):  # type: ignore[call-arg]
+    name: str
+    category: Literal["adc", "mab", "vaccine", "glp1", "insulin", "other_biologic"]
+    mah_id: str
+
+
+class ChainLink(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One segment of a chain: a stage type performed at a site."""
+
+    id: str
+    stage_type: StageType
+    site_id: str
+    hands_over: str = ""
+
+
+class Chain(msgspec.Struct, **_record):  # type: ignore[call-arg]
+    """The ordered links that make a product, under its MAH."""
+
+    product_id: str
+    name: str
+    links: list[ChainLink]
+
+
+class InspectionStatus(enum.StrEnum):
+    PLANNED = "planned"
+    IN_PROGRESS = "in_progress"
+    FIELDWORK_DONE = "fieldwork_done"
+    UNDER_REVIEW = "under_review"
+    CLOSED = "closed"
+
+
+class InspectionType(enum.StrEnum):
+    PRE_APPROVAL = "pre_approval"
+    ROUTINE = "routine"
+    FOR_CAUSE = "for_cause"
+    JOINT_CROSS_PROVINCE = "joint_cross_province"
+    FOLLOW_UP = "follow_up"
+
+
+class Inspection(msgspec.Struct, **_record):  # type: ignore[call-arg]
+    """An inspection of one site, covering links of one chain.
+
+    ``authority_ids`` (lead + participating) and ``team_user_ids`` are derived by the
+    engine on every write; they exist so scope queries are simple filters.
+    ``pins`` maps a covered link id to the checklist version id it was started with.
+    """
+
+    title: str
+    site_id: str
+    chain_id: str
+    link_ids: list[str]
+    type: InspectionType
+    lead_authority_id: str
+    participating_authority_ids: list[str] = []
+    planned_start: date
+    planned_end: date
+    status: InspectionStatus = InspectionStatus.PLANNED
+    pins: dict[str, str] = {}
+    authority_ids: list[str] = []
+    team_user_ids: list[str] = []
+    started_at: datetime | None = None
+    closed_at: datetime | None = None
+
+
+class Assignment(msgspec.Struct, **_record):  # type: ignore[call-arg]
+    """An inspector on an inspection: what decides which data reach which tablet."""
+
+    inspection_id: str
+    user_id: str
+    role: Literal["lead", "member"] = "member"
+    sections: list[str] | None = None
+
+
+class ChecklistTemplateRecord(msgspec.Struct, **_record):  # type: ignore[call-arg]
+    """A template's identity; its content lives in its versions."""
+
+    stage_type: StageType
+    title_en: str
+    title_zh: str
+    created_by: str
+
+
+class ChecklistVersionRecord(msgspec.Struct, **_record):  # type: ignore[call-arg]
+    """One version of a template. Only a ``draft`` is ever changed."""
+
+    template_key: str
+    version: int
+    status: Literal["draft", "published", "retired"] = "draft"
+    content: dict[str, Any]
+    created_by: str
+    changelog: str = ""
+    published_by: str | None = None
+    published_at: datetime | None = None
+    effective_date: date | None = None
+    retired_at: datetime | None = None
+
+
+KIND_TYPES: dict[str, type[msgspec.Struct]] = {
+    "authority": Authority,
+    "organisation": Organisation,
+    "site": Site,
+    "product": Product,
+    "chain": Chain,
+    "inspection": Inspection,
+    "assignment": Assignment,
+    "checklist_template": ChecklistTemplateRecord,
+    "checklist_version": ChecklistVersionRecord,
+}
+"""Every record kind and the struct its body decodes to."""

@@ -1,0 +1,495 @@
+"""The embedded backend: SQLite through aiosqlite.
+
+One writer connection behind an asyncio lock (so concurrent requests queue instead of
+meeting "database is locked") and one reader connection; WAL lets reads run while a
+write is in progress. Schema migrations run with sqlite-utils before the async
+connections open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import msgspec
+
+from sync._migrations import apply_migrations
+from sync.errors import AlreadyExists, NotFound, RevisionMismatch, StorageError
+from sync.models import Device, Filter, RefreshToken, Role, StoredRecord, User
+from sync.store import Store, Transaction
+
+__all__ = ["SQLiteStore"]
+
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value is not None else None
+
+
+class SQLiteStore(Store):
+    """SQLite storage in one file (or ``:memory:``-like temp paths in tests).
+
+    ``synchronous`` is SQLite's durability setting: ``FULL`` (default) survives power
+    loss; ``NORMAL`` survives a killed process, which is what the crash test checks.
+    """
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+        self.path = str(path)
+        self.synchronous = synchronous
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    # --- lifecycle -------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._writer is not None:
+            return
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            await asyncio.to_thread(apply_migrations, self.path)
+            self._writer = await self._connect()
+            self._reader = await self._connect()
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open database {self.path}", original=exc) from exc
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA busy_timeout=5000",
+            f"PRAGMA synchronous={self.synchronous}",
+        ):
+            await conn.execute(pragma)
+        return conn
+
+    async def close(self) -> None:
+        for conn in (self._writer, self._reader):
+            if conn is not None:
+                await conn.close()
+        self._writer = self._reader = None
+
+    async def ping(self) -> None:
+        await self._fetchone("SELECT 1")
+
+    async def schema_version(self) -> int:
+        row = await self._fetchone("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
+        return int(row["v"]) if row else 0
+
+    # --- plumbing --------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One serialised write transaction: BEGIN IMMEDIATE ... COMMIT, or ROLLBACK."""
+        if self._writer is None:
+            raise StorageError("store is not open")
+        async with self._lock:
+            db = self._writer
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StorageError("cannot begin a transaction", original=exc) from exc
+            try:
+                yield db
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+            try:
+                await db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await db.execute("ROLLBACK")
+                raise StorageError("commit failed", original=exc) from exc
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        if self._reader is None:
+            raise StorageError("store is not open")
+        try:
+            return list(await self._reader.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise StorageError(f"query failed: {exc}", original=exc) from exc
+
+    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        rows = await self._fetchall(sql, params)
+        return rows[0] if rows else None
+
+    # --- users -----------------------------------------------------------------
+
+    @staticmethod
+    def _user(row: sqlite3.Row) -> User:
+        return User(
+            id=row["id"],
+            username=row["username"],
+            display_name=row["display_name"],
+            role=Role(row["role"]),
+            authority_id=row["authority_id"],
+            password_hash=row["password_hash"],
+            disabled=bool(row["disabled"]),
+            created_at=datetime.fromisoformat(row["created_at"]),
+        )
+
+    async def add_user(self, user: User) -> User:
+        try:
+            async with self._write() as db:
+                await db.execute(
+                    "INSERT INTO users (id, username, display_name, role, authority_id,"
+                    " password_hash, disabled, created_at) VALUES (?,?,?,?,?,?,?,?)",
+                    (
+                        user.id,
+                        user.username,
+                        user.display_name,
+                        user.role.value,
+                        user.authority_id,
+                        user.password_hash,
+                        int(user.disabled),
+                        user.created_at.isoformat(),
+                    ),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise AlreadyExists(f"user {user.username!r} exists", field="username") from exc
+        return user
+
+    async def get_user(self, user_id: str) -> User | None:
+        row = await self._fetchone("SELECT * FROM users WHERE id = ?", (user_id,))
+        return self._user(row) if row else None
+
+    async def find_user(self, username: str) -> User | None:
+        row = await self._fetchone("SELECT * FROM users WHERE username = ?", (username,))
+        return self._user(row) if row else None
+
+    async def list_users(self) -> list[User]:
+        return [self._user(r) for r in await self._fetchall("SELECT * FROM users ORDER BY username")]
+
+    async def update_user(
+        self, user_id: str, *, password_hash: str | None = None, disabled: bool | None = None
+    ) -> User:
+        async with self._write() as db:
+            if password_hash is not None:
+                await db.execute(
+                    "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
+                )
+            if disabled is not None:
+                await db.execute(
+                    "UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user_id)
+                )
+            cur = await db.execute("SELECT * FROM users WHERE id = ?", (user_id,))
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"no user {user_id!r}")
+        return self._user(row)
+
+    # --- devices ---------------------------------------------------------------
+
+    @staticmethod
+    def _device(row: sqlite3.Row) -> Device:
+        return Device(
+            id=row["id"],
+            user_id=row["user_id"],
+            name=row["name"],
+            platform=row["platform"],
+            app_version=row["app_version"],
+            registered_at=datetime.fromisoformat(row["registered_at"]),
+            revoked_at=_dt(row["revoked_at"]),
+            last_seen_at=_dt(row["last_seen_at"]),
+        )
+
+    async def add_device(self, device: Device) -> Device:
+        try:
+            async with self._write() as db:
+                await db.execute(
+                    "INSERT INTO devices (id, user_id, name, platform, app_version,"
+                    " registered_at, revoked_at, last_seen_at) VALUES (?,?,?,?,?,?,?,?)",
+                    (
+                        device.id,
+                        device.user_id,
+                        device.name,
+                        device.platform,
+                        device.app_version,
+                        device.registered_at.isoformat(),
+                        _ts(device.revoked_at),
+                        _ts(device.last_seen_at),
+                    ),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise AlreadyExists(f"device {device.id!r} exists", field="id") from exc
+        return device
+
+    async def get_device(self, device_id: str) -> Device | None:
+        row = await self._fetchone("SELECT * FROM devices WHERE id = ?", (device_id,))
+        return self._device(row) if row else None
+
+    async def list_devices(self, user_id: str | None = None) -> list[Device]:
+        if user_id is None:
+            rows = await self._fetchall("SELECT * FROM devices ORDER BY registered_at, id")
+        else:
+            rows = await self._fetchall(
+                "SELECT * FROM devices WHERE user_id = ? ORDER BY registered_at, id", (user_id,)
+            )
+        return [self._device(r) for r in rows]
+
+    async def revoke_device(self, device_id: str, at: datetime) -> Device:
+        async with self._write() as db:
+            await db.execute(
+                "UPDATE devices SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
+                (at.isoformat(), device_id),
+            )
+            await db.execute(
+                "UPDATE refresh_tokens SET revoked_at = COALESCE(revoked_at, ?)"
+                " WHERE device_id = ?",
+                (at.isoformat(), device_id),
+            )
+            cur = await db.execute("SELECT * FROM devices WHERE id = ?", (device_id,))
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"no device {device_id!r}")
+        return self._device(row)
+
+    async def touch_device(self, device_id: str, at: datetime, app_version: str | None) -> None:
+        async with self._write() as db:
+            await db.execute(
+                "UPDATE devices SET last_seen_at = ?, app_version = COALESCE(?, app_version)"
+                " WHERE id = ?",
+                (at.isoformat(), app_version, device_id),
+            )
+
+    # --- refresh tokens --------------------------------------------------------
+
+    @staticmethod
+    def _token(row: sqlite3.Row) -> RefreshToken:
+        return RefreshToken(
+            token_hash=row["token_hash"],
+            family_id=row["family_id"],
+            user_id=row["user_id"],
+            device_id=row["device_id"],
+            issued_at=datetime.fromisoformat(row["issued_at"]),
+            expires_at=datetime.fromisoformat(row["expires_at"]),
+            used_at=_dt(row["used_at"]),
+            revoked_at=_dt(row["revoked_at"]),
+        )
+
+    async def add_refresh_token(self, token: RefreshToken) -> None:
+        async with self._write() as db:
+            await db.execute(
+                "INSERT INTO refresh_tokens (token_hash, family_id, user_id, device_id,"
+                " issued_at, expires_at, used_at, revoked_at) VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    token.token_hash,
+                    token.family_id,
+                    token.user_id,
+                    token.device_id,
+                    token.issued_at.isoformat(),
+                    token.expires_at.isoformat(),
+                    _ts(token.used_at),
+                    _ts(token.revoked_at),
+                ),
+            )
+
+    async def use_refresh_token(self, token_hash: str, at: datetime) -> RefreshToken | None:
+        async with self._write() as db:
+            cur = await db.execute(
+                "SELECT * FROM refresh_tokens WHERE token_hash = ?", (token_hash,)
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            before = self._token(row)
+            if before.used_at is None:
+                await db.execute(
+                    "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ?",
+                    (at.isoformat(), token_hash),
+                )
+        return before
+
+    async def revoke_token_family(self, family_id: str, at: datetime) -> int:
+        async with self._write() as db:
+            cur = await db.execute(
+                "UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ?"
+                " AND revoked_at IS NULL",
+                (at.isoformat(), family_id),
+            )
+            return cur.rowcount
+
+    # --- records ---------------------------------------------------------------
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        async with self._write() as db:
+            yield _SQLiteTransaction(db)
+
+    async def get_record(self, kind: str, record_id: str) -> StoredRecord | None:
+        row = await self._fetchone(
+            "SELECT * FROM records WHERE kind = ? AND id = ? AND deleted = 0", (kind, record_id)
+        )
+        return _record(row) if row else None
+
+    @staticmethod
+    def _where(kind: str, filters: Sequence[Filter]) -> tuple[str, list[Any]]:
+        clauses = ["kind = ?", "deleted = 0"]
+        params: list[Any] = [kind]
+        for f in filters:
+            if not _FIELD.match(f.field):
+                raise ValueError(f"bad filter field {f.field!r}")
+            col = "id" if f.field == "id" else f"json_extract(data, '$.{f.field}')"
+            if f.op == "eq":
+                clauses.append(f"{col} = ?")
+                params.append(f.value)
+            elif f.op == "ne":
+                clauses.append(f"{col} IS NOT ?")
+                params.append(f.value)
+            elif f.op == "gte":
+                clauses.append(f"{col} >= ?")
+                params.append(f.value)
+            elif f.op == "lte":
+                clauses.append(f"{col} <= ?")
+                params.append(f.value)
+            elif f.op == "in":
+                values = list(f.value)
+                if not values:
+                    clauses.append("0")
+                    continue
+                clauses.append(f"{col} IN ({','.join('?' * len(values))})")
+                params.extend(values)
+            elif f.op == "contains":
+                clauses.append(
+                    f"EXISTS (SELECT 1 FROM json_each(data, '$.{f.field}') WHERE value = ?)"
+                )
+                params.append(f.value)
+            else:  # pragma: no cover - Filter.op is a Literal
+                raise ValueError(f"bad filter op {f.op!r}")
+        return " AND ".join(clauses), params
+
+    async def list_records(
+        self,
+        kind: str,
+        filters: Sequence[Filter] = (),
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        order_by: str = "id",
+    ) -> list[StoredRecord]:
+        where, params = self._where(kind, filters)
+        desc = order_by.startswith("-")
+        field = order_by.lstrip("-")
+        if not _FIELD.match(field):
+            raise ValueError(f"bad order field {field!r}")
+        col = "id" if field == "id" else f"json_extract(data, '$.{field}')"
+        direction = "DESC" if desc else "ASC"
+        sql = f"SELECT * FROM records WHERE {where} ORDER BY {col} {direction}, id {direction}"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            params += [limit, offset]
+        return [_record(r) for r in await self._fetchall(sql, params)]
+
+    async def count_records(self, kind: str, filters: Sequence[Filter] = ()) -> int:
+        where, params = self._where(kind, filters)
+        row = await self._fetchone(f"SELECT COUNT(*) AS n FROM records WHERE {where}", params)
+        return int(row["n"]) if row else 0
+
+
+class _SQLiteTransaction(Transaction):
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def _row(self, kind: str, record_id: str) -> sqlite3.Row | None:
+        cur = await self._db.execute(
+            "SELECT * FROM records WHERE kind = ? AND id = ?", (kind, record_id)
+        )
+        return await cur.fetchone()
+
+    async def get_record(self, kind: str, record_id: str) -> StoredRecord | None:
+        row = await self._row(kind, record_id)
+        return _record(row) if row is not None and not row["deleted"] else None
+
+    async def create_record(self, kind: str, record_id: str, data: dict[str, Any]) -> StoredRecord:
+        now = _now()
+        if await self._row(kind, record_id) is not None:
+            raise AlreadyExists(f"{kind} {record_id!r} exists", field="id")
+        seq = await _next_seq(self._db)
+        await self._db.execute(
+            "INSERT INTO records (kind, id, data, rev, seq, deleted, created_at, updated_at)"
+            " VALUES (?,?,?,?,?,0,?,?)",
+            (kind, record_id, msgspec.json.encode(data).decode(), 1, seq, now, now),
+        )
+        at = datetime.fromisoformat(now)
+        return StoredRecord(
+            kind=kind, id=record_id, data=data, rev=1, seq=seq, created_at=at, updated_at=at
+        )
+
+    async def _replace(
+        self, kind: str, record_id: str, data: dict[str, Any] | None, expect_rev: int | None
+    ) -> StoredRecord:
+        row = await self._row(kind, record_id)
+        if row is None or row["deleted"]:
+            raise NotFound(f"no {kind} {record_id!r}")
+        if expect_rev is not None and row["rev"] != expect_rev:
+            raise RevisionMismatch(
+                f"{kind} {record_id!r} is at rev {row['rev']}, not {expect_rev}",
+                current_rev=row["rev"],
+            )
+        now = _now()
+        seq = await _next_seq(self._db)
+        new_data = json.loads(row["data"]) if data is None else data
+        await self._db.execute(
+            "UPDATE records SET data = ?, rev = rev + 1, seq = ?, deleted = ?, updated_at = ?"
+            " WHERE kind = ? AND id = ?",
+            (msgspec.json.encode(new_data).decode(), seq, int(data is None), now, kind, record_id),
+        )
+        return StoredRecord(
+            kind=kind,
+            id=record_id,
+            data=new_data,
+            rev=row["rev"] + 1,
+            seq=seq,
+            deleted=data is None,
+            created_at=datetime.fromisoformat(row["created_at"]),
+            updated_at=datetime.fromisoformat(now),
+        )
+
+    async def update_record(
+        self, kind: str, record_id: str, data: dict[str, Any], *, expect_rev: int | None = None
+    ) -> StoredRecord:
+        return await self._replace(kind, record_id, data, expect_rev)
+
+    async def delete_record(
+        self, kind: str, record_id: str, *, expect_rev: int | None = None
+    ) -> StoredRecord:
+        return await self._replace(kind, record_id, None, expect_rev)
+
+
+def _record(row: sqlite3.Row) -> StoredRecord:
+    return StoredRecord(
+        kind=row["kind"],
+        id=row["id"],
+        data=json.loads(row["data"]),
+        rev=row["rev"],
+        seq=row["seq"],
+        deleted=bool(row["deleted"]),
+        created_at=datetime.fromisoformat(row["created_at"]),
+        updated_at=datetime.fromisoformat(row["updated_at"]),
+    )
+
+
+async def _next_seq(db: aiosqlite.Connection) -> int:
+    cur = await db.execute("UPDATE seq_counter SET value = value + 1 RETURNING value")
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
