@@ -5,7 +5,13 @@ This package depends on msgspec and PyYAML only; it never imports a web framewor
 
 from pathlib import Path
 
-from checklists.loader import ChecklistError, check_complete, decode_template, load_file, load_library
+from checklists.loader import (
+    ChecklistError,
+    check_complete,
+    decode_template,
+    load_file,
+    load_library,
+)
 from checklists.schema import StageType, Template
 
 __all__ = [

@@ -43,11 +43,7 @@ class TemplateDiff(msgspec.Struct):
 
 
 def _fields(obj: msgspec.Struct, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {
-        f: msgspec.to_builtins(getattr(obj, f))
-        for f in obj.__struct_fields__
-        if f not in skip
-    }
+    return {f: msgspec.to_builtins(getattr(obj, f)) for f in obj.__struct_fields__ if f not in skip}
 
 
 def _changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, FieldChange]:
@@ -69,10 +65,16 @@ def diff_templates(old: Template, new: Template) -> TemplateDiff:
         i.key: {**_fields(i), "section": s.key, "position": n}
         for n, (s, i) in enumerate(new.items())
     }
-    old_secs = {s.key: {**_fields(s, ("items",)), "position": n} for n, s in enumerate(old.sections)}
-    new_secs = {s.key: {**_fields(s, ("items",)), "position": n} for n, s in enumerate(new.sections)}
+    old_secs = {
+        s.key: {**_fields(s, ("items",)), "position": n} for n, s in enumerate(old.sections)
+    }
+    new_secs = {
+        s.key: {**_fields(s, ("items",)), "position": n} for n, s in enumerate(new.sections)
+    }
     items_changed = {
-        k: c for k in old_items.keys() & new_items.keys() if (c := _changes(old_items[k], new_items[k]))
+        k: c
+        for k in old_items.keys() & new_items.keys()
+        if (c := _changes(old_items[k], new_items[k]))
     }
     sections_changed = {
         k: c for k in old_secs.keys() & new_secs.keys() if (c := _changes(old_secs[k], new_secs[k]))

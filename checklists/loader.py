@@ -63,8 +63,11 @@ _StrictLoader.add_constructor(
 )
 # YAML 1.1 would read `no` as False and `2024-01-01` as a date; templates want strings.
 _StrictLoader.yaml_implicit_resolvers = {
-    ch: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:bool",
-                                                           "tag:yaml.org,2002:timestamp")]
+    ch: [
+        (tag, rx)
+        for tag, rx in resolvers
+        if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")
+    ]
     for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _StrictLoader.add_implicit_resolver(
@@ -233,7 +236,8 @@ def _check_item(item: Item, where: str, earlier: dict[str, Item]) -> None:
         for field in ("unit", "min", "max"):
             if getattr(item, field) is not None:
                 raise ChecklistError(
-                    f"{where}.{field}", f"{field} is only allowed on number items, not {item.answer}"
+                    f"{where}.{field}",
+                    f"{field} is only allowed on number items, not {item.answer}",
                 )
     elif item.min is not None and item.max is not None and item.min > item.max:
         raise ChecklistError(f"{where}.min", f"min {item.min} is greater than max {item.max}")

@@ -51,9 +51,7 @@ class Accounts:
         return user
 
     async def set_password(self, user_id: str, password: str) -> User:
-        return await self.store.update_user(
-            user_id, password_hash=self.passwords.hash(password)
-        )
+        return await self.store.update_user(user_id, password_hash=self.passwords.hash(password))
 
     async def set_disabled(self, user_id: str, disabled: bool) -> User:
         return await self.store.update_user(user_id, disabled=disabled)

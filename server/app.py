@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -33,7 +32,7 @@ from sync.registry import Registry
 from sync.sqlite_store import SQLiteStore
 from sync.store import Store
 
-__all__ = ["Services", "create_app", "build_services"]
+__all__ = ["Services", "build_services", "create_app"]
 
 VERSION = "0.1.0"
 
@@ -45,7 +44,7 @@ class Services:
         self.settings = settings
         self.store = store
         self.clock = clock
-        self.passwords = Passwords()
+        self.passwords = Passwords(settings.password_time_cost, settings.password_memory_kib)
         self.auth = AuthService(settings, store, clock, self.passwords)
         self.accounts = Accounts(store, self.passwords, clock)
         self.authoring = Authoring(store, clock)

@@ -109,7 +109,7 @@ class DeviceIn(msgspec.Struct, kw_only=True):
 class TokenPair(msgspec.Struct, kw_only=True):
     access_token: str
     refresh_token: str
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105 - the OAuth token type, not a secret
     expires_in: int
     user_id: str
     role: Role
@@ -157,8 +157,8 @@ def _digest(token: str) -> str:
 class Passwords:
     """argon2id hashing with argon2-cffi's recommended parameters."""
 
-    def __init__(self) -> None:
-        self.hasher = PasswordHasher()
+    def __init__(self, time_cost: int = 3, memory_kib: int = 65536) -> None:
+        self.hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
         # A real hash to verify against when the username is unknown, so both paths
         # take the same time and do not reveal which usernames exist.
         self.dummy_hash = self.hasher.hash(secrets.token_hex(8))

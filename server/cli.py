@@ -47,7 +47,11 @@ class _Ctx:
         self.settings = settings
         self.clock = SystemClock()
         self.store = SQLiteStore(settings.database, synchronous=settings.sqlite_synchronous)
-        self.accounts = Accounts(self.store, Passwords(), self.clock)
+        self.accounts = Accounts(
+            self.store,
+            Passwords(settings.password_time_cost, settings.password_memory_kib),
+            self.clock,
+        )
         self.authoring = Authoring(self.store, self.clock)
         self.registry = Registry(self.store, self.clock, self.authoring)
 
@@ -109,7 +113,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     from server.demo import load_checklist_library
 
     async def go(ctx: _Ctx) -> int:
-        print(f"database {ctx.settings.database} at schema version {await ctx.store.schema_version()}")
+        print(
+            f"database {ctx.settings.database} at schema version {await ctx.store.schema_version()}"
+        )
         if not args.no_library:
             versions = await load_checklist_library(ctx.authoring)
             print(f"checklist library: {len(versions)} templates current")
@@ -149,8 +155,10 @@ def cmd_users(args: argparse.Namespace) -> int:
         elif args.action == "list":
             for u in await ctx.store.list_users():
                 state = "disabled" if u.disabled else "active"
-                print(f"{u.username:<16} {u.role.value:<11} {u.authority_id:<10} {state:<9}"
-                      f" {u.id}  {u.display_name}")
+                print(
+                    f"{u.username:<16} {u.role.value:<11} {u.authority_id:<10} {state:<9}"
+                    f" {u.id}  {u.display_name}"
+                )
         elif args.action in ("disable", "enable"):
             user = await ctx.accounts.find(args.username)
             await ctx.accounts.set_disabled(user.id, args.action == "disable")
@@ -171,8 +179,10 @@ def cmd_devices(args: argparse.Namespace) -> int:
             for d in await ctx.store.list_devices(user_id):
                 state = f"revoked {d.revoked_at:%Y-%m-%d %H:%M}" if d.revoked_at else "active"
                 seen = f"{d.last_seen_at:%Y-%m-%d %H:%M}" if d.last_seen_at else "never"
-                print(f"{d.id:<22} {d.user_id:<14} {state:<24} seen {seen:<17}"
-                      f" {d.app_version or '-':<8} {d.name}")
+                print(
+                    f"{d.id:<22} {d.user_id:<14} {state:<24} seen {seen:<17}"
+                    f" {d.app_version or '-':<8} {d.name}"
+                )
         else:
             d = await ctx.accounts.revoke_device(args.device_id)
             print(f"device {d.id} revoked at {d.revoked_at}; its tokens are refused from now on")
@@ -246,13 +256,17 @@ def cmd_checklists(args: argparse.Namespace) -> int:
 
 def _db_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="data directory (env INSPECTSYNC_DATA_DIR, default ./data)")
-    p.add_argument("--db", help="SQLite file (env INSPECTSYNC_DB; default <data-dir>/inspectsync.db)")
+    p.add_argument(
+        "--db", help="SQLite file (env INSPECTSYNC_DB; default <data-dir>/inspectsync.db)"
+    )
 
 
 def _password_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--password-stdin", action="store_true",
-                   help="read the password from standard input (else INSPECTSYNC_NEW_PASSWORD,"
-                        " else a prompt)")
+    p.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input (else INSPECTSYNC_NEW_PASSWORD, else a prompt)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -262,26 +276,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("serve", help="run the HTTP server",
-                       description="Migrate the database, load the checklist library and serve"
-                                   " the API. --demo also seeds demo data and, if no"
-                                   " INSPECTSYNC_JWT_SECRET is set, keeps a generated one in"
-                                   " the data directory.")
+    p = sub.add_parser(
+        "serve",
+        help="run the HTTP server",
+        description="Migrate the database, load the checklist library and serve"
+        " the API. --demo also seeds demo data and, if no"
+        " INSPECTSYNC_JWT_SECRET is set, keeps a generated one in"
+        " the data directory.",
+    )
     _db_flags(p)
     p.add_argument("--host", help="listen address (env INSPECTSYNC_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="listen port (env INSPECTSYNC_PORT, default 8000)")
     p.add_argument("--demo", action="store_true", help="seed demo data and demo users")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("init", help="create or migrate the database and load the library",
-                       description="Apply pending schema migrations and import the bundled"
-                                   " checklist library (published). Safe to run again.")
+    p = sub.add_parser(
+        "init",
+        help="create or migrate the database and load the library",
+        description="Apply pending schema migrations and import the bundled"
+        " checklist library (published). Safe to run again.",
+    )
     _db_flags(p)
     p.add_argument("--no-library", action="store_true", help="skip the checklist library")
     p.set_defaults(func=cmd_init)
 
-    users = sub.add_parser("users", help="manage users",
-                           description="Add, list, disable and re-enable users, set passwords.")
+    users = sub.add_parser(
+        "users",
+        help="manage users",
+        description="Add, list, disable and re-enable users, set passwords.",
+    )
     us = users.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = us.add_parser("add", help="add a user", description="Add a user to an authority.")
     _db_flags(p)
@@ -292,52 +315,78 @@ def build_parser() -> argparse.ArgumentParser:
     _password_flags(p)
     p = us.add_parser("list", help="list users", description="List every user.")
     _db_flags(p)
-    for action, text in (("disable", "refuse this user's logins and tokens"),
-                         ("enable", "allow a disabled user again")):
+    for action, text in (
+        ("disable", "refuse this user's logins and tokens"),
+        ("enable", "allow a disabled user again"),
+    ):
         p = us.add_parser(action, help=text, description=text.capitalize() + ".")
         _db_flags(p)
         p.add_argument("username")
-    p = us.add_parser("set-password", help="set a user's password",
-                      description="Set a new password (8+ characters).")
+    p = us.add_parser(
+        "set-password",
+        help="set a user's password",
+        description="Set a new password (8+ characters).",
+    )
     _db_flags(p)
     p.add_argument("username")
     _password_flags(p)
     users.set_defaults(func=cmd_users)
 
-    devices = sub.add_parser("devices", help="list and revoke tablets",
-                             description="List registered devices; revoke a lost one.")
+    devices = sub.add_parser(
+        "devices",
+        help="list and revoke tablets",
+        description="List registered devices; revoke a lost one.",
+    )
     ds = devices.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = ds.add_parser("list", help="list devices", description="List devices, newest last.")
     _db_flags(p)
     p.add_argument("--user", help="only this username's devices")
-    p = ds.add_parser("revoke", help="revoke a device",
-                      description="Revoke a device: every token bound to it is refused at once.")
+    p = ds.add_parser(
+        "revoke",
+        help="revoke a device",
+        description="Revoke a device: every token bound to it is refused at once.",
+    )
     _db_flags(p)
     p.add_argument("device_id")
     devices.set_defaults(func=cmd_devices)
 
-    cl = sub.add_parser("checklists", help="validate, import, export and diff templates",
-                        description="Work with checklist template files and stored versions.")
+    cl = sub.add_parser(
+        "checklists",
+        help="validate, import, export and diff templates",
+        description="Work with checklist template files and stored versions.",
+    )
     cs = cl.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = cs.add_parser("validate", help="check template files",
-                      description="Check files (or every *.yaml in directories) strictly,"
-                                  " including both languages. Exit 1 if any is invalid.")
+    p = cs.add_parser(
+        "validate",
+        help="check template files",
+        description="Check files (or every *.yaml in directories) strictly,"
+        " including both languages. Exit 1 if any is invalid.",
+    )
     p.add_argument("paths", nargs="+")
-    p = cs.add_parser("import", help="import template files",
-                      description="Import files as new drafts, or published with --publish.")
+    p = cs.add_parser(
+        "import",
+        help="import template files",
+        description="Import files as new drafts, or published with --publish.",
+    )
     _db_flags(p)
     p.add_argument("paths", nargs="+")
     p.add_argument("--publish", action="store_true", help="publish what is imported")
     p.add_argument("--changelog", default="", help="changelog text when publishing")
-    p = cs.add_parser("export", help="export a version as a file",
-                      description="Write a stored version (id like cell_bank-v2, or a template"
-                                  " key for its latest version) as YAML.")
+    p = cs.add_parser(
+        "export",
+        help="export a version as a file",
+        description="Write a stored version (id like cell_bank-v2, or a template"
+        " key for its latest version) as YAML.",
+    )
     _db_flags(p)
     p.add_argument("version")
     p.add_argument("-o", "--output", help="file to write (default: standard output)")
-    p = cs.add_parser("diff", help="compare two versions or files",
-                      description="Items added, removed and changed by key, between two"
-                                  " template files or two stored version ids.")
+    p = cs.add_parser(
+        "diff",
+        help="compare two versions or files",
+        description="Items added, removed and changed by key, between two"
+        " template files or two stored version ids.",
+    )
     _db_flags(p)
     p.add_argument("old")
     p.add_argument("new")
@@ -357,4 +406,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-

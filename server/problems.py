@@ -8,6 +8,7 @@ where one part of the input is at fault, ``field`` (and ``errors`` for several).
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import msgspec
@@ -98,9 +99,10 @@ def _from_http(exc: HTTPException) -> ProblemDetailsException:
         return exc
     extra = exc.extra if isinstance(exc.extra, dict) else {}
     if isinstance(exc, ValidationException):
+        cause = str(exc.__cause__) if isinstance(exc.__cause__, msgspec.ValidationError) else ""
         errors = [
             {
-                "field": e.get("key") or e.get("source") or "body",
+                "field": _field_of(e, cause),
                 "message": e.get("message", ""),
                 "source": e.get("source", "body"),
             }
@@ -118,6 +120,20 @@ def _from_http(exc: HTTPException) -> ProblemDetailsException:
         code = "token_invalid"
     rest = {k: v for k, v in extra.items() if k != "code"}
     return _problem(code, exc.detail, status=exc.status_code, headers=exc.headers, **rest)
+
+
+_AT = re.compile(r" - at `\$\.(?P<path>[^`]+)`")
+
+
+def _field_of(error: dict[str, Any], cause: str) -> str:
+    """The full path of the field at fault. Litestar's ``key`` loses nested ``data.``
+    parts, so prefer the path msgspec gave in the original error; body paths are
+    given from the body's top level."""
+    m = _AT.search(cause) or _AT.search(error.get("message", ""))
+    if m:
+        path = m["path"]
+        return path.removeprefix("data.") if error.get("source") in (None, "body") else path
+    return str(error.get("key") or error.get("source") or "body")
 
 
 def _validation_detail(detail: str, errors: list[dict[str, str]]) -> str:

@@ -6,6 +6,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
+from litestar.params import QueryParameter
 
 from checklists.schema import StageType, Text
 from server.auth import DeviceIn
@@ -37,7 +38,8 @@ __all__ = [
 ]
 
 Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-Limit = Annotated[int, msgspec.Meta(ge=1, le=500)]
+Limit = Annotated[int, QueryParameter(ge=1, le=500, description="Page size (1-500)")]
+Offset = Annotated[int, QueryParameter(ge=0, description="Items to skip")]
 
 
 class LoginIn(msgspec.Struct, kw_only=True):

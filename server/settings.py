@@ -66,6 +66,12 @@ class Settings(msgspec.Struct, kw_only=True):
     login_window_seconds: int = 300
     """The window of the login limit. Env: INSPECTSYNC_LOGIN_WINDOW_SECONDS."""
 
+    password_time_cost: int = 3
+    """argon2id iterations for new password hashes. Env: INSPECTSYNC_PASSWORD_TIME_COST."""
+
+    password_memory_kib: int = 65536
+    """argon2id memory for new password hashes, KiB. Env: INSPECTSYNC_PASSWORD_MEMORY_KIB."""
+
     max_body_bytes: int = 2_000_000
     """Largest request body accepted (413 beyond). Env: INSPECTSYNC_MAX_BODY_BYTES."""
 

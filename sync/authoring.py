@@ -69,7 +69,10 @@ class Authoring:
                 field="stage_type",
             )
         body = ChecklistTemplateRecord(
-            stage_type=stage_type, title_en=title.en, title_zh=title.zh, created_by=principal.user_id
+            stage_type=stage_type,
+            title_en=title.en,
+            title_zh=title.zh,
+            created_by=principal.user_id,
         )
         return await self.store.create_record(TEMPLATE, key, msgspec.to_builtins(body))
 
@@ -98,9 +101,7 @@ class Authoring:
             return False
         if principal.role is Role.SUPERVISOR:
             return True
-        pinned = await self.store.list_records(
-            "inspection", [*inspection_scope(principal)]
-        )
+        pinned = await self.store.list_records("inspection", [*inspection_scope(principal)])
         return any(rec.id in i.data.get("pins", {}).values() for i in pinned)
 
     async def get_version(self, principal: Principal, vid: str) -> StoredRecord:
@@ -167,9 +168,7 @@ class Authoring:
         )
 
     @staticmethod
-    def _check_content(
-        content: dict[str, Any], key: str, template: StoredRecord
-    ) -> dict[str, Any]:
+    def _check_content(content: dict[str, Any], key: str, template: StoredRecord) -> dict[str, Any]:
         try:
             parsed = template_from_obj(content)
         except ChecklistError as exc:
@@ -181,7 +180,8 @@ class Authoring:
                 f"template {key!r} is for stage type {template.data['stage_type']}",
                 field="content.stage_type",
             )
-        return msgspec.to_builtins(parsed)
+        body: dict[str, Any] = msgspec.to_builtins(parsed)
+        return body
 
     async def update_draft(
         self,
@@ -248,8 +248,9 @@ class Authoring:
         _require_admin(principal)
         rec = await self.get_version(principal, vid)
         if rec.data["status"] != "published":
-            raise VersionImmutable(f"only a published version can be retired; {vid!r} is "
-                                   f"{rec.data['status']}")
+            raise VersionImmutable(
+                f"only a published version can be retired; {vid!r} is {rec.data['status']}"
+            )
         data = {**rec.data, "status": "retired", "retired_at": self.clock.now().isoformat()}
         return await self.store.update_record(VERSION, vid, data, expect_rev=rec.rev)
 
@@ -289,9 +290,9 @@ class Authoring:
             await self.create_template(principal, template.key, template.stage_type, template.title)
         content = msgspec.to_builtins(template)
         latest = await self._latest(template.key)
-        if latest is not None and latest.data["status"] == "published":
-            if latest.data["content"] == content:
-                return latest
+        published = latest is not None and latest.data["status"] == "published"
+        if published and latest is not None and latest.data["content"] == content:
+            return latest
         if latest is not None and latest.data["status"] == "draft":
             draft = await self.update_draft(principal, latest.id, content)
         else:

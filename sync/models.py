@@ -120,10 +120,8 @@ class Filter(msgspec.Struct, frozen=True):
 
 # --- record bodies -------------------------------------------------------------------
 
-_record = {"kw_only": True, "forbid_unknown_fields": True}
 
-
-class Authority(msgspec.Struct, **_record):  # type: ignore[call-arg]
+class Authority(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A regulator: the national one or a provincial one."""
 
     name: str
@@ -132,13 +130,13 @@ class Authority(msgspec.Struct, **_record):  # type: ignore[call-arg]
     name_zh: str = ""
 
 
-class Organisation(msgspec.Struct, **_record):  # type: ignore[call-arg]
+class Organisation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str
     kind: Literal["mah", "contract_manufacturer", "testing_lab", "logistics_provider"]
     country: str = "CN"
 
 
-class Site(msgspec.Struct, **_record):  # type: ignore[call-arg]
+class Site(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     organisation_id: str
     name: str
     province: str
@@ -147,7 +145,7 @@ class Site(msgspec.Struct, **_record):  # type: ignore[call-arg]
     country: str = "CN"
 
 
-class Product(msgspec.Struct, **_record):  # type: ignore[call-arg]
+class Product(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str
     category: Literal["adc", "mab", "vaccine", "glp1", "insulin", "other_biologic"]
     mah_id: str
@@ -162,7 +160,7 @@ class ChainLink(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     hands_over: str = ""
 
 
-class Chain(msgspec.Struct, **_record):  # type: ignore[call-arg]
+class Chain(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The ordered links that make a product, under its MAH."""
 
     product_id: str
@@ -186,7 +184,7 @@ class InspectionType(enum.StrEnum):
     FOLLOW_UP = "follow_up"
 
 
-class Inspection(msgspec.Struct, **_record):  # type: ignore[call-arg]
+class Inspection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """An inspection of one site, covering links of one chain.
 
     ``authority_ids`` (lead + participating) and ``team_user_ids`` are derived by the
@@ -211,7 +209,7 @@ class Inspection(msgspec.Struct, **_record):  # type: ignore[call-arg]
     closed_at: datetime | None = None
 
 
-class Assignment(msgspec.Struct, **_record):  # type: ignore[call-arg]
+class Assignment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """An inspector on an inspection: what decides which data reach which tablet."""
 
     inspection_id: str
@@ -220,7 +218,7 @@ class Assignment(msgspec.Struct, **_record):  # type: ignore[call-arg]
     sections: list[str] | None = None
 
 
-class ChecklistTemplateRecord(msgspec.Struct, **_record):  # type: ignore[call-arg]
+class ChecklistTemplateRecord(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A template's identity; its content lives in its versions."""
 
     stage_type: StageType
@@ -229,7 +227,7 @@ class ChecklistTemplateRecord(msgspec.Struct, **_record):  # type: ignore[call-a
     created_by: str
 
 
-class ChecklistVersionRecord(msgspec.Struct, **_record):  # type: ignore[call-arg]
+class ChecklistVersionRecord(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """One version of a template. Only a ``draft`` is ever changed."""
 
     template_key: str

@@ -181,8 +181,9 @@ class Registry:
         for n, lid in enumerate(body.link_ids):
             link = links.get(lid)
             if link is None:
-                raise InvalidInput(f"chain {body.chain_id!r} has no link {lid!r}",
-                                   field=f"link_ids[{n}]")
+                raise InvalidInput(
+                    f"chain {body.chain_id!r} has no link {lid!r}", field=f"link_ids[{n}]"
+                )
             if link["site_id"] != body.site_id:
                 raise InvalidInput(
                     f"link {lid!r} is at site {link['site_id']!r}, not {body.site_id!r}",
@@ -285,9 +286,11 @@ class Registry:
             )
         if principal.role not in step[1]:
             raise Forbidden(f"a {principal.role.value} cannot move an inspection to {to.value}")
-        if principal.role is Role.SUPERVISOR and principal.authority_id != rec.data[
-            "lead_authority_id"
-        ] and to in (InspectionStatus.UNDER_REVIEW, InspectionStatus.CLOSED):
+        if (
+            principal.role is Role.SUPERVISOR
+            and principal.authority_id != rec.data["lead_authority_id"]
+            and to in (InspectionStatus.UNDER_REVIEW, InspectionStatus.CLOSED)
+        ):
             raise Forbidden("only the lead authority reviews and closes an inspection")
         data = dict(rec.data)
         now = self.clock.now()

@@ -177,7 +177,9 @@ class SQLiteStore(Store):
         return self._user(row) if row else None
 
     async def list_users(self) -> list[User]:
-        return [self._user(r) for r in await self._fetchall("SELECT * FROM users ORDER BY username")]
+        return [
+            self._user(r) for r in await self._fetchall("SELECT * FROM users ORDER BY username")
+        ]
 
     async def update_user(
         self, user_id: str, *, password_hash: str | None = None, disabled: bool | None = None

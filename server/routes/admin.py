@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from litestar import Controller, Request, get, patch, post
+from litestar import Controller, get, patch, post
+from litestar.params import FromPath, JSONBody
 
-from server.accounts import Accounts
+from server.deps import AccountsDep, AuthedRequest, StoreDep
 from server.guards import ADMIN, ANY_ROLE
 from server.schemas import DeviceOut, UserIn, UserOut, UserPatch
 from sync.errors import NotFound
-from sync.models import Principal, Role
-from sync.store import Store
+from sync.models import Role
 
 
 class UsersController(Controller):
@@ -18,12 +18,12 @@ class UsersController(Controller):
     guards = [ADMIN]
 
     @get("/")
-    async def list_users(self, store: Store) -> list[UserOut]:
+    async def list_users(self, store: StoreDep) -> list[UserOut]:
         """Every user (admin)."""
         return [UserOut.of(u) for u in await store.list_users()]
 
     @post("/")
-    async def add_user(self, data: UserIn, accounts: Accounts) -> UserOut:
+    async def add_user(self, data: JSONBody[UserIn], accounts: AccountsDep) -> UserOut:
         """Create a user in an authority with a role (admin)."""
         user = await accounts.add_user(
             username=data.username,
@@ -36,14 +36,16 @@ class UsersController(Controller):
         return UserOut.of(user)
 
     @get("/{user_id:str}")
-    async def get_user(self, user_id: str, store: Store) -> UserOut:
+    async def get_user(self, user_id: FromPath[str], store: StoreDep) -> UserOut:
         user = await store.get_user(user_id)
         if user is None:
             raise NotFound(f"no user {user_id!r}")
         return UserOut.of(user)
 
     @patch("/{user_id:str}")
-    async def patch_user(self, user_id: str, data: UserPatch, accounts: Accounts) -> UserOut:
+    async def patch_user(
+        self, user_id: FromPath[str], data: JSONBody[UserPatch], accounts: AccountsDep
+    ) -> UserOut:
         """Disable or enable a user, or set a new password (admin)."""
         user = await accounts.find(user_id)
         if data.password is not None:
@@ -58,16 +60,14 @@ class DevicesController(Controller):
     tags = ["devices"]
 
     @get("/", guards=[ANY_ROLE])
-    async def list_devices(
-        self, request: Request[Principal, object, object], store: Store
-    ) -> list[DeviceOut]:
+    async def list_devices(self, request: AuthedRequest, store: StoreDep) -> list[DeviceOut]:
         """Admins see every device; anyone else sees their own."""
         p = request.user
         devices = await store.list_devices(None if p.role is Role.ADMIN else p.user_id)
         return [DeviceOut.of(d) for d in devices]
 
     @post("/{device_id:str}/revoke", guards=[ADMIN], status_code=200)
-    async def revoke(self, device_id: str, accounts: Accounts) -> DeviceOut:
+    async def revoke(self, device_id: FromPath[str], accounts: AccountsDep) -> DeviceOut:
         """Revoke a lost or retired tablet (admin). From now on every request with its
         tokens gets 401 ``device_revoked``, even before they expire."""
         return DeviceOut.of(await accounts.revoke_device(device_id))

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from litestar import Controller, Request, get, post
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
-from server.auth import AuthService, TokenPair
+from server.auth import TokenPair
+from server.deps import AuthDep, AuthedRequest, StoreDep
 from server.guards import ANY_ROLE
 from server.schemas import LoginIn, MeOut, RefreshIn
 from sync.errors import NotFound
-from sync.models import Principal
-from sync.store import Store
 
 
 class AuthController(Controller):
@@ -18,7 +18,7 @@ class AuthController(Controller):
     tags = ["auth"]
 
     @post("/login", status_code=HTTP_200_OK, exclude_from_auth=True)
-    async def login(self, data: LoginIn, request: Request, auth: AuthService) -> TokenPair:
+    async def login(self, data: JSONBody[LoginIn], request: Request, auth: AuthDep) -> TokenPair:
         """Exchange a username and password for an access token and a refresh token.
 
         Pass ``device`` to bind the tokens to a tablet: ``{"name": ...}`` registers a
@@ -29,18 +29,18 @@ class AuthController(Controller):
         return await auth.login(data.username, data.password, data.device, client)
 
     @post("/refresh", status_code=HTTP_200_OK, exclude_from_auth=True)
-    async def refresh(self, data: RefreshIn, auth: AuthService) -> TokenPair:
+    async def refresh(self, data: JSONBody[RefreshIn], auth: AuthDep) -> TokenPair:
         """Spend a refresh token for a new pair. Each refresh token works once; using
         one a second time revokes every token of that login."""
         return await auth.refresh(data.refresh_token)
 
     @post("/logout", status_code=HTTP_204_NO_CONTENT, exclude_from_auth=True)
-    async def logout(self, data: RefreshIn, auth: AuthService) -> None:
+    async def logout(self, data: JSONBody[RefreshIn], auth: AuthDep) -> None:
         """Revoke the login the refresh token belongs to."""
         await auth.logout(data.refresh_token)
 
     @get("/me", guards=[ANY_ROLE])
-    async def me(self, request: Request[Principal, object, object], store: Store) -> MeOut:
+    async def me(self, request: AuthedRequest, store: StoreDep) -> MeOut:
         """Who the access token belongs to."""
         p = request.user
         user = await store.get_user(p.user_id)

@@ -9,25 +9,24 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, get, post, put
-from litestar.params import Body, Parameter
+from litestar import Controller, Response, get, post, put
+from litestar.params import Body, FromPath, FromQuery, JSONBody, QueryParameter
 
 from checklists.diff import TemplateDiff
 from checklists.i18n import localize, pick_lang
 from checklists.loader import ChecklistError, decode_template, dump_template
 from checklists.schema import StageType
+from server.deps import AuthedRequest, AuthoringDep
 from server.guards import ADMIN, ANY_ROLE
 from server.routes.reference import IfMatch, parse_if_match
 from server.schemas import ContentIn, DraftIn, PublishIn, TemplateIn, envelope, to_envelope
-from sync.authoring import Authoring
 from sync.errors import InvalidInput
-from sync.models import Principal
 
 TemplateOut: Any = envelope("checklist_template")
 VersionOut: Any = envelope("checklist_version")
 
 Lang = Annotated[
-    str | None, Parameter(query="lang", description="en or zh; overrides Accept-Language")
+    str | None, QueryParameter(name="lang", description="en or zh; overrides Accept-Language")
 ]
 
 
@@ -53,14 +52,14 @@ class ChecklistController(Controller):
 
     @get("/templates", guards=[ANY_ROLE])
     async def list_templates(
-        self, request: Request[Principal, Any, Any], authoring: Authoring
+        self, request: AuthedRequest, authoring: AuthoringDep
     ) -> list[TemplateOut]:
         """Every template (one per stage type)."""
         return [to_envelope(t) for t in await authoring.list_templates(request.user)]
 
     @post("/templates", guards=[ADMIN])
     async def create_template(
-        self, data: TemplateIn, request: Request[Principal, Any, Any], authoring: Authoring
+        self, data: JSONBody[TemplateIn], request: AuthedRequest, authoring: AuthoringDep
     ) -> TemplateOut:
         """Create a template for a stage type that has none (admin)."""
         rec = await authoring.create_template(request.user, data.key, data.stage_type, data.title)
@@ -68,20 +67,24 @@ class ChecklistController(Controller):
 
     @get("/templates/{key:str}", guards=[ANY_ROLE])
     async def get_template(
-        self, key: str, request: Request[Principal, Any, Any], authoring: Authoring
+        self, key: FromPath[str], request: AuthedRequest, authoring: AuthoringDep
     ) -> TemplateOut:
         return to_envelope(await authoring.get_template(request.user, key))
 
     @get("/templates/{key:str}/versions", guards=[ANY_ROLE])
     async def list_versions(
-        self, key: str, request: Request[Principal, Any, Any], authoring: Authoring
+        self, key: FromPath[str], request: AuthedRequest, authoring: AuthoringDep
     ) -> list[VersionOut]:
         """The versions you may read, oldest first (drafts: admins only)."""
         return [to_envelope(v) for v in await authoring.list_versions(request.user, key)]
 
     @post("/templates/{key:str}/versions", guards=[ADMIN])
     async def create_draft(
-        self, key: str, data: DraftIn, request: Request[Principal, Any, Any], authoring: Authoring
+        self,
+        key: FromPath[str],
+        data: JSONBody[DraftIn],
+        request: AuthedRequest,
+        authoring: AuthoringDep,
     ) -> VersionOut:
         """Open a new draft version: given content, a copy of the latest, or empty."""
         rec = await authoring.create_draft(
@@ -90,7 +93,7 @@ class ChecklistController(Controller):
         return to_envelope(rec)
 
     @get("/stages", guards=[ANY_ROLE])
-    async def stages(self, authoring: Authoring) -> list[StageOut]:
+    async def stages(self, authoring: AuthoringDep) -> list[StageOut]:
         """Each stage type with its template and the version a new inspection pins."""
         out = []
         for stage in StageType:
@@ -106,7 +109,7 @@ class ChecklistController(Controller):
 
     @get("/versions/{vid:str}", guards=[ANY_ROLE])
     async def get_version(
-        self, vid: str, request: Request[Principal, Any, Any], authoring: Authoring
+        self, vid: FromPath[str], request: AuthedRequest, authoring: AuthoringDep
     ) -> VersionOut:
         """A version with its bilingual content as authored."""
         return to_envelope(await authoring.get_version(request.user, vid))
@@ -114,9 +117,9 @@ class ChecklistController(Controller):
     @get("/versions/{vid:str}/localized", guards=[ANY_ROLE])
     async def get_localized(
         self,
-        vid: str,
-        request: Request[Principal, Any, Any],
-        authoring: Authoring,
+        vid: FromPath[str],
+        request: AuthedRequest,
+        authoring: AuthoringDep,
         lang: Lang = None,
     ) -> dict[str, Any]:
         """The version's content in one language (``?lang=`` or ``Accept-Language``).
@@ -124,16 +127,19 @@ class ChecklistController(Controller):
         the other language because the asked one is missing."""
         rec = await authoring.get_version(request.user, vid)
         chosen = pick_lang(lang, request.headers.get("accept-language"))
-        return {"id": rec.id, "status": rec.data["status"],
-                "content": localize(authoring.content(rec), chosen)}
+        return {
+            "id": rec.id,
+            "status": rec.data["status"],
+            "content": localize(authoring.content(rec), chosen),
+        }
 
     @put("/versions/{vid:str}", guards=[ADMIN])
     async def update_draft(
         self,
-        vid: str,
-        data: ContentIn,
-        request: Request[Principal, Any, Any],
-        authoring: Authoring,
+        vid: FromPath[str],
+        data: JSONBody[ContentIn],
+        request: AuthedRequest,
+        authoring: AuthoringDep,
         if_match: IfMatch = None,
     ) -> VersionOut:
         """Replace a draft's content: add, change, remove or reorder sections and
@@ -145,7 +151,7 @@ class ChecklistController(Controller):
 
     @post("/versions/{vid:str}/validate", guards=[ADMIN], status_code=200)
     async def validate(
-        self, vid: str, request: Request[Principal, Any, Any], authoring: Authoring
+        self, vid: FromPath[str], request: AuthedRequest, authoring: AuthoringDep
     ) -> ValidationOut:
         """Would this version publish? Lists what stops it (first problem first)."""
         problems = await authoring.validate_version(request.user, vid)
@@ -156,10 +162,10 @@ class ChecklistController(Controller):
     @post("/versions/{vid:str}/publish", guards=[ADMIN], status_code=200)
     async def publish(
         self,
-        vid: str,
-        data: PublishIn,
-        request: Request[Principal, Any, Any],
-        authoring: Authoring,
+        vid: FromPath[str],
+        data: JSONBody[PublishIn],
+        request: AuthedRequest,
+        authoring: AuthoringDep,
         if_match: IfMatch = None,
     ) -> VersionOut:
         """Publish a draft: from now on it is immutable. Needs a changelog; the
@@ -175,14 +181,14 @@ class ChecklistController(Controller):
 
     @post("/versions/{vid:str}/retire", guards=[ADMIN], status_code=200)
     async def retire(
-        self, vid: str, request: Request[Principal, Any, Any], authoring: Authoring
+        self, vid: FromPath[str], request: AuthedRequest, authoring: AuthoringDep
     ) -> VersionOut:
         """Retire a published version: no new inspection pins it."""
         return to_envelope(await authoring.retire(request.user, vid))
 
     @get("/versions/{vid:str}/export", guards=[ANY_ROLE], media_type="application/yaml")
     async def export(
-        self, vid: str, request: Request[Principal, Any, Any], authoring: Authoring
+        self, vid: FromPath[str], request: AuthedRequest, authoring: AuthoringDep
     ) -> Response[str]:
         """The version as a template file (YAML), as ``inspectsync checklists export``."""
         rec = await authoring.get_version(request.user, vid)
@@ -195,10 +201,10 @@ class ChecklistController(Controller):
     @get("/diff", guards=[ANY_ROLE])
     async def diff(
         self,
-        request: Request[Principal, Any, Any],
-        authoring: Authoring,
-        from_: Annotated[str, Parameter(query="from")],
-        to: str,
+        request: AuthedRequest,
+        authoring: AuthoringDep,
+        from_: Annotated[str, QueryParameter(name="from")],
+        to: FromQuery[str],
     ) -> TemplateDiff:
         """Items added, removed and changed (field by field, by item key) between two
         versions you may read."""
@@ -207,12 +213,13 @@ class ChecklistController(Controller):
     @post("/import", guards=[ADMIN])
     async def import_file(
         self,
-        request: Request[Principal, Any, Any],
-        authoring: Authoring,
-        data: Annotated[str, Body(media_type="application/yaml",
-                                  description="A template file, YAML or JSON")],
-        publish: bool = False,
-        changelog: str = "",
+        request: AuthedRequest,
+        authoring: AuthoringDep,
+        data: Annotated[
+            str, Body(media_type="application/yaml", description="A template file, YAML or JSON")
+        ],
+        publish: FromQuery[bool] = False,
+        changelog: FromQuery[str] = "",
     ) -> VersionOut:
         """Import a template file: a new draft (or a published version with
         ``?publish=true``). Errors name the path at fault."""

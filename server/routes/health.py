@@ -6,11 +6,11 @@ import msgspec
 from litestar import get
 from litestar.exceptions import HTTPException
 
+from server.deps import StoreDep
 from sync.errors import StorageError
-from sync.store import Store
 
 
-class Health(msgspec.Struct):
+class Health(msgspec.Struct, omit_defaults=True):
     status: str
     schema_version: int | None = None
 
@@ -22,7 +22,7 @@ async def healthz() -> Health:
 
 
 @get("/readyz", exclude_from_auth=True, tags=["health"])
-async def readyz(store: Store) -> Health:
+async def readyz(store: StoreDep) -> Health:
     """The database answers; 503 if it does not."""
     try:
         await store.ping()

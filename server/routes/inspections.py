@@ -6,21 +6,29 @@ from datetime import date
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, delete, get, post, put
-from litestar.params import Parameter
+from litestar import Controller, delete, get, post, put
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
+from server.deps import AuthedRequest, RegistryDep
 from server.guards import ANY_ROLE, STAFF
 from server.routes.reference import IfMatch, parse_if_match
-from server.schemas import AssignmentIn, Limit, TransitionIn, envelope, page, to_envelope, to_page
+from server.schemas import (
+    AssignmentIn,
+    Limit,
+    Offset,
+    TransitionIn,
+    envelope,
+    page,
+    to_envelope,
+    to_page,
+)
 from sync.models import (
     Assignment,
     Filter,
     Inspection,
     InspectionStatus,
     InspectionType,
-    Principal,
 )
-from sync.registry import Registry
 
 InspectionOut: Any = envelope("inspection")
 InspectionPage: Any = page("inspection")
@@ -39,16 +47,16 @@ class InspectionController(Controller):
     @get("/", guards=[ANY_ROLE])
     async def list_inspections(
         self,
-        request: Request[Principal, Any, Any],
-        registry: Registry,
-        status: InspectionStatus | None = None,
-        site_id: str | None = None,
-        type_: Annotated[InspectionType | None, Parameter(query="type")] = None,
-        lead_authority_id: str | None = None,
-        planned_from: date | None = None,
-        planned_to: date | None = None,
+        request: AuthedRequest,
+        registry: RegistryDep,
+        status: FromQuery[InspectionStatus | None] = None,
+        site_id: FromQuery[str | None] = None,
+        type_: Annotated[InspectionType | None, QueryParameter(name="type")] = None,
+        lead_authority_id: FromQuery[str | None] = None,
+        planned_from: FromQuery[date | None] = None,
+        planned_to: FromQuery[date | None] = None,
         limit: Limit = 50,
-        offset: Annotated[int, Parameter(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> InspectionPage:
         """Inspections you may see (inspector: assigned; supervisor: your authority's,
         lead or participating; admin: all), filtered, by planned start, paged."""
@@ -72,7 +80,7 @@ class InspectionController(Controller):
 
     @post("/", guards=[STAFF])
     async def create_inspection(
-        self, data: InspectionCreate, request: Request[Principal, Any, Any], registry: Registry
+        self, data: JSONBody[InspectionCreate], request: AuthedRequest, registry: RegistryDep
     ) -> InspectionOut:
         """Plan an inspection (admin, or a supervisor of the lead authority). It starts
         as ``planned``; status, pins and team are set by their own endpoints."""
@@ -80,17 +88,17 @@ class InspectionController(Controller):
 
     @get("/{inspection_id:str}", guards=[ANY_ROLE])
     async def get_inspection(
-        self, inspection_id: str, request: Request[Principal, Any, Any], registry: Registry
+        self, inspection_id: FromPath[str], request: AuthedRequest, registry: RegistryDep
     ) -> InspectionOut:
         return to_envelope(await registry.get_inspection(request.user, inspection_id))
 
     @put("/{inspection_id:str}", guards=[STAFF])
     async def replan_inspection(
         self,
-        inspection_id: str,
-        data: Inspection,
-        request: Request[Principal, Any, Any],
-        registry: Registry,
+        inspection_id: FromPath[str],
+        data: JSONBody[Inspection],
+        request: AuthedRequest,
+        registry: RegistryDep,
         if_match: IfMatch = None,
     ) -> InspectionOut:
         """Change the plan of a still-planned inspection."""
@@ -102,10 +110,10 @@ class InspectionController(Controller):
     @post("/{inspection_id:str}/transitions", guards=[ANY_ROLE], status_code=200)
     async def transition(
         self,
-        inspection_id: str,
-        data: TransitionIn,
-        request: Request[Principal, Any, Any],
-        registry: Registry,
+        inspection_id: FromPath[str],
+        data: JSONBody[TransitionIn],
+        request: AuthedRequest,
+        registry: RegistryDep,
         if_match: IfMatch = None,
     ) -> InspectionOut:
         """Move the inspection to its next status: planned -> in_progress ->
@@ -119,18 +127,20 @@ class InspectionController(Controller):
 
     @get("/{inspection_id:str}/assignments", guards=[ANY_ROLE])
     async def list_assignments(
-        self, inspection_id: str, request: Request[Principal, Any, Any], registry: Registry
+        self, inspection_id: FromPath[str], request: AuthedRequest, registry: RegistryDep
     ) -> list[AssignmentOut]:
         """The team."""
-        return [to_envelope(r) for r in await registry.list_assignments(request.user, inspection_id)]
+        return [
+            to_envelope(r) for r in await registry.list_assignments(request.user, inspection_id)
+        ]
 
     @post("/{inspection_id:str}/assignments", guards=[STAFF])
     async def assign(
         self,
-        inspection_id: str,
-        data: AssignmentIn,
-        request: Request[Principal, Any, Any],
-        registry: Registry,
+        inspection_id: FromPath[str],
+        data: JSONBody[AssignmentIn],
+        request: AuthedRequest,
+        registry: RegistryDep,
     ) -> AssignmentOut:
         """Put an inspector on the team (role ``lead`` or ``member``)."""
         body = msgspec.convert(
@@ -141,10 +151,10 @@ class InspectionController(Controller):
     @delete("/{inspection_id:str}/assignments/{assignment_id:str}", guards=[STAFF])
     async def unassign(
         self,
-        inspection_id: str,
-        assignment_id: str,
-        request: Request[Principal, Any, Any],
-        registry: Registry,
+        inspection_id: FromPath[str],
+        assignment_id: FromPath[str],
+        request: AuthedRequest,
+        registry: RegistryDep,
     ) -> None:
         """Take an inspector off the team."""
         await registry.unassign(request.user, inspection_id, assignment_id)

@@ -11,14 +11,14 @@ inspections reach). Writes take an optional ``If-Match: <rev>`` header.
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Router, get, post, put
-from litestar.params import Parameter
+from litestar import Router, get, post, put
+from litestar.params import FromPath, HeaderParameter, JSONBody
 
+from server.deps import AuthedRequest, RegistryDep
 from server.guards import ADMIN, ANY_ROLE
-from server.schemas import Limit, envelope, page, to_envelope, to_page
+from server.schemas import Limit, Offset, envelope, page, to_envelope, to_page
 from sync.errors import InvalidInput
-from sync.models import KIND_TYPES, Principal
-from sync.registry import Registry
+from sync.models import KIND_TYPES
 
 __all__ = ["PLURALS", "reference_routers"]
 
@@ -32,7 +32,7 @@ PLURALS = {
 
 IfMatch = Annotated[
     str | None,
-    Parameter(header="If-Match", description="The rev this write is based on", required=False),
+    HeaderParameter(name="If-Match", description="The rev this write is based on", required=False),
 ]
 
 
@@ -57,32 +57,30 @@ def _router(kind: str) -> Router:
     )
 
     async def list_records(
-        request: Request[Principal, Any, Any],
-        registry: Registry,
+        request: AuthedRequest,
+        registry: RegistryDep,
         limit: Limit = 50,
-        offset: Annotated[int, Parameter(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> out_page:
-        items, total = await registry.list_reference(
-            request.user, kind, limit=limit, offset=offset
-        )
+        items, total = await registry.list_reference(request.user, kind, limit=limit, offset=offset)
         return to_page(kind, items, total, limit, offset)
 
     async def get_record(
-        record_id: str, request: Request[Principal, Any, Any], registry: Registry
+        record_id: FromPath[str], request: AuthedRequest, registry: RegistryDep
     ) -> out:
         return to_envelope(await registry.get_reference(request.user, kind, record_id))
 
     async def create_record(
-        data: create_body, request: Request[Principal, Any, Any], registry: Registry
+        data: JSONBody[create_body], request: AuthedRequest, registry: RegistryDep
     ) -> out:
         rec = await registry.create_reference(request.user, kind, data.id, data.data)
         return to_envelope(rec)
 
     async def replace_record(
-        record_id: str,
-        data: body_type,
-        request: Request[Principal, Any, Any],
-        registry: Registry,
+        record_id: FromPath[str],
+        data: JSONBody[body_type],
+        request: AuthedRequest,
+        registry: RegistryDep,
         if_match: IfMatch = None,
     ) -> out:
         rec = await registry.replace_reference(
@@ -91,14 +89,24 @@ def _router(kind: str) -> Router:
         return to_envelope(rec)
 
     handlers = [
-        get("/", guards=[ANY_ROLE], operation_id=f"list_{plural}",
-            summary=f"List {plural} you may see")(list_records),
-        get("/{record_id:str}", guards=[ANY_ROLE], operation_id=f"get_{kind}",
-            summary=f"One {kind}")(get_record),
-        post("/", guards=[ADMIN], operation_id=f"create_{kind}",
-             summary=f"Create a {kind} (admin)")(create_record),
-        put("/{record_id:str}", guards=[ADMIN], operation_id=f"replace_{kind}",
-            summary=f"Replace a {kind} (admin)")(replace_record),
+        get(
+            "/",
+            guards=[ANY_ROLE],
+            operation_id=f"list_{plural}",
+            summary=f"List {plural} you may see",
+        )(list_records),
+        get(
+            "/{record_id:str}", guards=[ANY_ROLE], operation_id=f"get_{kind}", summary=f"One {kind}"
+        )(get_record),
+        post(
+            "/", guards=[ADMIN], operation_id=f"create_{kind}", summary=f"Create a {kind} (admin)"
+        )(create_record),
+        put(
+            "/{record_id:str}",
+            guards=[ADMIN],
+            operation_id=f"replace_{kind}",
+            summary=f"Replace a {kind} (admin)",
+        )(replace_record),
     ]
     return Router(path=f"/api/v1/{plural}", route_handlers=handlers, tags=[plural])
 

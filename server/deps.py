@@ -1,0 +1,33 @@
+"""Named dependencies that route handlers declare (Litestar's explicit DI markers)."""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+from litestar import Request
+from litestar.di import NamedDependency
+
+from server.accounts import Accounts
+from server.auth import AuthService
+from sync.authoring import Authoring
+from sync.models import Principal
+from sync.registry import Registry
+from sync.store import Store
+
+__all__ = [
+    "AccountsDep",
+    "AuthDep",
+    "AuthedRequest",
+    "AuthoringDep",
+    "RegistryDep",
+    "StoreDep",
+]
+
+StoreDep: TypeAlias = NamedDependency[Store]
+AuthDep: TypeAlias = NamedDependency[AuthService]
+AccountsDep: TypeAlias = NamedDependency[Accounts]
+RegistryDep: TypeAlias = NamedDependency[Registry]
+AuthoringDep: TypeAlias = NamedDependency[Authoring]
+
+AuthedRequest: TypeAlias = Request[Principal, Any, Any]
+"""A request that passed authentication: ``request.user`` is the Principal."""

@@ -1,0 +1,120 @@
+"""Shared fixtures: settings on a temp dir, the app over HTTP, the demo world, logins."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from server.app import build_services, create_app
+from server.demo import DEMO_PASSWORD, seed_demo
+from server.settings import Settings
+from sync.clock import FakeClock
+
+SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+# Cheap password hashing and no fsync per commit: tests are about behaviour, not cost.
+FAST: dict = {"sqlite_synchronous": "NORMAL", "password_time_cost": 1, "password_memory_kib": 1024}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=str(tmp_path), jwt_secret=SECRET, **FAST)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Litestar:
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with AsyncTestClient(app=app) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database file with the demo world, built once per test session."""
+    data_dir = tmp_path_factory.mktemp("demo-template")
+    settings = Settings(data_dir=str(data_dir), jwt_secret=SECRET, **FAST)
+
+    async def build() -> None:
+        services = build_services(settings)
+        await services.store.open()
+        try:
+            await seed_demo(services.registry, services.accounts, date.today())
+        finally:
+            await services.store.close()
+
+    asyncio.run(build())
+    return Path(settings.database)
+
+
+@pytest.fixture
+def seeded_db(demo_template: Path, settings: Settings) -> Path:
+    """Copy the demo database into this test's data directory (before the app opens)."""
+    target = Path(settings.database)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(demo_template, target)
+    return target
+
+
+@pytest.fixture
+async def demo(seeded_db: Path, client: AsyncTestClient[Litestar]) -> AsyncTestClient[Litestar]:
+    """The client on the demo world: library published, ZV-101 chain across three sites,
+    users of every role, four inspections (see server/demo.py)."""
+    return client
+
+
+class Session:
+    """A logged-in user: ``get``/``post``/... with the bearer token attached."""
+
+    def __init__(self, client: AsyncTestClient[Litestar], tokens: dict[str, Any]) -> None:
+        self.client = client
+        self.tokens = tokens
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens['access_token']}"}
+
+    async def request(self, method: str, url: str, **kw: Any) -> Any:
+        headers = {**self.headers, **kw.pop("headers", {})}
+        return await self.client.request(method, url, headers=headers, **kw)
+
+    async def get(self, url: str, **kw: Any) -> Any:
+        return await self.request("GET", url, **kw)
+
+    async def post(self, url: str, **kw: Any) -> Any:
+        return await self.request("POST", url, **kw)
+
+    async def put(self, url: str, **kw: Any) -> Any:
+        return await self.request("PUT", url, **kw)
+
+    async def patch(self, url: str, **kw: Any) -> Any:
+        return await self.request("PATCH", url, **kw)
+
+    async def delete(self, url: str, **kw: Any) -> Any:
+        return await self.request("DELETE", url, **kw)
+
+
+async def login(
+    client: AsyncTestClient[Litestar], username: str, device: dict[str, Any] | None = None
+) -> Session:
+    body: dict[str, Any] = {"username": username, "password": DEMO_PASSWORD}
+    if device is not None:
+        body["device"] = device
+    r = await client.post("/api/v1/auth/login", json=body)
+    assert r.status_code == 200, r.text
+    return Session(client, r.json())
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    return FakeClock()

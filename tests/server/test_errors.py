@@ -1,0 +1,72 @@
+"""Bad input gets a specific 4xx problem detail naming the field, never a 500."""
+
+from __future__ import annotations
+
+from tests.conftest import login
+
+
+async def test_malformed_and_mistyped_bodies_are_4xx_with_the_field(demo):
+    admin = await login(demo, "admin")
+    r = await admin.post(
+        "/api/v1/sites", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 400
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["code"] == "validation_failed"
+
+    site = {
+        "organisation_id": "org-huaxin",
+        "name": "S",
+        "province": "Jiangsu",
+        "licence_number": "L1",
+        "address": "A",
+    }
+    r = await admin.post("/api/v1/sites", json={"data": {**site, "province": 7}})
+    assert r.status_code == 400
+    assert r.json()["field"] == "data.province"
+
+    r = await admin.post("/api/v1/organisations", json={"data": {"name": "X", "kind": "pharmacy"}})
+    assert r.status_code == 400
+    assert r.json()["field"] == "data.kind"
+
+    r = await admin.post("/api/v1/sites", json={"data": {**site, "colour": "red"}})
+    assert r.status_code == 400
+    assert "colour" in r.json()["detail"]
+
+    r = await admin.post("/api/v1/sites", json={"data": {**site, "organisation_id": "ghost"}})
+    assert r.status_code == 422
+    assert r.json() | {} == r.json() and r.json()["field"] == "organisation_id"
+
+    r = await admin.post("/api/v1/sites", json={"id": "site-suzhou-ds", "data": site})
+    assert r.status_code == 409 and r.json()["code"] == "already_exists"
+
+    r = await admin.post("/api/v1/sites", json={"id": "s-new", "data": site})
+    assert r.status_code == 201
+
+
+async def test_oversized_body_is_413(demo):
+    admin = await login(demo, "admin")
+    r = await admin.post(
+        "/api/v1/organisations",
+        content=b"x" * 2_100_000,
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 413
+    assert r.json()["code"] == "body_too_large"
+
+
+async def test_unknown_route_and_method(demo):
+    admin = await login(demo, "admin")
+    r = await admin.get("/api/v1/nowhere")
+    assert r.status_code == 404 and r.json()["code"] == "not_found"
+    r = await admin.delete("/api/v1/authorities")
+    assert r.status_code == 405 and r.json()["code"] == "method_not_allowed"
+
+
+async def test_health_and_openapi(demo):
+    assert (await demo.get("/healthz")).json() == {"status": "ok"}
+    ready = (await demo.get("/readyz")).json()
+    assert ready["status"] == "ready" and ready["schema_version"] >= 1
+    spec = (await demo.get("/schema/openapi.json")).json()
+    assert "/api/v1/inspections/{inspection_id}/transitions" in spec["paths"]
+    assert "BearerToken" in spec["components"]["securitySchemes"]
