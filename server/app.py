@@ -24,10 +24,13 @@ from server.routes.checklists import ChecklistController
 from server.routes.health import healthz, readyz
 from server.routes.inspections import InspectionController
 from server.routes.reference import reference_routers
+from server.routes.sync import SyncController
 from server.settings import Settings
 from sync.authoring import Authoring
 from sync.clock import Clock, SystemClock
+from sync.engine import EngineConfig, SyncEngine
 from sync.models import Principal
+from sync.notify import Notifier
 from sync.registry import Registry
 from sync.sqlite_store import SQLiteStore
 from sync.store import Store
@@ -49,6 +52,15 @@ class Services:
         self.accounts = Accounts(store, self.passwords, clock)
         self.authoring = Authoring(store, clock)
         self.registry = Registry(store, clock, self.authoring)
+        self.engine = SyncEngine(
+            store,
+            clock,
+            EngineConfig(
+                max_skew_ms=settings.max_clock_skew_seconds * 1000,
+                tombstone_retention_days=settings.tombstone_retention_days,
+            ),
+        )
+        self.notifier = Notifier()
 
 
 def build_services(settings: Settings, clock: Clock | None = None) -> Services:
@@ -100,6 +112,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             DevicesController,
             InspectionController,
             ChecklistController,
+            SyncController,
             *reference_routers(),
         ],
         dependencies={
@@ -108,6 +121,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             "accounts": provide(services.accounts),
             "registry": provide(services.registry),
             "authoring": provide(services.authoring),
+            "engine": provide(services.engine),
+            "notifier": provide(services.notifier),
         },
         lifespan=[lifespan],
         on_app_init=[jwt_auth.on_app_init],

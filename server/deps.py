@@ -10,7 +10,9 @@ from litestar.di import NamedDependency
 from server.accounts import Accounts
 from server.auth import AuthService
 from sync.authoring import Authoring
+from sync.engine import SyncEngine
 from sync.models import Principal
+from sync.notify import Notifier
 from sync.registry import Registry
 from sync.store import Store
 
@@ -19,6 +21,8 @@ __all__ = [
     "AuthDep",
     "AuthedRequest",
     "AuthoringDep",
+    "EngineDep",
+    "NotifierDep",
     "RegistryDep",
     "StoreDep",
 ]
@@ -28,6 +32,8 @@ AuthDep: TypeAlias = NamedDependency[AuthService]
 AccountsDep: TypeAlias = NamedDependency[Accounts]
 RegistryDep: TypeAlias = NamedDependency[Registry]
 AuthoringDep: TypeAlias = NamedDependency[Authoring]
+EngineDep: TypeAlias = NamedDependency[SyncEngine]
+NotifierDep: TypeAlias = NamedDependency[Notifier]
 
 AuthedRequest: TypeAlias = Request[Principal, Any, Any]
 """A request that passed authentication: ``request.user`` is the Principal."""

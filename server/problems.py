@@ -143,10 +143,11 @@ def _validation_detail(detail: str, errors: list[dict[str, str]]) -> str:
     return detail
 
 
-def _from_msgspec(exc: msgspec.ValidationError) -> ProblemDetailsException:
+def _from_msgspec(exc: msgspec.MsgspecError) -> ProblemDetailsException:
+    """A body the handler decoded itself (the sync wire) did not fit its message type."""
     text = str(exc)
-    field = text.rsplit("`$.", 1)[1].rstrip("`") if "`$." in text else None
-    return _problem("invalid_input", text, field=field)
+    m = _AT.search(text)
+    return _problem("validation_failed", text, status=400, field=m["path"] if m else "body")
 
 
 def _from_unexpected(exc: Exception) -> ProblemDetailsException:
@@ -161,7 +162,7 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
             exception_to_problem_detail_map={
                 DomainError: _from_domain,
                 HTTPException: _from_http,
-                msgspec.ValidationError: _from_msgspec,
+                msgspec.MsgspecError: _from_msgspec,
                 Exception: _from_unexpected,
             },
         )

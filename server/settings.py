@@ -72,6 +72,14 @@ class Settings(msgspec.Struct, kw_only=True):
     password_memory_kib: int = 65536
     """argon2id memory for new password hashes, KiB. Env: INSPECTSYNC_PASSWORD_MEMORY_KIB."""
 
+    max_clock_skew_seconds: int = 300
+    """A tablet clock further ahead than this is flagged and not trusted to order
+    edits. Env: INSPECTSYNC_MAX_CLOCK_SKEW_SECONDS."""
+
+    tombstone_retention_days: int = 90
+    """Deleted records are remembered this long; a tablet offline longer must resync.
+    Env: INSPECTSYNC_TOMBSTONE_RETENTION_DAYS."""
+
     max_body_bytes: int = 2_000_000
     """Largest request body accepted (413 beyond). Env: INSPECTSYNC_MAX_BODY_BYTES."""
 

@@ -87,8 +87,102 @@ def _m1_initial(db: sqlite_utils.Database) -> None:
     db["seq_counter"].insert({"id": 1, "value": 0})  # type: ignore[union-attr]
 
 
+def _m2_sync(db: sqlite_utils.Database) -> None:
+    # Which inspection a record belongs to (NULL for reference data): the scope key of
+    # the change feed. Filled for the rows that exist.
+    db["records"].add_column("inspection_id", str)  # type: ignore[union-attr]
+    db.execute("UPDATE records SET inspection_id = id WHERE kind = 'inspection'")
+    db.execute(
+        "UPDATE records SET inspection_id = json_extract(data, '$.inspection_id')"
+        " WHERE kind != 'inspection' AND json_extract(data, '$.inspection_id') IS NOT NULL"
+    )
+    db["records"].create_index(["inspection_id", "seq"])  # type: ignore[union-attr]
+    db["mutations"].create(  # type: ignore[union-attr]
+        {
+            "key": str,
+            "user_id": str,
+            "device_id": str,
+            "batch_id": str,
+            "result": bytes,
+            "received_at": str,
+        },
+        pk="key",
+        not_null={"user_id", "batch_id", "result", "received_at"},
+    )
+    db["quarantine"].create(  # type: ignore[union-attr]
+        {
+            "id": str,
+            "mid": str,
+            "user_id": str,
+            "device_id": str,
+            "batch_id": str,
+            "kind": str,
+            "record_id": str,
+            "inspection_id": str,
+            "mutation": str,
+            "code": str,
+            "field": str,
+            "message": str,
+            "received_at": str,
+        },
+        pk="id",
+        not_null={"mid", "user_id", "kind", "record_id", "mutation", "code", "received_at"},
+    )
+    db["quarantine"].create_index(["inspection_id"])  # type: ignore[union-attr]
+    db["history"].create(  # type: ignore[union-attr]
+        {
+            "id": int,
+            "seq": int,
+            "kind": str,
+            "record_id": str,
+            "inspection_id": str,
+            "rev": int,
+            "op": str,
+            "mid": str,
+            "batch_id": str,
+            "user_id": str,
+            "device_id": str,
+            "hlc": str,
+            "device_time": str,
+            "received_at": str,
+            "reason": str,
+            "old": str,
+            "new": str,
+        },
+        pk="id",
+        not_null={"seq", "kind", "record_id", "rev", "op", "user_id", "received_at"},
+    )
+    db["history"].create_index(["kind", "record_id"])  # type: ignore[union-attr]
+    db["scope_snapshots"].create(  # type: ignore[union-attr]
+        {"hash": str, "scope": str, "created_at": str}, pk="hash"
+    )
+    db["device_sync"].create(  # type: ignore[union-attr]
+        {
+            "device_id": str,
+            "user_id": str,
+            "last_pull_at": str,
+            "last_pull_seq": int,
+            "last_push_at": str,
+            "last_batch_id": str,
+            "app_version": str,
+            "clock_skew_ms": int,
+            "skew_flagged": int,
+            "mutations_received": int,
+        },
+        pk="device_id",
+        defaults={"skew_flagged": 0, "mutations_received": 0, "clock_skew_ms": 0},
+    )
+    db["store_meta"].create({"key": str, "value": str}, pk="key")  # type: ignore[union-attr]
+    db["store_meta"].insert({"key": "tombstone_horizon", "value": "0"})  # type: ignore[union-attr]
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "users, devices, refresh tokens, records and the change sequence", _m1_initial),
+    (
+        2,
+        "sync: record scope, mutations, quarantine, history, scope snapshots, device state",
+        _m2_sync,
+    ),
 ]
 
 

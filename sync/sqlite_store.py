@@ -12,11 +12,11 @@ import asyncio
 import json
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 import msgspec
@@ -24,11 +24,20 @@ import msgspec
 from sync._migrations import apply_migrations
 from sync.errors import AlreadyExists, NotFound, RevisionMismatch, StorageError
 from sync.models import Device, Filter, RefreshToken, Role, StoredRecord, User
-from sync.store import Store, Transaction
+from sync.store import BatchTx, Store, Transaction
 
 __all__ = ["SQLiteStore"]
 
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+T = TypeVar("T")
+
+
+def scope_of(kind: str, record_id: str, data: dict[str, Any] | None) -> str | None:
+    """The inspection a record belongs to (its change-feed scope key), or None."""
+    if kind == "inspection":
+        return record_id
+    value = (data or {}).get("inspection_id")
+    return value if isinstance(value, str) else None
 
 
 def _now() -> str:
@@ -337,6 +346,19 @@ class SQLiteStore(Store):
         async with self._write() as db:
             yield _SQLiteTransaction(db)
 
+    async def write_batch(self, fn: Callable[[BatchTx], T]) -> T:
+        if self._writer is None:
+            raise StorageError("store is not open")
+        async with self._lock:
+            # One hop to the writer's thread for the whole batch (aiosqlite runs the
+            # function on its connection thread; see _run_on_connection).
+            return await _run_on_connection(self._writer, _batch_write, fn)
+
+    async def read_batch(self, fn: Callable[[BatchTx], T]) -> T:
+        if self._reader is None:
+            raise StorageError("store is not open")
+        return await _run_on_connection(self._reader, _batch_read, fn)
+
     async def get_record(self, kind: str, record_id: str) -> StoredRecord | None:
         row = await self._fetchone(
             "SELECT * FROM records WHERE kind = ? AND id = ? AND deleted = 0", (kind, record_id)
@@ -427,9 +449,18 @@ class _SQLiteTransaction(Transaction):
             raise AlreadyExists(f"{kind} {record_id!r} exists", field="id")
         seq = await _next_seq(self._db)
         await self._db.execute(
-            "INSERT INTO records (kind, id, data, rev, seq, deleted, created_at, updated_at)"
-            " VALUES (?,?,?,?,?,0,?,?)",
-            (kind, record_id, msgspec.json.encode(data).decode(), 1, seq, now, now),
+            "INSERT INTO records (kind, id, data, rev, seq, deleted, created_at, updated_at,"
+            " inspection_id) VALUES (?,?,?,?,?,0,?,?,?)",
+            (
+                kind,
+                record_id,
+                msgspec.json.encode(data).decode(),
+                1,
+                seq,
+                now,
+                now,
+                scope_of(kind, record_id, data),
+            ),
         )
         at = datetime.fromisoformat(now)
         return StoredRecord(
@@ -451,9 +482,17 @@ class _SQLiteTransaction(Transaction):
         seq = await _next_seq(self._db)
         new_data = json.loads(row["data"]) if data is None else data
         await self._db.execute(
-            "UPDATE records SET data = ?, rev = rev + 1, seq = ?, deleted = ?, updated_at = ?"
-            " WHERE kind = ? AND id = ?",
-            (msgspec.json.encode(new_data).decode(), seq, int(data is None), now, kind, record_id),
+            "UPDATE records SET data = ?, rev = rev + 1, seq = ?, deleted = ?, updated_at = ?,"
+            " inspection_id = ? WHERE kind = ? AND id = ?",
+            (
+                msgspec.json.encode(new_data).decode(),
+                seq,
+                int(data is None),
+                now,
+                scope_of(kind, record_id, new_data),
+                kind,
+                record_id,
+            ),
         )
         return StoredRecord(
             kind=kind,
@@ -495,3 +534,267 @@ async def _next_seq(db: aiosqlite.Connection) -> int:
     row = await cur.fetchone()
     assert row is not None
     return int(row[0])
+
+
+async def _run_on_connection(
+    conn: aiosqlite.Connection, runner: Callable[..., T], fn: Callable[[BatchTx], Any]
+) -> T:
+    """Run ``runner(sqlite3_connection, fn)`` on the aiosqlite connection's own thread.
+
+    aiosqlite serialises everything on one thread per connection; ``_execute`` is how
+    it runs a callable there. Using it keeps the batch on the same connection (and
+    thread) as every other query, in one hop instead of one per statement.
+    """
+    raw = conn._conn
+    try:
+        return await conn._execute(runner, raw, fn)
+    except sqlite3.Error as exc:
+        raise StorageError(f"batch failed: {exc}", original=exc) from exc
+
+
+def _batch_write(raw: sqlite3.Connection, fn: Callable[[BatchTx], T]) -> T:
+    raw.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(_SQLiteBatch(raw, writable=True))
+    except BaseException:
+        raw.execute("ROLLBACK")
+        raise
+    raw.execute("COMMIT")
+    return result
+
+
+def _batch_read(raw: sqlite3.Connection, fn: Callable[[BatchTx], T]) -> T:
+    raw.execute("BEGIN")
+    try:
+        return fn(_SQLiteBatch(raw, writable=False))
+    finally:
+        raw.execute("ROLLBACK")
+
+
+class _SQLiteBatch(BatchTx):
+    def __init__(self, db: sqlite3.Connection, *, writable: bool) -> None:
+        self.db = db
+        self.writable = writable
+        self._now = _now()
+
+    def _write(self) -> None:
+        if not self.writable:
+            raise StorageError("write in a read batch")
+
+    def get_record(
+        self, kind: str, record_id: str, *, include_deleted: bool = False
+    ) -> StoredRecord | None:
+        row = self.db.execute(
+            "SELECT * FROM records WHERE kind = ? AND id = ?", (kind, record_id)
+        ).fetchone()
+        if row is None or (row["deleted"] and not include_deleted):
+            return None
+        return _record(row)
+
+    def put_record(
+        self, kind: str, record_id: str, data: dict[str, Any], *, rev: int, deleted: bool = False
+    ) -> StoredRecord:
+        self._write()
+        seq = self.db.execute(
+            "UPDATE seq_counter SET value = value + 1 RETURNING value"
+        ).fetchone()[0]
+        now = self._now
+        self.db.execute(
+            "INSERT INTO records (kind, id, data, rev, seq, deleted, created_at, updated_at,"
+            " inspection_id) VALUES (?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data, rev = excluded.rev,"
+            " seq = excluded.seq, deleted = excluded.deleted, updated_at = excluded.updated_at,"
+            " inspection_id = excluded.inspection_id",
+            (
+                kind,
+                record_id,
+                msgspec.json.encode(data).decode(),
+                rev,
+                seq,
+                int(deleted),
+                now,
+                now,
+                scope_of(kind, record_id, data),
+            ),
+        )
+        at = datetime.fromisoformat(now)
+        return StoredRecord(
+            kind=kind,
+            id=record_id,
+            data=data,
+            rev=rev,
+            seq=seq,
+            deleted=deleted,
+            created_at=at,
+            updated_at=at,
+        )
+
+    def find_records(self, kind: str, filters: Sequence[Filter] = ()) -> list[StoredRecord]:
+        where, params = SQLiteStore._where(kind, filters)
+        rows = self.db.execute(f"SELECT * FROM records WHERE {where} ORDER BY id", params)
+        return [_record(r) for r in rows.fetchall()]
+
+    def records_of(self, kind: str, inspection_id: str) -> list[StoredRecord]:
+        rows = self.db.execute(
+            "SELECT * FROM records WHERE inspection_id = ? AND kind = ? AND deleted = 0"
+            " ORDER BY id",
+            (inspection_id, kind),
+        ).fetchall()
+        return [_record(r) for r in rows]
+
+    def get_mutation(self, key: str) -> bytes | None:
+        row = self.db.execute("SELECT result FROM mutations WHERE key = ?", (key,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def put_mutation(
+        self,
+        key: str,
+        *,
+        user_id: str,
+        device_id: str | None,
+        batch_id: str,
+        result: bytes,
+        at: datetime,
+    ) -> None:
+        self._write()
+        self.db.execute(
+            "INSERT INTO mutations (key, user_id, device_id, batch_id, result, received_at)"
+            " VALUES (?,?,?,?,?,?)",
+            (key, user_id, device_id, batch_id, result, at.isoformat()),
+        )
+
+    def _insert(self, table: str, row: dict[str, Any]) -> None:
+        self._write()
+        cols = ", ".join(row)
+        marks = ", ".join("?" * len(row))
+        self.db.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", tuple(row.values()))
+
+    def add_quarantine(self, row: dict[str, Any]) -> None:
+        self._insert("quarantine", row)
+
+    def add_history(self, row: dict[str, Any]) -> None:
+        self._insert("history", row)
+
+    @staticmethod
+    def _scope_sql(
+        inspection_ids: Sequence[str], refs: Sequence[tuple[str, str]]
+    ) -> tuple[str, list[Any]]:
+        parts: list[str] = []
+        params: list[Any] = []
+        if inspection_ids:
+            parts.append(f"inspection_id IN ({','.join('?' * len(inspection_ids))})")
+            params.extend(inspection_ids)
+        if refs:
+            pairs = ",".join(["(?,?)"] * len(refs))
+            parts.append(f"(inspection_id IS NULL AND (kind, id) IN (VALUES {pairs}))")
+            for kind, rid in refs:
+                params.extend((kind, rid))
+        return ("(" + " OR ".join(parts) + ")" if parts else "0"), params
+
+    def feed(
+        self,
+        after_seq: int,
+        inspection_ids: Sequence[str],
+        refs: Sequence[tuple[str, str]],
+        limit: int,
+        *,
+        max_seq: int | None = None,
+        live_only: bool = False,
+    ) -> list[StoredRecord]:
+        scope, params = self._scope_sql(inspection_ids, refs)
+        sql = f"SELECT * FROM records WHERE seq > ? AND {scope}"
+        args: list[Any] = [after_seq, *params]
+        if max_seq is not None:
+            sql += " AND seq <= ?"
+            args.append(max_seq)
+        if live_only:
+            sql += " AND deleted = 0"
+        sql += " ORDER BY seq LIMIT ?"
+        args.append(limit)
+        return [_record(r) for r in self.db.execute(sql, args).fetchall()]
+
+    def bound_refs(self, inspection_ids: Sequence[str]) -> list[tuple[str, str]]:
+        if not inspection_ids:
+            return []
+        rows = self.db.execute(
+            "SELECT kind, id FROM records WHERE deleted = 0 AND inspection_id IN"
+            f" ({','.join('?' * len(inspection_ids))}) ORDER BY seq",
+            list(inspection_ids),
+        ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def get_snapshot(self, key: str) -> str | None:
+        row = self.db.execute("SELECT scope FROM scope_snapshots WHERE hash = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def put_snapshot(self, key: str, scope: str) -> None:
+        self._write()
+        self.db.execute(
+            "INSERT OR IGNORE INTO scope_snapshots (hash, scope, created_at) VALUES (?,?,?)",
+            (key, scope, self._now),
+        )
+
+    def tombstone_horizon(self) -> int:
+        row = self.db.execute(
+            "SELECT value FROM store_meta WHERE key = 'tombstone_horizon'"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def purge_tombstones(self, before: datetime) -> int:
+        self._write()
+        row = self.db.execute(
+            "SELECT COUNT(*), MAX(seq) FROM records WHERE deleted = 1 AND updated_at < ?",
+            (before.isoformat(),),
+        ).fetchone()
+        if not row[0]:
+            return 0
+        self.db.execute(
+            "DELETE FROM records WHERE deleted = 1 AND updated_at < ?", (before.isoformat(),)
+        )
+        self.db.execute(
+            "UPDATE store_meta SET value = MAX(CAST(value AS INTEGER), ?)"
+            " WHERE key = 'tombstone_horizon'",
+            (row[1],),
+        )
+        return int(row[0])
+
+    def max_seq(self) -> int:
+        return int(self.db.execute("SELECT value FROM seq_counter").fetchone()[0])
+
+    def update_device_sync(self, device_id: str, user_id: str, **fields: Any) -> None:
+        self._write()
+        self.db.execute(
+            "INSERT OR IGNORE INTO device_sync (device_id, user_id) VALUES (?, ?)",
+            (device_id, user_id),
+        )
+        received = int(fields.pop("mutations_received", 0))
+        sets = [f"{k} = ?" for k in fields if _FIELD.match(k)]
+        params: list[Any] = [fields[k] for k in fields if _FIELD.match(k)]
+        sets.append("mutations_received = mutations_received + ?")
+        params.append(received)
+        self.db.execute(
+            f"UPDATE device_sync SET {', '.join(sets)} WHERE device_id = ?", (*params, device_id)
+        )
+
+    def list_device_sync(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT * FROM device_sync ORDER BY device_id").fetchall()
+        return [dict(r) for r in rows]
+
+    def list_quarantine(self, inspection_ids: Sequence[str] | None) -> list[dict[str, Any]]:
+        if inspection_ids is None:
+            rows = self.db.execute("SELECT * FROM quarantine ORDER BY received_at DESC").fetchall()
+        else:
+            rows = self.db.execute(
+                "SELECT * FROM quarantine WHERE inspection_id IN"
+                f" ({','.join('?' * len(inspection_ids)) or 'NULL'})"
+                " ORDER BY received_at DESC",
+                list(inspection_ids),
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def history_of(self, kind: str, record_id: str) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT * FROM history WHERE kind = ? AND record_id = ? ORDER BY id",
+            (kind, record_id),
+        ).fetchall()
+        return [dict(r) for r in rows]

@@ -18,14 +18,129 @@ Guarantees common to every method:
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sync.models import Device, Filter, RefreshToken, StoredRecord, User
 
-__all__ = ["Store", "Transaction"]
+__all__ = ["BatchTx", "Store", "Transaction"]
+
+T = TypeVar("T")
+
+
+class BatchTx(abc.ABC):
+    """Synchronous access inside one write (or read) transaction, for the sync engine.
+
+    ``Store.write_batch(fn)`` runs ``fn(tx)`` on the backend's writer thread in one
+    transaction: a whole push batch costs one round trip to the database thread and
+    commits (durably) or rolls back as a unit. ``read_batch`` runs ``fn`` on a reader
+    over one consistent snapshot. Write methods raise on a read transaction.
+    """
+
+    @abc.abstractmethod
+    def get_record(
+        self, kind: str, record_id: str, *, include_deleted: bool = False
+    ) -> StoredRecord | None:
+        """The record (or its tombstone if ``include_deleted``), or None."""
+
+    @abc.abstractmethod
+    def put_record(
+        self, kind: str, record_id: str, data: dict[str, Any], *, rev: int, deleted: bool = False
+    ) -> StoredRecord:
+        """Insert or replace a record at revision ``rev`` with the next ``seq``.
+        The record's inspection (its scope key) is taken from ``data["inspection_id"]``
+        (an inspection is its own)."""
+
+    @abc.abstractmethod
+    def find_records(self, kind: str, filters: Sequence[Filter] = ()) -> list[StoredRecord]:
+        """Live records of a kind matching every filter (as ``Store.list_records``)."""
+
+    @abc.abstractmethod
+    def records_of(self, kind: str, inspection_id: str) -> list[StoredRecord]:
+        """Live records of one kind that belong to one inspection, by id."""
+
+    @abc.abstractmethod
+    def get_mutation(self, key: str) -> bytes | None:
+        """The stored result of an already applied mutation, or None."""
+
+    @abc.abstractmethod
+    def put_mutation(
+        self,
+        key: str,
+        *,
+        user_id: str,
+        device_id: str | None,
+        batch_id: str,
+        result: bytes,
+        at: datetime,
+    ) -> None:
+        """Remember a mutation's result (its key is never reused)."""
+
+    @abc.abstractmethod
+    def add_quarantine(self, row: dict[str, Any]) -> None:
+        """Keep a rejected mutation, with who, when and why."""
+
+    @abc.abstractmethod
+    def add_history(self, row: dict[str, Any]) -> None:
+        """Append one applied change (old and new field values) to the history."""
+
+    @abc.abstractmethod
+    def feed(
+        self,
+        after_seq: int,
+        inspection_ids: Sequence[str],
+        refs: Sequence[tuple[str, str]],
+        limit: int,
+        *,
+        max_seq: int | None = None,
+        live_only: bool = False,
+    ) -> list[StoredRecord]:
+        """Records (tombstones included unless ``live_only``) with ``after_seq < seq
+        [<= max_seq]`` that belong to one of ``inspection_ids`` or are one of ``refs``
+        (kind, id), in seq order, at most ``limit``."""
+
+    @abc.abstractmethod
+    def bound_refs(self, inspection_ids: Sequence[str]) -> list[tuple[str, str]]:
+        """(kind, id) of every live record belonging to these inspections."""
+
+    @abc.abstractmethod
+    def get_snapshot(self, key: str) -> str | None:
+        """A stored scope snapshot (JSON text)."""
+
+    @abc.abstractmethod
+    def put_snapshot(self, key: str, scope: str) -> None:
+        """Store a scope snapshot under its content hash (idempotent)."""
+
+    @abc.abstractmethod
+    def tombstone_horizon(self) -> int:
+        """Tombstones with seq at or below this were purged: older cursors must resync."""
+
+    @abc.abstractmethod
+    def purge_tombstones(self, before: datetime) -> int:
+        """Delete tombstones last changed before ``before``; move the horizon up to the
+        highest purged seq. Returns how many were purged."""
+
+    @abc.abstractmethod
+    def max_seq(self) -> int:
+        """The highest seq given out so far."""
+
+    @abc.abstractmethod
+    def update_device_sync(self, device_id: str, user_id: str, **fields: Any) -> None:
+        """Upsert a device's sync state; ``mutations_received`` is added, not set."""
+
+    @abc.abstractmethod
+    def list_device_sync(self) -> list[dict[str, Any]]:
+        """Every device's sync state."""
+
+    @abc.abstractmethod
+    def list_quarantine(self, inspection_ids: Sequence[str] | None) -> list[dict[str, Any]]:
+        """Quarantined mutations, of some inspections or (None) all, newest first."""
+
+    @abc.abstractmethod
+    def history_of(self, kind: str, record_id: str) -> list[dict[str, Any]]:
+        """Every applied change of one record, oldest first."""
 
 
 class Transaction(abc.ABC):
@@ -174,6 +289,16 @@ class Store(abc.ABC):
         """:meth:`Transaction.delete_record` in a transaction of its own."""
         async with self.transaction() as tx:
             return await tx.delete_record(kind, record_id, expect_rev=expect_rev)
+
+    @abc.abstractmethod
+    async def write_batch(self, fn: Callable[[BatchTx], T]) -> T:
+        """Run ``fn`` in one serialised write transaction on the writer's thread; the
+        result is returned only after the commit is durable. If ``fn`` raises, nothing
+        is committed and the exception propagates."""
+
+    @abc.abstractmethod
+    async def read_batch(self, fn: Callable[[BatchTx], T]) -> T:
+        """Run ``fn`` over one consistent read snapshot (write methods refuse)."""
 
     @abc.abstractmethod
     async def get_record(self, kind: str, record_id: str) -> StoredRecord | None:

@@ -141,6 +141,14 @@ ROLE_TABLE = [
         {"admin", "supervisor", "inspector"},
     ),
     ("POST", "/api/v1/checklists/import", None, {"admin"}),
+    ("POST", "/api/v1/sync/pull", {}, {"admin", "supervisor", "inspector"}),
+    ("POST", "/api/v1/sync/push", {"mutations": []}, {"admin", "supervisor", "inspector"}),
+    ("GET", "/api/v1/sync/conflicts", None, {"admin", "supervisor", "inspector"}),
+    ("POST", "/api/v1/sync/conflicts/cf_x/resolve", {"value": 1, "reason": "r"},
+     {"admin", "supervisor"}),
+    ("GET", "/api/v1/sync/quarantine", None, {"admin", "supervisor", "inspector"}),
+    ("GET", "/api/v1/sync/devices", None, {"admin"}),
+    ("GET", "/api/v1/sync/history/finding/f-x", None, {"admin", "supervisor", "inspector"}),
 ]
 
 USERS = {"admin": "admin", "supervisor": "sup.js", "inspector": "insp.js1"}

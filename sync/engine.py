@@ -1,0 +1,880 @@
+"""The sync engine: push (merge tablets' mutations) and pull (the scoped change feed).
+
+Framework-free: it takes a :class:`~sync.models.Principal` and protocol structs, and
+returns protocol structs. Every push batch runs in one database transaction
+(``Store.write_batch``) and its answer exists only after the commit, so each result
+describes exactly what was committed. See ``docs/sync-protocol.md``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from checklists.loader import template_from_obj
+from checklists.schema import Template
+from sync.access import can_see_inspection, inspection_scope
+from sync.clock import Clock
+from sync.errors import Forbidden, InvalidInput, NotFound
+from sync.fielddata import POLICIES, Reason, check_fields, parse_response_id, validate
+from sync.hlc import HLC, receive, tick
+from sync.merge import Edit, FieldConflict, KeptValue, Stamp, is_concurrent, merge
+from sync.models import Principal, Role, StoredRecord
+from sync.protocol import (
+    PROTOCOL_VERSION,
+    Applied,
+    Change,
+    Conflicted,
+    ConflictKept,
+    Duplicate,
+    Merged,
+    Mutation,
+    PullRequest,
+    PullResponse,
+    PushRequest,
+    PushResponse,
+    RecordRef,
+    Rejected,
+    Result,
+)
+from sync.store import BatchTx, Store
+
+__all__ = ["EngineConfig", "SyncEngine", "public_data"]
+
+_result_encoder = msgspec.msgpack.Encoder()
+_result_decoder = msgspec.msgpack.Decoder(Result)
+
+# Inspection statuses in which tablets may change field data, and whether a reason
+# is then required (after fieldwork is declared done, every change needs one).
+_WRITABLE = {"in_progress": False, "fieldwork_done": True, "under_review": True}
+
+
+class EngineConfig(msgspec.Struct, kw_only=True):
+    max_skew_ms: int = 5 * 60 * 1000
+    """A device clock further ahead than this is flagged and not trusted for order."""
+    tombstone_retention_days: int = 90
+    """Tombstones older than this may be purged; older cursors must resync."""
+
+
+def public_data(rec: StoredRecord) -> dict[str, Any]:
+    """A record's data as clients see it: engine bookkeeping (``_...``) removed."""
+    return {k: v for k, v in rec.data.items() if not k.startswith("_")}
+
+
+def _raw(stamp: Stamp) -> list[Any]:
+    return [stamp.rev, stamp.hlc, stamp.by, stamp.device, stamp.mid]
+
+
+def _stamps(data: dict[str, Any]) -> dict[str, Stamp]:
+    raw = data.get("_stamps") or {}
+    return {f: Stamp(*v) for f, v in raw.items()}
+
+
+class _Cursor(msgspec.Struct, array_like=True):
+    seq: int
+    snap: str
+    """Hash of the scope the client holds completely up to ``seq``."""
+    target: str = ""
+    """During a backfill: the hash of the scope being backfilled to."""
+    pos: int = 0
+    """During a backfill: the last seq sent of the backfill."""
+
+
+def _encode_cursor(c: _Cursor) -> str:
+    return base64.urlsafe_b64encode(msgspec.msgpack.encode(c)).decode().rstrip("=")
+
+
+def _decode_cursor(text: str) -> _Cursor:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return msgspec.msgpack.decode(raw, type=_Cursor)
+    except (ValueError, msgspec.DecodeError) as exc:
+        raise InvalidInput("the cursor is not one this server made", field="cursor") from exc
+
+
+class _Scope(msgspec.Struct, frozen=True):
+    inspections: list[str]
+    refs: list[tuple[str, str]]
+
+    def key(self) -> str:
+        return hashlib.sha256(msgspec.json.encode(self)).hexdigest()[:32]
+
+
+_EMPTY = _Scope([], [])
+_EMPTY_KEY = "0"
+
+
+class SyncEngine:
+    def __init__(self, store: Store, clock: Clock, config: EngineConfig | None = None) -> None:
+        self.store = store
+        self.clock = clock
+        self.config = config or EngineConfig()
+        self._hlc = HLC(0, 0, "server")
+        self._templates: dict[str, Template] = {}
+
+    # --- helpers -----------------------------------------------------------------
+
+    def _now_ms(self) -> int:
+        return int(self.clock.now().timestamp() * 1000)
+
+    def _template(self, tx: BatchTx, version_id: str) -> Template | None:
+        """Published versions never change, so parsed templates are cached forever."""
+        cached = self._templates.get(version_id)
+        if cached is None:
+            rec = tx.get_record("checklist_version", version_id)
+            if rec is None:
+                return None
+            cached = template_from_obj(rec.data["content"])
+            if rec.data["status"] != "draft":
+                self._templates[version_id] = cached
+        return cached
+
+    def _pins(self, tx: BatchTx, inspection: StoredRecord) -> dict[str, Template]:
+        out: dict[str, Template] = {}
+        for link, vid in inspection.data.get("pins", {}).items():
+            template = self._template(tx, vid)
+            if template is not None:
+                out[link] = template
+        return out
+
+    # --- push --------------------------------------------------------------------
+
+    async def push(self, principal: Principal, request: PushRequest) -> PushResponse:
+        """Apply a batch in one transaction; answer per mutation what was committed."""
+        batch_id = f"b_{uuid.uuid4().hex[:16]}"
+        received_at = self.clock.now()
+        now_ms = self._now_ms()
+
+        def apply(tx: BatchTx) -> PushResponse:
+            ctx = _PushContext(self, tx, principal, batch_id, received_at)
+            results: list[Any] = []
+            skew = 0
+            flagged = False
+            for m in request.mutations:
+                key = f"{principal.user_id}\x1f{m.mid}"
+                seen = tx.get_mutation(key)
+                if seen is not None:
+                    results.append(Duplicate(mid=m.mid, original=_result_decoder.decode(seen)))
+                    continue
+                try:
+                    remote = HLC.parse(m.hlc)
+                except ValueError:
+                    remote = HLC(now_ms, 0, principal.device_id or principal.user_id)
+                got = receive(self._hlc, remote, now_ms, "server", self.config.max_skew_ms)
+                self._hlc = got.clock
+                skew, flagged = got.skew_ms, flagged or got.flagged
+                result = ctx.apply(m, str(got.effective), got.flagged)
+                tx.put_mutation(
+                    key,
+                    user_id=principal.user_id,
+                    device_id=principal.device_id,
+                    batch_id=batch_id,
+                    result=_result_encoder.encode(result),
+                    at=received_at,
+                )
+                results.append(result)
+            if principal.device_id is not None:
+                tx.update_device_sync(
+                    principal.device_id,
+                    principal.user_id,
+                    last_push_at=received_at.isoformat(),
+                    last_batch_id=batch_id,
+                    app_version=request.app_version or None,
+                    clock_skew_ms=skew,
+                    skew_flagged=int(flagged),
+                    mutations_received=len(request.mutations),
+                )
+            return PushResponse(
+                protocol=PROTOCOL_VERSION,
+                batch_id=batch_id,
+                results=results,
+                server_time=received_at,
+                hlc=str(self._hlc),
+                clock_skew_ms=skew,
+                skew_flagged=flagged,
+            )
+
+        return await self.store.write_batch(apply)
+
+    # --- pull --------------------------------------------------------------------
+
+    def _scope(self, tx: BatchTx, principal: Principal) -> _Scope:
+        """What the principal may see now: inspections, and the reference records and
+        checklist versions they reach."""
+        inspections = tx.find_records("inspection", inspection_scope(principal))
+        refs: set[tuple[str, str]] = set()
+        chains: set[str] = set()
+        sites: set[str] = set()
+        for insp in inspections:
+            d = insp.data
+            sites.add(d["site_id"])
+            chains.add(d["chain_id"])
+            refs.update(("authority", a) for a in d.get("authority_ids", ()))
+            refs.update(("checklist_version", v) for v in d.get("pins", {}).values())
+        for cid in chains:
+            chain = tx.get_record("chain", cid)
+            if chain is None:
+                continue
+            refs.add(("chain", cid))
+            product = tx.get_record("product", chain.data["product_id"])
+            if product is not None:
+                refs.add(("product", product.id))
+                refs.add(("organisation", product.data["mah_id"]))
+        for sid in sites:
+            site = tx.get_record("site", sid)
+            if site is not None:
+                refs.add(("site", sid))
+                refs.add(("organisation", site.data["organisation_id"]))
+        return _Scope(sorted(i.id for i in inspections), sorted(refs))
+
+    async def pull(self, principal: Principal, request: PullRequest) -> PullResponse:
+        """One page of the change feed for this principal's scope."""
+        cursor = _decode_cursor(request.cursor) if request.cursor else _Cursor(0, _EMPTY_KEY)
+        limit = request.limit
+
+        def read(tx: BatchTx) -> tuple[PullResponse, list[tuple[str, str]]]:
+            now_scope = self._scope(tx, principal)
+            now_key = now_scope.key()
+            if cursor.seq and cursor.seq < tx.tombstone_horizon():
+                return self._page([], [], "", False, resync=True), []
+            held = self._snapshot(tx, cursor.snap)
+            if held is None:
+                raise InvalidInput("the cursor is not one this server made", field="cursor")
+            target = now_scope
+            target_key = now_key
+            if cursor.target:
+                kept = self._snapshot(tx, cursor.target)
+                if kept is not None:
+                    target, target_key = kept, cursor.target
+            added_i = sorted(set(target.inspections) - set(held.inspections))
+            added_r = sorted(set(target.refs) - set(held.refs))
+            evict: list[RecordRef] = []
+            if target_key != cursor.snap and not cursor.pos:
+                evict = self._evictions(tx, held, target)
+            if (added_i or added_r) and cursor.seq:
+                rows = tx.feed(
+                    cursor.pos, added_i, added_r, limit + 1, max_seq=cursor.seq, live_only=True
+                )
+                if len(rows) > limit:
+                    rows = rows[:limit]
+                    nxt = _Cursor(cursor.seq, cursor.snap, target_key, rows[-1].seq)
+                else:
+                    nxt = _Cursor(cursor.seq, target_key)
+                changes = [self._change(r) for r in rows]
+                return self._page(changes, evict, _encode_cursor(nxt), True), [
+                    (target_key, msgspec.json.encode(target).decode())
+                ]
+            rows = tx.feed(cursor.seq, target.inspections, target.refs, limit + 1)
+            has_more = len(rows) > limit
+            rows = rows[:limit]
+            last = rows[-1].seq if rows else max(cursor.seq, 0)
+            nxt = _Cursor(last, target_key)
+            page = self._page(
+                [self._change(r) for r in rows],
+                evict,
+                _encode_cursor(nxt),
+                has_more or target_key != now_key,
+            )
+            return page, [(target_key, msgspec.json.encode(target).decode())]
+
+        page, snapshots = await self.store.read_batch(read)
+
+        def remember(tx: BatchTx) -> None:
+            for key, scope in snapshots:
+                tx.put_snapshot(key, scope)
+            if principal.device_id is not None:
+                tx.update_device_sync(
+                    principal.device_id,
+                    principal.user_id,
+                    last_pull_at=page.server_time.isoformat(),
+                    last_pull_seq=_decode_cursor(page.cursor).seq if page.cursor else 0,
+                )
+
+        if snapshots or principal.device_id is not None:
+            await self.store.write_batch(remember)
+        return page
+
+    @staticmethod
+    def _snapshot(tx: BatchTx, key: str) -> _Scope | None:
+        if key == _EMPTY_KEY:
+            return _EMPTY
+        text = tx.get_snapshot(key)
+        return msgspec.json.decode(text, type=_Scope) if text else None
+
+    @staticmethod
+    def _evictions(tx: BatchTx, held: _Scope, target: _Scope) -> list[RecordRef]:
+        gone_i = sorted(set(held.inspections) - set(target.inspections))
+        refs = [RecordRef(k, i) for k, i in tx.bound_refs(gone_i)]
+        refs += [RecordRef(k, i) for k, i in sorted(set(held.refs) - set(target.refs))]
+        return refs
+
+    @staticmethod
+    def _change(rec: StoredRecord) -> Change:
+        if rec.deleted:
+            return Change(kind=rec.kind, id=rec.id, rev=rec.rev, seq=rec.seq, deleted=True)
+        return Change(kind=rec.kind, id=rec.id, rev=rec.rev, seq=rec.seq, data=public_data(rec))
+
+    def _page(
+        self,
+        changes: list[Change],
+        evict: list[RecordRef],
+        cursor: str,
+        has_more: bool,
+        *,
+        resync: bool = False,
+    ) -> PullResponse:
+        return PullResponse(
+            protocol=PROTOCOL_VERSION,
+            changes=changes,
+            evict=evict,
+            cursor=cursor,
+            has_more=has_more,
+            resync_required=resync,
+            server_time=self.clock.now(),
+            hlc=str(self._hlc),
+        )
+
+    async def purge_tombstones(self) -> int:
+        """Drop tombstones past retention; cursors older than them must resync."""
+        before = self.clock.now() - timedelta(days=self.config.tombstone_retention_days)
+        return await self.store.write_batch(lambda tx: tx.purge_tombstones(before))
+
+    # --- conflicts ---------------------------------------------------------------
+
+    async def list_conflicts(
+        self, principal: Principal, *, inspection_id: str | None = None, status: str = "open"
+    ) -> list[StoredRecord]:
+        """Conflicts in inspections the principal may see (supervisors: their
+        authority's; inspectors: their own inspections')."""
+
+        def read(tx: BatchTx) -> list[StoredRecord]:
+            visible = [i.id for i in tx.find_records("inspection", inspection_scope(principal))]
+            ids = [i for i in visible if inspection_id in (None, i)]
+            out: list[StoredRecord] = []
+            for iid in ids:
+                out += [
+                    c for c in tx.records_of("conflict", iid) if status in ("all", c.data["status"])
+                ]
+            return out
+
+        return await self.store.read_batch(read)
+
+    async def resolve_conflict(
+        self, principal: Principal, conflict_id: str, value: Any, reason: str
+    ) -> StoredRecord:
+        """A supervisor picks one of the kept values or enters a merged one. The record
+        and the conflict change together and reach every tablet as ordinary changes."""
+        if principal.role is Role.INSPECTOR:
+            raise Forbidden("only a supervisor or admin resolves conflicts")
+        if not reason.strip():
+            raise InvalidInput("a resolution needs a reason", field="reason")
+        now = self.clock.now()
+
+        def write(tx: BatchTx) -> StoredRecord:
+            conflict = tx.get_record("conflict", conflict_id)
+            insp = tx.get_record("inspection", conflict.data["inspection_id"]) if conflict else None
+            if conflict is None or insp is None or not can_see_inspection(principal, insp.data):
+                raise NotFound(f"no conflict {conflict_id!r}")
+            if conflict.data["status"] != "open":
+                raise InvalidInput("this conflict is already resolved", field="conflict_id")
+            self._hlc = tick(self._hlc, self._now_ms(), "server")
+            hlc = str(self._hlc)
+            kind, rid, field = (
+                conflict.data["record_kind"],
+                conflict.data["record_id"],
+                conflict.data["field"],
+            )
+            rec = tx.get_record(kind, rid, include_deleted=True)
+            if rec is None:
+                raise NotFound(f"the record of conflict {conflict_id!r} is gone")
+            data = dict(rec.data)
+            stamps = dict(data.get("_stamps") or {})
+            open_fields = [f for f in data.get("open_conflicts", []) if f != field]
+            deleted = rec.deleted
+            if field == "_deleted":
+                if value is None:
+                    deleted = True
+                else:
+                    if not isinstance(value, dict):
+                        raise InvalidInput("restore with an object of fields", field="value")
+                    deleted = False
+                    for f, v in value.items():
+                        if f in POLICIES.get(kind, {}):
+                            data[f] = v
+                            stamps[f] = _raw(Stamp(rec.rev + 1, hlc, principal.user_id))
+            else:
+                if field not in POLICIES.get(kind, {}):
+                    raise InvalidInput(f"{kind} has no field {field!r}", field="value")
+                data[field] = value
+                stamps[field] = _raw(Stamp(rec.rev + 1, hlc, principal.user_id))
+            data["_stamps"] = stamps
+            data["open_conflicts"] = open_fields
+            new = tx.put_record(kind, rid, data, rev=rec.rev + 1, deleted=deleted)
+            resolution = {
+                "value": value,
+                "by": principal.user_id,
+                "at": now.isoformat(),
+                "reason": reason,
+                "hlc": hlc,
+            }
+            cdata = {
+                **conflict.data,
+                "status": "resolved",
+                "resolution": resolution,
+                "winner": value,
+            }
+            resolved = tx.put_record("conflict", conflict_id, cdata, rev=conflict.rev + 1)
+            tx.add_history(
+                {
+                    "seq": new.seq,
+                    "kind": kind,
+                    "record_id": rid,
+                    "inspection_id": data.get("inspection_id"),
+                    "rev": new.rev,
+                    "op": "resolve",
+                    "mid": None,
+                    "batch_id": None,
+                    "user_id": principal.user_id,
+                    "device_id": principal.device_id,
+                    "hlc": hlc,
+                    "device_time": None,
+                    "received_at": now.isoformat(),
+                    "reason": f"conflict {conflict_id}: {reason}",
+                    "old": json.dumps({field: rec.data.get(field)}, default=str),
+                    "new": json.dumps({field: value}, default=str),
+                }
+            )
+            return resolved
+
+        return await self.store.write_batch(write)
+
+    # --- read models for admins/supervisors --------------------------------------
+
+    async def device_states(self) -> list[dict[str, Any]]:
+        return await self.store.read_batch(lambda tx: tx.list_device_sync())
+
+    async def quarantine(self, principal: Principal) -> list[dict[str, Any]]:
+        def read(tx: BatchTx) -> list[dict[str, Any]]:
+            if principal.role is Role.ADMIN:
+                return tx.list_quarantine(None)
+            visible = [i.id for i in tx.find_records("inspection", inspection_scope(principal))]
+            rows = tx.list_quarantine(visible)
+            if principal.role is Role.INSPECTOR:
+                rows = [r for r in rows if r["user_id"] == principal.user_id]
+            return rows
+
+        return await self.store.read_batch(read)
+
+    async def history(
+        self, principal: Principal, kind: str, record_id: str
+    ) -> list[dict[str, Any]]:
+        def read(tx: BatchTx) -> list[dict[str, Any]]:
+            rec = tx.get_record(kind, record_id, include_deleted=True)
+            iid = rec.data.get("inspection_id") if rec else None
+            insp = tx.get_record("inspection", iid) if isinstance(iid, str) else None
+            if insp is None or not can_see_inspection(principal, insp.data):
+                raise NotFound(f"no {kind} {record_id!r}")
+            return tx.history_of(kind, record_id)
+
+        return await self.store.read_batch(read)
+
+
+class _PushContext:
+    """The state of one push batch inside its transaction."""
+
+    def __init__(
+        self,
+        engine: SyncEngine,
+        tx: BatchTx,
+        principal: Principal,
+        batch_id: str,
+        received_at: datetime,
+    ) -> None:
+        self.engine = engine
+        self.tx = tx
+        self.principal = principal
+        self.batch_id = batch_id
+        self.received_at = received_at
+        self._inspections: dict[str, StoredRecord | None] = {}
+        self._signed: dict[str, set[str]] = {}
+
+    def _inspection(self, iid: str) -> StoredRecord | None:
+        if iid not in self._inspections:
+            self._inspections[iid] = self.tx.get_record("inspection", iid)
+        return self._inspections[iid]
+
+    def _signed_scopes(self, iid: str) -> set[str]:
+        if iid not in self._signed:
+            self._signed[iid] = {
+                s.data.get("scope", "") for s in self.tx.records_of("signoff", iid)
+            }
+        return self._signed[iid]
+
+    def reject(self, m: Mutation, reason: Reason, iid: str | None) -> Rejected:
+        qid = f"q_{uuid.uuid4().hex[:16]}"
+        self.tx.add_quarantine(
+            {
+                "id": qid,
+                "mid": m.mid,
+                "user_id": self.principal.user_id,
+                "device_id": self.principal.device_id,
+                "batch_id": self.batch_id,
+                "kind": m.kind,
+                "record_id": m.id,
+                "inspection_id": iid,
+                "mutation": msgspec.json.encode(m).decode(),
+                "code": reason.code,
+                "field": reason.field,
+                "message": reason.message,
+                "received_at": self.received_at.isoformat(),
+            }
+        )
+        return Rejected(
+            mid=m.mid,
+            kind=m.kind,
+            id=m.id,
+            code=reason.code,
+            field=reason.field,
+            message=reason.message,
+            quarantine_id=qid,
+        )
+
+    def apply(self, m: Mutation, hlc: str, skewed: bool) -> Result:
+        tx = self.tx
+        current = tx.get_record(m.kind, m.id, include_deleted=True)
+        # which inspection the record belongs to
+        if m.kind == "response":
+            key = parse_response_id(m.id)
+            iid = key.inspection_id if key else None
+        elif current is not None:
+            iid = current.data.get("inspection_id")
+        else:
+            iid = m.fields.get("inspection_id")
+        if not isinstance(iid, str):
+            return self.reject(
+                m,
+                Reason(
+                    code="bad_id", field="inspection_id", message="the record names no inspection"
+                ),
+                None,
+            )
+        insp = self._inspection(iid)
+        if insp is None or not can_see_inspection(self.principal, insp.data):
+            return self.reject(
+                m,
+                Reason(
+                    code="not_in_scope",
+                    field="inspection_id",
+                    message="not an inspection you are assigned to",
+                ),
+                iid,
+            )
+        status = insp.data["status"]
+        if status not in _WRITABLE:
+            code = "inspection_not_started" if status == "planned" else "inspection_closed"
+            return self.reject(
+                m, Reason(code=code, field=None, message=f"the inspection is {status}"), iid
+            )
+        problem = check_fields(m.kind, m.fields)
+        if problem is not None:
+            return self.reject(m, problem, iid)
+        if (
+            current is not None
+            and "inspection_id" in m.fields
+            and m.fields["inspection_id"] != current.data.get("inspection_id")
+        ):
+            return self.reject(
+                m,
+                Reason(
+                    code="immutable_field",
+                    field="inspection_id",
+                    message="a record cannot move to another inspection",
+                ),
+                iid,
+            )
+        frozen = _WRITABLE[status] or self._is_signed(m, iid, current)
+        if frozen and not (m.reason and m.reason.strip()):
+            return self.reject(
+                m,
+                Reason(
+                    code="reason_required",
+                    field="reason",
+                    message="this is signed off (or fieldwork is done): a change needs a reason",
+                ),
+                iid,
+            )
+        if m.op == "delete":
+            return self._delete(m, current, iid, hlc)
+        return self._upsert(m, current, iid, insp, hlc)
+
+    def _is_signed(self, m: Mutation, iid: str, current: StoredRecord | None) -> bool:
+        scopes = self._signed_scopes(iid)
+        if m.kind == "signoff":
+            return current is not None and not current.deleted
+        if "inspection" in scopes:
+            return True
+        if m.kind == "response":
+            key = parse_response_id(m.id)
+            return key is not None and f"link:{key.link_id}" in scopes
+        return False
+
+    def _history(
+        self,
+        m: Mutation,
+        rec: StoredRecord,
+        op: str,
+        hlc: str,
+        old: dict[str, Any],
+        new: dict[str, Any],
+    ) -> None:
+        self.tx.add_history(
+            {
+                "seq": rec.seq,
+                "kind": rec.kind,
+                "record_id": rec.id,
+                "inspection_id": rec.data.get("inspection_id"),
+                "rev": rec.rev,
+                "op": op,
+                "mid": m.mid,
+                "batch_id": self.batch_id,
+                "user_id": self.principal.user_id,
+                "device_id": self.principal.device_id,
+                "hlc": hlc,
+                "device_time": m.device_time.isoformat(),
+                "received_at": self.received_at.isoformat(),
+                "reason": m.reason,
+                "old": json.dumps(old, default=str),
+                "new": json.dumps(new, default=str),
+            }
+        )
+
+    def _open_conflict(
+        self, iid: str, kind: str, rid: str, fc: FieldConflict, hlc: str
+    ) -> tuple[str, list[Any]]:
+        """Record a same-field conflict: join the open one for that field, or open one."""
+        existing = [
+            c
+            for c in self.tx.records_of("conflict", iid)
+            if c.data["record_kind"] == kind
+            and c.data["record_id"] == rid
+            and c.data["field"] == fc.field
+            and c.data["status"] == "open"
+        ]
+        values = [msgspec.to_builtins(v) for v in fc.values]
+        if existing:
+            c = existing[0]
+            kept = list(c.data["values"])
+            for v in values:
+                if not any(k["value"] == v["value"] and k.get("mid") == v.get("mid") for k in kept):
+                    kept.append(v)
+            data = {
+                **c.data,
+                "values": kept,
+                "winner": fc.winner,
+                "flagged": c.data["flagged"] or fc.flagged,
+            }
+            self.tx.put_record("conflict", c.id, data, rev=c.rev + 1)
+            return c.id, kept
+        cid = f"cf_{uuid.uuid4().hex[:16]}"
+        self.tx.put_record(
+            "conflict",
+            cid,
+            {
+                "inspection_id": iid,
+                "record_kind": kind,
+                "record_id": rid,
+                "field": fc.field,
+                "policy": fc.policy,
+                "flagged": fc.flagged,
+                "status": "open",
+                "values": values,
+                "winner": fc.winner,
+                "opened_at": self.received_at.isoformat(),
+                "opened_hlc": hlc,
+                "resolution": None,
+            },
+            rev=1,
+        )
+        return cid, values
+
+    def _edit(self, m: Mutation, hlc: str) -> Edit:
+        return Edit(
+            fields=m.fields,
+            base_rev=m.base_rev,
+            hlc=hlc,
+            by=self.principal.user_id,
+            device=self.principal.device_id or "",
+            mid=m.mid,
+            device_time=m.device_time.isoformat(),
+        )
+
+    def _kept(self, m: Mutation, hlc: str, value: Any) -> KeptValue:
+        return KeptValue(
+            value=value,
+            by=self.principal.user_id,
+            device=self.principal.device_id or "",
+            hlc=hlc,
+            mid=m.mid,
+            device_time=m.device_time.isoformat(),
+        )
+
+    def _delete(self, m: Mutation, current: StoredRecord | None, iid: str, hlc: str) -> Result:
+        if current is None:
+            return self.reject(
+                m,
+                Reason(code="not_found", field="id", message="there is no such record to delete"),
+                iid,
+            )
+        if current.deleted:
+            return Applied(mid=m.mid, kind=m.kind, id=m.id, rev=current.rev)
+        stamps = _stamps(current.data)
+        edited = sorted(f for f, s in stamps.items() if s.rev > m.base_rev)
+        if edited:
+            # delete versus edit: a conflict, never a silent delete
+            server = KeptValue(
+                value=public_data(current),
+                by=stamps[edited[0]].by,
+                device=stamps[edited[0]].device,
+                hlc=stamps[edited[0]].hlc,
+            )
+            fc = FieldConflict(
+                field="_deleted",
+                policy="never",
+                winner=public_data(current),
+                values=[server, self._kept(m, hlc, None)],
+                flagged=True,
+            )
+            return self._conflicted(m, current, iid, [fc], {}, {}, hlc)
+        data = dict(current.data)
+        rec = self.tx.put_record(m.kind, m.id, data, rev=current.rev + 1, deleted=True)
+        self._history(m, rec, "delete", hlc, public_data(current), {})
+        return Applied(mid=m.mid, kind=m.kind, id=m.id, rev=rec.rev)
+
+    def _upsert(
+        self, m: Mutation, current: StoredRecord | None, iid: str, insp: StoredRecord, hlc: str
+    ) -> Result:
+        if current is not None and current.deleted:
+            # an edit of a record deleted meanwhile: kept as a conflict, not applied
+            fc = FieldConflict(
+                field="_deleted",
+                policy="never",
+                winner=None,
+                values=[
+                    KeptValue(value=None, by="", device="", hlc=""),
+                    self._kept(m, hlc, m.fields),
+                ],
+                flagged=True,
+            )
+            return self._conflicted(m, current, iid, [fc], {}, {}, hlc)
+        values = dict(current.data) if current else {}
+        stamps = _stamps(values)
+        new_rev = (current.rev if current else 0) + 1
+        result = merge(values, stamps, self._edit(m, hlc), new_rev, POLICIES[m.kind])
+        merged = {**values, **result.values}
+        if current is None:
+            merged["inspection_id"] = iid
+            if m.kind == "response":
+                key = parse_response_id(m.id)
+                assert key is not None
+                merged.update(link_id=key.link_id, item_key=key.item_key, repeat=key.repeat)
+            if m.kind == "finding":
+                merged.setdefault("status", "draft")
+        view = {k: merged.get(k) for k in POLICIES[m.kind] if k in merged}
+        problem = validate(m.kind, m.id, view, self.engine._pins(self.tx, insp))
+        if problem is not None:
+            return self.reject(m, problem, iid)
+        if result.conflicts:
+            return self._conflicted(
+                m, current, iid, result.conflicts, result.values, result.stamps, hlc, merged
+            )
+        if not result.values and current is not None:
+            if result.concurrent:
+                return Merged(
+                    mid=m.mid,
+                    kind=m.kind,
+                    id=m.id,
+                    rev=current.rev,
+                    concurrent_fields=result.concurrent,
+                )
+            return Applied(mid=m.mid, kind=m.kind, id=m.id, rev=current.rev)
+        rec = self._write(m, current, merged, result.stamps, hlc)
+        if result.concurrent:
+            return Merged(
+                mid=m.mid, kind=m.kind, id=m.id, rev=rec.rev, concurrent_fields=result.concurrent
+            )
+        return Applied(mid=m.mid, kind=m.kind, id=m.id, rev=rec.rev)
+
+    def _write(
+        self,
+        m: Mutation,
+        current: StoredRecord | None,
+        merged: dict[str, Any],
+        new_stamps: dict[str, Stamp],
+        hlc: str,
+        open_fields: Iterable[str] = (),
+    ) -> StoredRecord:
+        raw = dict(merged.get("_stamps") or {})
+        raw.update({f: _raw(s) for f, s in new_stamps.items()})
+        merged["_stamps"] = raw
+        merged["open_conflicts"] = sorted({*merged.get("open_conflicts", []), *open_fields})
+        rev = (current.rev if current else 0) + 1
+        rec = self.tx.put_record(m.kind, m.id, merged, rev=rev)
+        old = {f: current.data.get(f) for f in new_stamps} if current else {}
+        self._history(
+            m,
+            rec,
+            "create" if current is None else "update",
+            hlc,
+            old,
+            {f: merged.get(f) for f in new_stamps},
+        )
+        return rec
+
+    def _conflicted(
+        self,
+        m: Mutation,
+        current: StoredRecord | None,
+        iid: str,
+        conflicts: list[FieldConflict],
+        values: dict[str, Any],
+        stamps: dict[str, Stamp],
+        hlc: str,
+        merged: dict[str, Any] | None = None,
+    ) -> Conflicted:
+        kept: list[ConflictKept] = []
+        for fc in conflicts:
+            cid, all_values = self._open_conflict(iid, m.kind, m.id, fc, hlc)
+            kept.append(
+                ConflictKept(
+                    conflict_id=cid,
+                    field=fc.field,
+                    winner=fc.winner,
+                    values=all_values,
+                    flagged=fc.flagged,
+                )
+            )
+        assert current is not None
+        if current.deleted or any(fc.field == "_deleted" for fc in conflicts):
+            data = dict(current.data)
+            data["open_conflicts"] = sorted({*data.get("open_conflicts", []), "_deleted"})
+            rec = self.tx.put_record(
+                m.kind, m.id, data, rev=current.rev + 1, deleted=current.deleted
+            )
+            self._history(m, rec, "conflict", hlc, {}, {"_deleted": m.op})
+            return Conflicted(mid=m.mid, kind=m.kind, id=m.id, rev=rec.rev, conflicts=kept)
+        rec = self._write(
+            m,
+            current,
+            dict(merged or current.data),
+            stamps,
+            hlc,
+            open_fields=[fc.field for fc in conflicts],
+        )
+        return Conflicted(mid=m.mid, kind=m.kind, id=m.id, rev=rec.rev, conflicts=kept)

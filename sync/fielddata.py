@@ -1,0 +1,291 @@
+"""The field data tablets change: responses, findings, sign-offs. Rules and validation.
+
+Pure functions over values: what fields each kind has, which merge policy each field
+follows, and whether a record (as it would be after a mutation) is valid against the
+checklist versions its inspection pins. A failed check returns a :class:`Reason` with a
+stable ``code``, the ``field`` at fault and a message for the inspector.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any
+
+import msgspec
+
+from checklists.loader import answer_values
+from checklists.schema import Item, Template
+from sync.merge import Policy
+
+__all__ = [
+    "CLASSIFICATION_LABELS",
+    "FIELD_KINDS",
+    "POLICIES",
+    "Reason",
+    "ResponseKey",
+    "check_fields",
+    "parse_response_id",
+    "response_id",
+    "validate",
+]
+
+FIELD_KINDS = ("response", "finding", "signoff")
+
+# The fields a tablet may send per kind, with their merge policy.
+POLICIES: dict[str, dict[str, Policy]] = {
+    "response": {"value": "lww", "note": "lww", "evidence": "union"},
+    "finding": {
+        "inspection_id": "lww",
+        "title": "lww",
+        "objective_evidence": "lww",
+        "linked_items": "union",
+        "references": "union",
+        "classification": "never",
+        "status": "lww",
+        "evidence_hashes": "union",
+        "comments": "union_by_id",
+    },
+    "signoff": {
+        "inspection_id": "lww",
+        "scope": "lww",
+        "signer_name": "lww",
+        "meaning": "lww",
+        "content_hash": "lww",
+        "signed_at": "lww",
+    },
+}
+
+# PIC/S classification and the NMPA's analogous three-level labels.
+CLASSIFICATION_LABELS: dict[str, dict[str, str]] = {
+    "critical": {"pics": "critical", "nmpa": "serious", "nmpa_zh": "严重缺陷"},
+    "major": {"pics": "major", "nmpa": "major", "nmpa_zh": "主要缺陷"},
+    "other": {"pics": "other", "nmpa": "general", "nmpa_zh": "一般缺陷"},
+}
+
+FINDING_STATUSES = ("draft", "submitted", "withdrawn", "returned", "accepted")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_MAX_TEXT = 20_000
+
+
+class Reason(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a mutation was rejected."""
+
+    code: str
+    field: str | None = None
+    message: str
+
+
+class ResponseKey(msgspec.Struct, frozen=True):
+    inspection_id: str
+    link_id: str
+    item_key: str
+    repeat: int
+
+
+def response_id(inspection_id: str, link_id: str, item_key: str, repeat: int = 0) -> str:
+    """The id of the answer to one item (in one repeat): the same on every tablet, so
+    two inspectors answering the same item edit the same record."""
+    return f"{inspection_id}~{link_id}~{item_key}~{repeat}"
+
+
+def parse_response_id(rid: str) -> ResponseKey | None:
+    parts = rid.split("~")
+    if len(parts) != 4 or not parts[3].isdigit():
+        return None
+    return ResponseKey(parts[0], parts[1], parts[2], int(parts[3]))
+
+
+def _fail(code: str, field: str | None, message: str) -> Reason:
+    return Reason(code=code, field=field, message=message)
+
+
+def _find_item(template: Template, key: str) -> tuple[Any, Item] | None:
+    for section in template.sections:
+        for item in section.items:
+            if item.key == key:
+                return section, item
+    return None
+
+
+def _check_value(item: Item, value: Any) -> Reason | None:
+    if value is None:
+        return None
+    kind = item.answer
+    if kind in ("yes_no_na", "single_choice"):
+        allowed = answer_values(item) or set()
+        if not isinstance(value, str) or value not in allowed:
+            return _fail(
+                "invalid_choice", "value", f"answer must be one of {sorted(allowed)}, got {value!r}"
+            )
+    elif kind == "multi_choice":
+        allowed = answer_values(item) or set()
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return _fail("wrong_type", "value", "answer must be a list of option values")
+        bad = [v for v in value if v not in allowed]
+        if bad:
+            return _fail("invalid_choice", "value", f"{bad} are not options of this item")
+    elif kind == "number":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return _fail("wrong_type", "value", f"answer must be a number, got {value!r}")
+        if item.min is not None and value < item.min:
+            return _fail(
+                "out_of_limits",
+                "value",
+                f"{value} {item.unit or ''} is below the minimum {item.min}".strip(),
+            )
+        if item.max is not None and value > item.max:
+            return _fail(
+                "out_of_limits",
+                "value",
+                f"{value} {item.unit or ''} is above the maximum {item.max}".strip(),
+            )
+    elif kind == "text":
+        if not isinstance(value, str) or len(value) > _MAX_TEXT:
+            return _fail("wrong_type", "value", "answer must be text of at most 20000 characters")
+    elif kind == "date":
+        valid = isinstance(value, str)
+        if valid:
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                valid = False
+        if not valid:
+            return _fail("wrong_type", "value", f"answer must be a date YYYY-MM-DD, got {value!r}")
+    elif kind == "photo" and not isinstance(value, str):
+        return _fail("wrong_type", "value", "a photo answer is a caption; photos go in evidence")
+    return None
+
+
+def _validate_response(rid: str, data: dict[str, Any], pins: dict[str, Template]) -> Reason | None:
+    key = parse_response_id(rid)
+    if key is None:
+        return _fail("bad_id", "id", "a response id is inspection~link~item~repeat")
+    template = pins.get(key.link_id)
+    if template is None:
+        return _fail(
+            "unknown_link", "id", f"link {key.link_id!r} is not covered by this inspection"
+        )
+    found = _find_item(template, key.item_key)
+    if found is None:
+        return _fail(
+            "unknown_item",
+            "id",
+            f"item {key.item_key!r} is not in checklist {template.key} as pinned",
+        )
+    section, item = found
+    if key.repeat and not section.repeatable:
+        return _fail("not_repeatable", "id", f"section {section.key!r} does not repeat")
+    value = data.get("value")
+    problem = _check_value(item, value)
+    if problem:
+        return problem
+    note = data.get("note")
+    if note is not None and (not isinstance(note, str) or len(note) > _MAX_TEXT):
+        return _fail("wrong_type", "note", "note must be text of at most 20000 characters")
+    evidence = data.get("evidence") or []
+    if not isinstance(evidence, list) or not all(
+        isinstance(h, str) and _SHA256.match(h) for h in evidence
+    ):
+        return _fail("wrong_type", "evidence", "evidence is a list of SHA-256 hex digests")
+    has_note = bool(isinstance(note, str) and note.strip())
+    if item.answer == "photo" and value is not None and not evidence:
+        return _fail("evidence_required", "evidence", "this item needs a photo")
+    rule = item.evidence
+    if rule is not None and value is not None:
+        answers = value if isinstance(value, list) else [value]
+        if any(str(a) in rule.when_answer_in for a in answers):
+            need = rule.require
+            ok = {
+                "note": has_note,
+                "photo": bool(evidence),
+                "note_or_photo": has_note or bool(evidence),
+                "note_and_photo": has_note and bool(evidence),
+            }[need]
+            if not ok:
+                what = need.replace("_", " ")
+                return _fail(
+                    "evidence_required",
+                    "note" if "note" in need else "evidence",
+                    f"answer {value!r} needs a {what}",
+                )
+    return None
+
+
+def _validate_finding(data: dict[str, Any], pins: dict[str, Template]) -> Reason | None:
+    title = data.get("title")
+    if not isinstance(title, str) or not title.strip():
+        return _fail("required", "title", "a finding needs a title")
+    if len(title) > 500:
+        return _fail("wrong_type", "title", "a title has at most 500 characters")
+    cls = data.get("classification")
+    if cls is not None and cls not in CLASSIFICATION_LABELS:
+        return _fail(
+            "invalid_choice",
+            "classification",
+            f"classification must be critical, major or other, got {cls!r}",
+        )
+    status = data.get("status", "draft")
+    if status not in FINDING_STATUSES:
+        return _fail("invalid_choice", "status", f"status must be one of {list(FINDING_STATUSES)}")
+    text = data.get("objective_evidence", "")
+    if not isinstance(text, str) or len(text) > _MAX_TEXT:
+        return _fail("wrong_type", "objective_evidence", "objective evidence is text")
+    for n, ref in enumerate(data.get("linked_items") or []):
+        link, _, item = ref.partition(":") if isinstance(ref, str) else ("", "", "")
+        template = pins.get(link)
+        if template is None or _find_item(template, item) is None:
+            return _fail(
+                "unknown_item",
+                f"linked_items[{n}]",
+                f"{ref!r} is not link:item of a checklist this inspection pins",
+            )
+    for n, h in enumerate(data.get("evidence_hashes") or []):
+        if not isinstance(h, str) or not _SHA256.match(h):
+            return _fail("wrong_type", f"evidence_hashes[{n}]", "not a SHA-256 hex digest")
+    for n, ref in enumerate(data.get("references") or []):
+        if not isinstance(ref, dict) or not isinstance(ref.get("document"), str):
+            return _fail("wrong_type", f"references[{n}]", "a reference is {document, section}")
+    for n, c in enumerate(data.get("comments") or []):
+        if (
+            not isinstance(c, dict)
+            or not isinstance(c.get("id"), str)
+            or not isinstance(c.get("text"), str)
+        ):
+            return _fail("wrong_type", f"comments[{n}]", "a comment is {id, text, ...}")
+    return None
+
+
+def _validate_signoff(data: dict[str, Any], pins: dict[str, Template]) -> Reason | None:
+    scope = data.get("scope")
+    if scope != "inspection" and not (
+        isinstance(scope, str) and scope.startswith("link:") and scope[5:] in pins
+    ):
+        return _fail("invalid_choice", "scope", "scope is 'inspection' or 'link:<link id>'")
+    if not isinstance(data.get("signer_name"), str) or not data["signer_name"].strip():
+        return _fail("required", "signer_name", "a signature shows the signer's printed name")
+    if data.get("meaning") not in ("authored", "reviewed", "approved"):
+        return _fail("invalid_choice", "meaning", "meaning is authored, reviewed or approved")
+    return None
+
+
+def check_fields(kind: str, fields: dict[str, Any]) -> Reason | None:
+    """Refuse fields a tablet may not send for this kind."""
+    allowed = POLICIES.get(kind)
+    if allowed is None:
+        return _fail("unknown_kind", "kind", f"tablets cannot change {kind!r} records")
+    unknown = sorted(k for k in fields if k not in allowed)
+    if unknown:
+        return _fail("unknown_field", unknown[0], f"{kind} has no field {unknown[0]!r}")
+    return None
+
+
+def validate(
+    kind: str, record_id: str, data: dict[str, Any], pins: dict[str, Template]
+) -> Reason | None:
+    """Check a record as it would be after the mutation; None if it is valid."""
+    if kind == "response":
+        return _validate_response(record_id, data, pins)
+    if kind == "finding":
+        return _validate_finding(data, pins)
+    return _validate_signoff(data, pins)
