@@ -735,14 +735,17 @@ class _PushContext:
         if current.deleted:
             return Applied(mid=m.mid, kind=m.kind, id=m.id, rev=current.rev)
         stamps = _stamps(current.data)
-        edited = sorted(f for f, s in stamps.items() if s.rev > m.base_rev)
+        edit = self._edit(m, hlc)
+        edited = sorted(f for f, s in stamps.items() if is_concurrent(s, edit))
         if edited:
             # delete versus edit: a conflict, never a silent delete
+            last = stamps[edited[0]]
             server = KeptValue(
                 value=public_data(current),
-                by=stamps[edited[0]].by,
-                device=stamps[edited[0]].device,
-                hlc=stamps[edited[0]].hlc,
+                by=last.by,
+                device=last.device,
+                hlc=last.hlc,
+                mid=last.mid,
             )
             fc = FieldConflict(
                 field="_deleted",

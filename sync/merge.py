@@ -33,9 +33,9 @@ __all__ = [
     "MergeResult",
     "Policy",
     "Stamp",
+    "is_concurrent",
     "merge",
     "union",
-    "is_concurrent",
     "union_by_id",
 ]
 

@@ -547,9 +547,10 @@ async def _run_on_connection(
     """
     raw = conn._conn
     try:
-        return await conn._execute(runner, raw, fn)
+        result: T = await conn._execute(runner, raw, fn)  # type: ignore[no-untyped-call]
     except sqlite3.Error as exc:
         raise StorageError(f"batch failed: {exc}", original=exc) from exc
+    return result
 
 
 def _batch_write(raw: sqlite3.Connection, fn: Callable[[BatchTx], T]) -> T:
