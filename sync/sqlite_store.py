@@ -718,7 +718,7 @@ class _SQLiteBatch(BatchTx):
         if not inspection_ids:
             return []
         rows = self.db.execute(
-            "SELECT kind, id FROM records WHERE deleted = 0 AND inspection_id IN"
+            "SELECT kind, id FROM records WHERE inspection_id IN"
             f" ({','.join('?' * len(inspection_ids))}) ORDER BY seq",
             list(inspection_ids),
         ).fetchall()

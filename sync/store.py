@@ -103,7 +103,8 @@ class BatchTx(abc.ABC):
 
     @abc.abstractmethod
     def bound_refs(self, inspection_ids: Sequence[str]) -> list[tuple[str, str]]:
-        """(kind, id) of every live record belonging to these inspections."""
+        """(kind, id) of every record belonging to these inspections, tombstones
+        included (a tablet may hold a record whose deletion it never saw)."""
 
     @abc.abstractmethod
     def get_snapshot(self, key: str) -> str | None:

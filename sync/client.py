@@ -1,0 +1,475 @@
+"""The reference tablet client: what a tablet app does, in Python.
+
+- A local SQLite file (sqlite-utils) holds the server's records as last pulled, an
+  *outbox* of pending mutations (it survives restarts), the pull cursor and the
+  results the user must see (conflicts, rejections).
+- An edit is applied locally at once: the local view of a record is the pulled copy
+  with every pending outbox edit laid over it, so pulled data never hides a pending
+  edit (pending edits are rebased onto what arrives).
+- ``sync()`` pulls every page, pushes the outbox in batches, then pulls again. Each
+  pulled page is applied together with its cursor in one local transaction, so an
+  interruption resumes where it stopped; a resent push is answered as duplicates.
+- Network failures are retried with exponential backoff.
+
+Transports: :class:`InProcessTransport` calls an engine directly (tests);
+:class:`HttpTransport` speaks the HTTP protocol with httpx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+import msgspec
+import sqlite_utils
+
+from sync.hlc import HLC, receive, tick
+from sync.models import Principal
+from sync.protocol import (
+    MSGPACK,
+    Applied,
+    Conflicted,
+    Duplicate,
+    Merged,
+    Mutation,
+    PullRequest,
+    PullResponse,
+    PushRequest,
+    PushResponse,
+    Rejected,
+    decode,
+    encode,
+)
+
+__all__ = [
+    "DeviceRevoked",
+    "HttpTransport",
+    "InProcessTransport",
+    "Tablet",
+    "Transport",
+    "TransportError",
+]
+
+
+class TransportError(Exception):
+    """The server could not be reached or failed (5xx): try again later."""
+
+
+class DeviceRevoked(Exception):
+    """The server refuses this device: local data must be wiped."""
+
+
+class Transport(Protocol):
+    async def pull(self, request: PullRequest) -> PullResponse: ...
+
+    async def push(self, request: PushRequest) -> PushResponse: ...
+
+
+class InProcessTransport:
+    """Calls a :class:`~sync.engine.SyncEngine` directly, as a given principal."""
+
+    def __init__(self, engine: Any, principal: Principal) -> None:
+        self.engine = engine
+        self.principal = principal
+
+    async def pull(self, request: PullRequest) -> PullResponse:
+        result: PullResponse = await self.engine.pull(self.principal, request)
+        return result
+
+    async def push(self, request: PushRequest) -> PushResponse:
+        result: PushResponse = await self.engine.push(self.principal, request)
+        return result
+
+
+class HttpTransport:
+    """The HTTP protocol, with token refresh and MessagePack if asked."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        access_token: str,
+        refresh_token: str | None = None,
+        msgpack: bool = False,
+        timeout: float = 30.0,
+        on_tokens: Callable[[dict[str, Any]], None] | None = None,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.access_token = access_token
+        self.refresh_token = refresh_token
+        self.media = MSGPACK if msgpack else "application/json"
+        self.on_tokens = on_tokens
+        self._client = client or httpx.AsyncClient(timeout=timeout)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def _refresh(self) -> bool:
+        if not self.refresh_token:
+            return False
+        r = await self._client.post(
+            f"{self.base_url}/api/v1/auth/refresh", json={"refresh_token": self.refresh_token}
+        )
+        if r.status_code != 200:
+            return False
+        tokens = r.json()
+        self.access_token = tokens["access_token"]
+        self.refresh_token = tokens["refresh_token"]
+        if self.on_tokens:
+            self.on_tokens(tokens)
+        return True
+
+    async def _call(self, path: str, message: msgspec.Struct, kind: type[Any]) -> Any:
+        body = encode(message, self.media)
+        for attempt in range(2):
+            try:
+                r = await self._client.post(
+                    f"{self.base_url}{path}",
+                    content=body,
+                    headers={
+                        "Authorization": f"Bearer {self.access_token}",
+                        "Content-Type": self.media,
+                        "Accept": self.media,
+                        "Accept-Encoding": "gzip",
+                    },
+                )
+            except httpx.TransportError as exc:
+                raise TransportError(str(exc)) from exc
+            if r.status_code == 401:
+                code = _problem_code(r)
+                if code == "device_revoked":
+                    raise DeviceRevoked("the server has revoked this device")
+                if attempt == 0 and await self._refresh():
+                    continue
+            if r.status_code >= 500 or r.status_code == 429:
+                raise TransportError(f"server answered {r.status_code}")
+            if r.status_code != 200:
+                raise RuntimeError(f"{path}: {r.status_code} {r.text}")
+            return decode(r.content, kind, self.media)
+        raise RuntimeError(f"{path}: not authenticated")
+
+    async def pull(self, request: PullRequest) -> PullResponse:
+        result: PullResponse = await self._call("/api/v1/sync/pull", request, PullResponse)
+        return result
+
+    async def push(self, request: PushRequest) -> PushResponse:
+        result: PushResponse = await self._call("/api/v1/sync/push", request, PushResponse)
+        return result
+
+
+def _problem_code(r: httpx.Response) -> str:
+    try:
+        return str(r.json().get("code", ""))
+    except ValueError:
+        return ""
+
+
+_SCHEMA = {
+    "records": ({"kind": str, "id": str, "rev": int, "data": str}, ("kind", "id")),
+    "outbox": (
+        {
+            "n": int,
+            "mid": str,
+            "kind": str,
+            "id": str,
+            "op": str,
+            "base_rev": int,
+            "fields": str,
+            "hlc": str,
+            "device_time": str,
+            "reason": str,
+        },
+        "n",
+    ),
+    "results": (
+        {"mid": str, "status": str, "kind": str, "id": str, "detail": str, "at": str},
+        "mid",
+    ),
+    "meta": ({"key": str, "value": str}, "key"),
+}
+
+
+class Tablet:
+    """A tablet's local state and its sync loop."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        transport: Transport,
+        *,
+        device_id: str,
+        batch_size: int = 100,
+        page_size: int = 1000,
+        retries: int = 5,
+        backoff: float = 0.2,
+        now: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.db = sqlite_utils.Database(str(path))
+        self.db.execute("PRAGMA journal_mode=WAL")
+        for name, (columns, pk) in _SCHEMA.items():
+            if name not in self.db.table_names():
+                self.db[name].create(columns, pk=pk)  # type: ignore[union-attr]
+        self.transport = transport
+        self.device_id = device_id
+        self.batch_size = batch_size
+        self.page_size = page_size
+        self.retries = retries
+        self.backoff = backoff
+        self._now = now or (lambda: datetime.now(UTC))
+        self._sleep = sleep
+
+    # --- small local state ---------------------------------------------------------
+
+    def _meta(self, key: str, default: str = "") -> str:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return str(row[0]) if row else default
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, value])
+
+    @property
+    def cursor(self) -> str | None:
+        return self._meta("cursor") or None
+
+    def _hlc(self) -> HLC:
+        text = self._meta("hlc")
+        return HLC.parse(text) if text else HLC(0, 0, self.device_id)
+
+    def _now_ms(self) -> int:
+        return int(self._now().timestamp() * 1000)
+
+    def _merge_clock(self, remote: str) -> None:
+        try:
+            got = receive(
+                self._hlc(), HLC.parse(remote), self._now_ms(), self.device_id, max_skew_ms=10**12
+            )
+        except ValueError:
+            return
+        self._set_meta("hlc", str(got.clock))
+
+    # --- local reads ---------------------------------------------------------------
+
+    def server_copy(self, kind: str, record_id: str) -> tuple[int, dict[str, Any]] | None:
+        row = self.db.execute(
+            "SELECT rev, data FROM records WHERE kind = ? AND id = ?", [kind, record_id]
+        ).fetchone()
+        return (int(row[0]), json.loads(row[1])) if row else None
+
+    def pending(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.db.query("SELECT * FROM outbox ORDER BY n")]
+
+    def view(self, kind: str, record_id: str) -> dict[str, Any] | None:
+        """The record as the inspector sees it: pulled copy + pending edits."""
+        copy = self.server_copy(kind, record_id)
+        data = dict(copy[1]) if copy else None
+        for p in self.db.query(
+            "SELECT op, fields FROM outbox WHERE kind = ? AND id = ? ORDER BY n",
+            [kind, record_id],
+        ):
+            if p["op"] == "delete":
+                data = None
+                continue
+            data = {**(data or {}), **json.loads(p["fields"])}
+        return data
+
+    def records(self, kind: str) -> dict[str, dict[str, Any]]:
+        """Every record of a kind as the inspector sees it."""
+        ids = {r["id"] for r in self.db.query("SELECT id FROM records WHERE kind = ?", [kind])}
+        ids |= {r["id"] for r in self.db.query("SELECT id FROM outbox WHERE kind = ?", [kind])}
+        out = {}
+        for rid in sorted(ids):
+            v = self.view(kind, rid)
+            if v is not None:
+                out[rid] = v
+        return out
+
+    def server_state(self) -> dict[tuple[str, str], tuple[int, dict[str, Any]]]:
+        """Everything pulled, by (kind, id): for convergence checks."""
+        return {
+            (r["kind"], r["id"]): (r["rev"], json.loads(r["data"]))
+            for r in self.db.query("SELECT * FROM records")
+        }
+
+    def results(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Push results the user must see: conflicts and rejections."""
+        rows = self.db.query("SELECT * FROM results ORDER BY at")
+        out = [dict(r) | {"detail": json.loads(r["detail"])} for r in rows]
+        return [r for r in out if status in (None, r["status"])]
+
+    # --- local writes ----------------------------------------------------------------
+
+    def edit(
+        self,
+        kind: str,
+        record_id: str,
+        fields: dict[str, Any] | None = None,
+        *,
+        op: str = "upsert",
+        reason: str | None = None,
+    ) -> str:
+        """Record a local change; it shows in :meth:`view` at once and waits in the
+        outbox until a push is acknowledged. Returns its mutation id."""
+        with self.db.conn:
+            counter = int(self._meta("counter", "0")) + 1
+            self._set_meta("counter", str(counter))
+            clock = tick(self._hlc(), self._now_ms(), self.device_id)
+            self._set_meta("hlc", str(clock))
+            copy = self.server_copy(kind, record_id)
+            mid = f"{self.device_id}:{counter}"
+            self.db["outbox"].insert(  # type: ignore[union-attr]
+                {
+                    "mid": mid,
+                    "kind": kind,
+                    "id": record_id,
+                    "op": op,
+                    "base_rev": copy[0] if copy else 0,
+                    "fields": json.dumps(fields or {}),
+                    "hlc": str(clock),
+                    "device_time": self._now().isoformat(),
+                    "reason": reason,
+                }
+            )
+        return mid
+
+    def new_id(self, prefix: str = "f") -> str:
+        return f"{prefix}_{uuid.uuid4().hex[:16]}"
+
+    def wipe(self) -> None:
+        """Forget everything (a revoked device)."""
+        with self.db.conn:
+            for table in ("records", "outbox", "results", "meta"):
+                self.db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+
+    # --- sync ----------------------------------------------------------------------
+
+    async def _retry(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            try:
+                return await call()
+            except TransportError:
+                if attempt == self.retries:
+                    raise
+                await self._sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 30.0)
+        raise AssertionError("unreachable")
+
+    async def pull(self) -> int:
+        """Pull every page; returns how many changes were applied."""
+        total = 0
+        while True:
+            request = PullRequest(cursor=self.cursor, limit=self.page_size)
+            page: PullResponse = await self._retry(lambda r=request: self.transport.pull(r))
+            if page.resync_required:
+                with self.db.conn:
+                    self.db.execute("DELETE FROM records")
+                    self._set_meta("cursor", "")
+                continue
+            self._apply_page(page)
+            total += len(page.changes)
+            if not page.has_more:
+                return total
+
+    def _apply_page(self, page: PullResponse) -> None:
+        with self.db.conn:
+            for ref in page.evict:
+                self.db.execute("DELETE FROM records WHERE kind = ? AND id = ?", [ref.kind, ref.id])
+            for ch in page.changes:
+                if ch.deleted:
+                    self.db.execute(
+                        "DELETE FROM records WHERE kind = ? AND id = ?", [ch.kind, ch.id]
+                    )
+                else:
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO records (kind, id, rev, data) VALUES (?,?,?,?)",
+                        [ch.kind, ch.id, ch.rev, json.dumps(ch.data)],
+                    )
+            self._set_meta("cursor", page.cursor)
+            self._merge_clock(page.hlc)
+
+    async def push(self) -> list[Any]:
+        """Push the outbox in batches; acknowledged mutations leave it."""
+        answered: list[Any] = []
+        while True:
+            batch = self.pending()[: self.batch_size]
+            if not batch:
+                return answered
+            mutations = [
+                Mutation(
+                    mid=p["mid"],
+                    kind=p["kind"],
+                    id=p["id"],
+                    op=p["op"],
+                    base_rev=p["base_rev"],
+                    fields=json.loads(p["fields"]),
+                    hlc=p["hlc"],
+                    device_time=datetime.fromisoformat(p["device_time"]),
+                    reason=p["reason"],
+                )
+                for p in batch
+            ]
+            request = PushRequest(mutations=mutations)
+            response: PushResponse = await self._retry(lambda r=request: self.transport.push(r))
+            self._apply_results(batch, response)
+            answered.extend(response.results)
+
+    def _apply_results(self, batch: list[dict[str, Any]], response: PushResponse) -> None:
+        by_mid = {r.mid: r for r in response.results}
+        now = self._now().isoformat()
+        with self.db.conn:
+            for p in batch:
+                result = by_mid.get(p["mid"])
+                if result is None:
+                    continue
+                original = result.original if isinstance(result, Duplicate) else result
+                if not isinstance(original, Applied | Merged | Conflicted | Rejected):
+                    continue  # a status this client does not know: keep it pending
+                self.db.execute("DELETE FROM outbox WHERE mid = ?", [p["mid"]])
+                if isinstance(original, Conflicted | Rejected):
+                    status = "conflict" if isinstance(original, Conflicted) else "rejected"
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO results (mid, status, kind, id, detail, at)"
+                        " VALUES (?,?,?,?,?,?)",
+                        [
+                            p["mid"],
+                            status,
+                            p["kind"],
+                            p["id"],
+                            msgspec.json.encode(original).decode(),
+                            now,
+                        ],
+                    )
+            self._merge_clock(response.hlc)
+
+    async def sync(self) -> dict[str, int]:
+        """Pull, push, pull. Raises :class:`DeviceRevoked` after wiping local data."""
+        try:
+            pulled = await self.pull()
+            pushed = await self.push()
+            pulled += await self.pull() if pushed else 0
+        except DeviceRevoked:
+            self.wipe()
+            raise
+        self._set_meta("last_sync", self._now().isoformat())
+        return {"pulled": pulled, "pushed": len(pushed), "pending": len(self.pending())}
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "device_id": self.device_id,
+            "pending": len(self.pending()),
+            "last_sync": self._meta("last_sync") or None,
+            "conflicts": len(self.results("conflict")),
+            "rejected": len(self.results("rejected")),
+            "open_conflict_records": sum(
+                1 for c in self.records("conflict").values() if c.get("status") == "open"
+            ),
+        }

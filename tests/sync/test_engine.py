@@ -1,0 +1,350 @@
+"""The sync promises of DESIGN.md section 2, through the reference client in-process."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sync.fielddata import response_id
+from sync.models import Assignment, InspectionStatus
+from sync.protocol import Duplicate, Mutation, PullRequest, PushRequest
+from tests.sync.conftest import principal
+
+INSP = "insp-ds-routine"  # in progress; team insp.js1 + insp.js2; pins cell_bank-v1 ...
+
+
+def rid(item: str, link: str = "l2-cellbank", repeat: int = 0) -> str:
+    return response_id(INSP, link, item, repeat)
+
+
+async def test_two_tablets_same_field_conflict_keeps_both_and_resolution_syncs_back(
+    world, make_tablet, clock
+):
+    a = await make_tablet("insp.js1", "tab-a")
+    b = await make_tablet("insp.js2", "tab-b")
+    await a.sync()
+    await b.sync()
+    a.edit(
+        "finding",
+        "f-1",
+        {"inspection_id": INSP, "title": "LN2 level alarm not tested", "classification": "major"},
+    )
+    await a.sync()
+    await b.sync()
+    assert b.view("finding", "f-1")["title"] == "LN2 level alarm not tested"
+
+    # both offline: same fields, different values; plus a field only one changes
+    clock.advance(minutes=1)
+    a.edit("finding", "f-1", {"title": "LN2 alarm never tested", "classification": "critical"})
+    clock.advance(minutes=1)
+    b.edit(
+        "finding",
+        "f-1",
+        {
+            "title": "LN2 alarm untested since 2024",
+            "classification": "other",
+            "objective_evidence": "Log book p.12",
+        },
+    )
+    assert a.view("finding", "f-1")["title"] == "LN2 alarm never tested"  # local at once
+    await a.sync()
+    await b.sync()
+    await a.sync()
+
+    sa, sb = a.view("finding", "f-1"), b.view("finding", "f-1")
+    assert sa == sb
+    assert sa["title"] == "LN2 alarm untested since 2024"  # later HLC wins by policy
+    assert sa["objective_evidence"] == "Log book p.12"  # other field merged
+    assert sa["classification"] == "critical"  # never auto-resolved: first value stays
+    assert sorted(sa["open_conflicts"]) == ["classification", "title"]
+    assert b.status()["conflicts"] == 1  # b's push was answered "conflict"
+
+    sup = await principal(world, "sup.js")
+    conflicts = {c.data["field"]: c for c in await world.engine.list_conflicts(sup)}
+    cls = conflicts["classification"].data
+    assert cls["flagged"] is True
+    assert {v["value"] for v in cls["values"]} == {"critical", "other"}
+    assert {v["device"] for v in cls["values"]} == {"tab-a", "tab-b"}
+    title_values = {v["value"] for v in conflicts["title"].data["values"]}
+    assert title_values == {"LN2 alarm never tested", "LN2 alarm untested since 2024"}
+    # the tablets hold the conflict records too
+    assert len([c for c in a.records("conflict").values() if c["status"] == "open"]) == 2
+
+    await world.engine.resolve_conflict(
+        sup, conflicts["classification"].id, "major", "Reviewed with both inspectors: major"
+    )
+    await a.sync()
+    await b.sync()
+    assert a.view("finding", "f-1")["classification"] == "major"
+    assert b.view("finding", "f-1") == a.view("finding", "f-1")
+    assert a.view("finding", "f-1")["open_conflicts"] == ["title"]
+
+
+async def test_resent_pushes_change_nothing(world, make_tablet):
+    p = await principal(world, "insp.js1", "tab-a")
+    now = world.clock.now()
+    hlc = f"{int(now.timestamp() * 1000):015d}.00000.tab-a"
+    batch = PushRequest(
+        mutations=[
+            Mutation(
+                mid="tab-a:1",
+                kind="finding",
+                id="f-9",
+                hlc=hlc,
+                device_time=now,
+                fields={"inspection_id": INSP, "title": "Door interlock bypassed"},
+            ),
+            Mutation(
+                mid="tab-a:2",
+                kind="response",
+                id=rid("cb_split_storage"),
+                hlc=hlc,
+                device_time=now,
+                fields={"value": "yes"},
+            ),
+            Mutation(
+                mid="tab-a:3",
+                kind="response",
+                id=rid("no_such_item"),
+                hlc=hlc,
+                device_time=now,
+                fields={"value": "yes"},
+            ),
+        ]
+    )
+    first = await world.engine.push(p, batch)
+    assert [r.__struct_config__.tag for r in first.results] == ["applied", "applied", "rejected"]
+    seq_before = await world.store.read_batch(lambda tx: tx.max_seq())
+    for _ in range(3):
+        again = await world.engine.push(p, batch)
+        assert all(isinstance(r, Duplicate) for r in again.results)
+        assert [r.original for r in again.results] == first.results
+    assert await world.store.read_batch(lambda tx: tx.max_seq()) == seq_before
+    rec = await world.store.get_record("finding", "f-9")
+    assert rec.rev == 1
+    # a duplicate inside one batch is answered as such too
+    dup = await world.engine.push(p, PushRequest(mutations=[batch.mutations[0]] * 2))
+    assert all(isinstance(r, Duplicate) for r in dup.results)
+
+
+async def test_bad_data_is_rejected_quarantined_and_reported(world, make_tablet):
+    a = await make_tablet("insp.js1", "tab-a")
+    await a.sync()
+    a.edit("response", rid("cb_split_storage"), {"value": "maybe"})  # not an answer
+    a.edit("response", rid("cb_split_storage"), {"value": "no"})  # needs a note or photo
+    a.edit("finding", "f-2", {"inspection_id": INSP, "title": "x", "classification": "severe"})
+    a.edit("response", rid("cb_split_storage"), {"value": "yes", "colour": "red"})
+    await a.sync()
+    rejected = a.results("rejected")
+    codes = [r["detail"]["code"] for r in rejected]
+    assert codes == ["invalid_choice", "evidence_required", "invalid_choice", "unknown_field"]
+    assert [r["detail"]["field"] for r in rejected] == ["value", "note", "classification", "colour"]
+    assert a.pending() == []
+    inspector = await principal(world, "insp.js1")
+    kept = await world.engine.quarantine(inspector)
+    assert len(kept) == 4 and {k["device_id"] for k in kept} == {"tab-a"}
+    assert await world.store.get_record("finding", "f-2") is None
+    # fixed and resent: accepted
+    a.edit("response", rid("cb_split_storage"), {"value": "no", "note": "Single site only"})
+    await a.sync()
+    assert a.view("response", rid("cb_split_storage"))["value"] == "no"
+
+
+async def test_limits_and_types_follow_the_pinned_version(world, make_tablet):
+    a = await make_tablet("insp.js1", "tab-a")
+    tmpl = world.engine._template
+    version = await world.store.read_batch(lambda tx: tmpl(tx, "cell_bank-v1"))
+    item = next(i for _, i in version.items() if i.answer == "number" and i.max is not None)
+    a.edit("response", rid(item.key, repeat=0), {"value": item.max + 1})
+    a.edit("response", rid(item.key), {"value": "cold"})
+    await a.sync()
+    assert [r["detail"]["code"] for r in a.results("rejected")] == ["out_of_limits", "wrong_type"]
+
+
+async def test_sign_off_freezes_changes_without_a_reason(world, make_tablet):
+    a = await make_tablet("insp.js1", "tab-a")
+    key = rid("cb_split_storage")
+    a.edit("response", key, {"value": "yes"})
+    a.edit(
+        "signoff",
+        f"{INSP}:link:l2-cellbank",
+        {
+            "inspection_id": INSP,
+            "scope": "link:l2-cellbank",
+            "signer_name": "Li Wei",
+            "meaning": "authored",
+            "signed_at": "2026-01-05T10:00:00Z",
+        },
+    )
+    await a.sync()
+    a.edit("response", key, {"value": "na"})
+    await a.sync()
+    assert a.results("rejected")[-1]["detail"]["code"] == "reason_required"
+    assert a.view("response", key)["value"] == "yes"
+    a.edit("response", key, {"value": "na"}, reason="Second freezer decommissioned in 2025")
+    await a.sync()
+    assert a.view("response", key)["value"] == "na"
+    history = await world.engine.history(await principal(world, "insp.js1"), "response", key)
+    assert [h["op"] for h in history] == ["create", "update"]
+    assert history[1]["reason"] == "Second freezer decommissioned in 2025"
+    assert '"yes"' in history[1]["old"] and '"na"' in history[1]["new"]
+
+
+async def test_delete_versus_edit_is_a_conflict_not_a_silent_delete(world, make_tablet):
+    a = await make_tablet("insp.js1", "tab-a")
+    b = await make_tablet("insp.js2", "tab-b")
+    a.edit("finding", "f-3", {"inspection_id": INSP, "title": "Gowning"})
+    await a.sync()
+    await b.sync()
+    a.edit("finding", "f-3", op="delete")
+    b.edit("finding", "f-3", {"objective_evidence": "Operator wore no hood"})
+    await b.sync()
+    await a.sync()
+    await b.sync()
+    assert a.view("finding", "f-3")["objective_evidence"] == "Operator wore no hood"
+    assert "_deleted" in a.view("finding", "f-3")["open_conflicts"]
+    assert a.results("conflict")[0]["detail"]["conflicts"][0]["field"] == "_deleted"
+
+
+async def test_a_wrong_clock_is_flagged_and_cannot_win(world, make_tablet, clock):
+    a = await make_tablet("insp.js1", "tab-a")
+    honest = await make_tablet("insp.js2", "tab-b")
+    a.edit("finding", "f-4", {"inspection_id": INSP, "title": "start"})
+    await a.sync()
+    await honest.sync()
+    ahead = clock.now() + timedelta(days=365)
+    a._now = lambda: ahead
+    a.edit("finding", "f-4", {"title": "from the future"})
+    clock.advance(seconds=5)
+    honest.edit("finding", "f-4", {"title": "honest and later"})
+    p = await principal(world, "insp.js1", "tab-a")
+    pending = a.pending()[0]
+    answer = await world.engine.push(
+        p,
+        PushRequest(
+            mutations=[
+                Mutation(
+                    mid=pending["mid"],
+                    kind="finding",
+                    id="f-4",
+                    base_rev=pending["base_rev"],
+                    fields={"title": "from the future"},
+                    hlc=pending["hlc"],
+                    device_time=ahead,
+                )
+            ]
+        ),
+    )
+    assert answer.skew_flagged and answer.clock_skew_ms > 300_000
+    await honest.sync()
+    assert honest.view("finding", "f-4")["title"] == "honest and later"
+    states = {s["device_id"]: s for s in await world.engine.device_states()}
+    assert states["tab-a"]["skew_flagged"] == 1
+
+
+async def test_partial_replication_grows_shrinks_and_never_leaks(world, make_tablet):
+    admin = await principal(world, "admin")
+    zj = await make_tablet("insp.zj2", "tab-zj")  # only on the Zhejiang for-cause one
+    js = await make_tablet("insp.js1", "tab-js")
+    js.edit("finding", "f-5", {"inspection_id": INSP, "title": "Cell bank log gaps"})
+    js.edit("response", rid("cb_split_storage"), {"value": "yes"})
+    await js.sync()
+    await zj.sync()
+    seen = zj.server_state()
+    kinds = {k for k, _ in seen}
+    assert ("inspection", "insp-conj-forcause") in seen
+    assert ("site", "site-hangzhou-adc") in seen
+    assert ("checklist_version", "conjugation-v1") not in seen  # not started: nothing pinned
+    leaked = [
+        key
+        for key, (_, d) in seen.items()
+        if d.get("inspection_id") not in (None, "insp-conj-forcause")
+        or key[1] in ("site-suzhou-ds", "site-taizhou-fill", INSP, "f-5")
+    ]
+    assert leaked == []
+    assert "finding" not in kinds and "response" not in kinds
+    assert ("authority", "js-mpa") not in seen and ("organisation", "org-taihu") not in seen
+
+    # grow: insp.zj2 joins the drug-substance inspection -> old records arrive
+    rec = await world.store.get_record("inspection", INSP)
+    data = {
+        **rec.data,
+        "participating_authority_ids": ["zj-mpa"],
+        "authority_ids": ["js-mpa", "zj-mpa"],
+    }
+    await world.store.update_record("inspection", INSP, data)
+    asg = await world.registry.assign(
+        admin, INSP, Assignment(inspection_id=INSP, user_id="u-insp-zj2")
+    )
+    await zj.sync()
+    got = zj.server_state()
+    assert ("finding", "f-5") in got and ("response", rid("cb_split_storage")) in got
+    assert ("checklist_version", "cell_bank-v1") in got
+    assert ("site", "site-suzhou-ds") in got
+
+    # shrink: taken off the team -> told to evict everything of it
+    await world.registry.unassign(admin, INSP, asg.id)
+    await zj.sync()
+    got = zj.server_state()
+    assert [k for k, (_, d) in got.items() if d.get("inspection_id") == INSP] == []
+    assert ("inspection", INSP) not in got and ("site", "site-suzhou-ds") not in got
+    assert ("checklist_version", "cell_bank-v1") not in got
+    assert ("inspection", "insp-conj-forcause") in got
+
+
+async def test_pull_pages_resume_and_resync_after_tombstone_purge(world, make_tablet, clock):
+    a = await make_tablet("insp.js1", "tab-a")
+    for n in range(30):
+        a.edit("finding", f"f-{n:02d}", {"inspection_id": INSP, "title": f"finding {n}"})
+    await a.sync()
+    p = await principal(world, "insp.js2", "tab-b")
+    cursor, seen, pages = None, [], 0
+    while True:
+        page = await world.engine.pull(p, PullRequest(cursor=cursor, limit=7))
+        seen += [(c.kind, c.id) for c in page.changes]
+        pages += 1
+        # an interrupted page: asking again with the same cursor gives the same page
+        again = await world.engine.pull(p, PullRequest(cursor=cursor, limit=7))
+        assert [(c.kind, c.id) for c in again.changes] == [(c.kind, c.id) for c in page.changes]
+        cursor = page.cursor
+        if not page.has_more:
+            break
+    assert pages > 5 and len(seen) == len(set(seen))
+    assert sum(1 for k, _ in seen if k == "finding") == 30
+    seqs = [c.seq for c in page.changes]
+    assert seqs == sorted(seqs)
+
+    a.edit("finding", "f-00", op="delete")
+    await a.sync()
+    page = await world.engine.pull(p, PullRequest(cursor=cursor))
+    assert [(c.id, c.deleted) for c in page.changes if c.kind == "finding"] == [("f-00", True)]
+
+    stale = cursor
+    a.edit("finding", "f-01", op="delete")
+    await a.sync()
+    clock.advance(days=200)
+    assert await world.engine.purge_tombstones() >= 1
+    page = await world.engine.pull(p, PullRequest(cursor=stale))
+    assert page.resync_required
+    b = await make_tablet("insp.js2", "tab-b")
+    b._set_meta("cursor", stale)
+    await b.sync()
+    assert ("finding", "f-01") not in b.server_state()
+    assert ("finding", "f-02") in b.server_state()
+
+
+async def test_inspectors_push_only_to_their_started_inspections(world, make_tablet):
+    zj = await make_tablet("insp.zj2", "tab-zj")
+    zj.edit("finding", "f-x", {"inspection_id": INSP, "title": "not mine"})
+    zj.edit("finding", "f-y", {"inspection_id": "insp-conj-forcause", "title": "not started"})
+    await zj.sync()
+    assert [r["detail"]["code"] for r in zj.results("rejected")] == [
+        "not_in_scope",
+        "inspection_not_started",
+    ]
+    assert await world.store.get_record("finding", "f-x") is None
+    admin = await principal(world, "admin")
+    await world.registry.transition(admin, "insp-conj-forcause", InspectionStatus.IN_PROGRESS)
+    zj.edit("finding", "f-y", {"inspection_id": "insp-conj-forcause", "title": "started"})
+    await zj.sync()
+    assert zj.view("finding", "f-y")["title"] == "started"
+    assert ("checklist_version", "conjugation-v1") in zj.server_state()
