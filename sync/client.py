@@ -23,6 +23,7 @@ import random
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -172,7 +173,7 @@ def _problem_code(r: httpx.Response) -> str:
         return ""
 
 
-_SCHEMA = {
+_SCHEMA: dict[str, tuple[dict[str, Any], str | tuple[str, ...]]] = {
     "records": ({"kind": str, "id": str, "rev": int, "data": str}, ("kind", "id")),
     "outbox": (
         {
@@ -368,7 +369,7 @@ class Tablet:
         total = 0
         while True:
             request = PullRequest(cursor=self.cursor, limit=self.page_size)
-            page: PullResponse = await self._retry(lambda r=request: self.transport.pull(r))
+            page: PullResponse = await self._retry(partial(self.transport.pull, request))
             if page.resync_required:
                 with self.db.conn:
                     self.db.execute("DELETE FROM records")
@@ -418,7 +419,7 @@ class Tablet:
                 for p in batch
             ]
             request = PushRequest(mutations=mutations)
-            response: PushResponse = await self._retry(lambda r=request: self.transport.push(r))
+            response: PushResponse = await self._retry(partial(self.transport.push, request))
             self._apply_results(batch, response)
             answered.extend(response.results)
 
