@@ -32,8 +32,8 @@ def pick_lang(query: str | None, accept_language: str | None) -> Lang:
                 except ValueError:
                     weight = 0.0
             ranked.append((-weight, n, tag.strip().lower()[:2]))
-        for _, _, tag in sorted(ranked):
-            if tag in LANGS:
+        for weight, _, tag in sorted(ranked):
+            if tag in LANGS and weight < 0:  # q=0 means "not acceptable" (RFC 9110)
                 return tag  # type: ignore[return-value]
     return "en"
 

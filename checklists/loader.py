@@ -155,10 +155,24 @@ def load_library(directory: str | Path) -> list[Template]:
     return templates
 
 
+class _Dumper(yaml.SafeDumper):
+    """Double-quotes strings holding characters YAML would otherwise fold (NEL, line and
+    paragraph separators), so they survive a round trip."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if any(ch in value for ch in "\x85\u2028\u2029"):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
+    return dumper.represent_str(value)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
 def dump_template(template: Template) -> str:
     """Render a template as YAML that :func:`decode_template` reads back unchanged."""
     obj = msgspec.to_builtins(template)
-    return yaml.safe_dump(obj, allow_unicode=True, sort_keys=False, width=100)
+    return yaml.dump(obj, Dumper=_Dumper, allow_unicode=True, sort_keys=False, width=100)
 
 
 def _check_rules(t: Template, source: str) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -51,7 +54,8 @@ class Services:
         self.auth = AuthService(settings, store, clock, self.passwords)
         self.accounts = Accounts(store, self.passwords, clock)
         self.authoring = Authoring(store, clock)
-        self.registry = Registry(store, clock, self.authoring)
+        self.notifier = Notifier()
+        self.registry = Registry(store, clock, self.authoring, self.notifier)
         self.engine = SyncEngine(
             store,
             clock,
@@ -59,8 +63,8 @@ class Services:
                 max_skew_ms=settings.max_clock_skew_seconds * 1000,
                 tombstone_retention_days=settings.tombstone_retention_days,
             ),
+            self.notifier,
         )
-        self.notifier = Notifier()
 
 
 def build_services(settings: Settings, clock: Clock | None = None) -> Services:
@@ -73,12 +77,27 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     start-up (migrations included), closing at shutdown."""
     services = build_services(settings, clock)
 
+    async def housekeeping() -> None:
+        """Purge tombstones past retention, hourly (the first run at start-up)."""
+        while True:
+            try:
+                purged = await services.engine.purge_tombstones()
+                if purged:
+                    logging.getLogger("inspectsync").info("purged %d tombstones", purged)
+            except Exception:  # keep the loop alive; the next run retries
+                logging.getLogger("inspectsync").exception("tombstone purge failed")
+            await asyncio.sleep(3600)
+
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await services.store.open()
+        task = asyncio.create_task(housekeeping())
         try:
             yield
         finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
             await services.store.close()
 
     token_cls: Any = type("AppToken", (KeyedToken,), {"keys": dict(services.auth.keys)})
@@ -90,7 +109,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         accepted_issuers=[settings.jwt_issuer],
         accepted_audiences=[settings.jwt_audience],
         require_claims=list(REQUIRED_CLAIMS),
-        exclude=["/healthz", "/readyz", "/schema"],
+        exclude=["^/healthz$", "^/readyz$", "^/schema"],
         description="Access token from POST /api/v1/auth/login",
     )
 
@@ -99,8 +118,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
 
     logging_config = LoggingConfig(
         root={"level": settings.log_level, "handlers": ["queue_listener"]},
-        log_exceptions="always",
-        disable_stack_trace={401, 403, 404, 405, 409, 412, 422, 429},
+        # Expected 4xx are answers, not errors; unexpected ones are logged by
+        # server.problems with their traceback.
+        log_exceptions="never",
     )
 
     app = Litestar(
@@ -135,7 +155,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             path="/schema",
             render_plugins=[ScalarRenderPlugin()],
         ),
-        compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
+        compression_config=CompressionConfig(
+            backend="gzip", minimum_size=1024, gzip_compress_level=1
+        ),
         logging_config=logging_config,
         middleware=[
             LoggingMiddlewareConfig(

@@ -22,6 +22,7 @@ from checklists.loader import ChecklistError, check_complete, dump_template, loa
 from server.accounts import Accounts
 from server.auth import Passwords
 from server.settings import ConfigError, Settings
+from server.tablet_cli import add_tablet_parser
 from sync.authoring import Authoring
 from sync.clock import SystemClock
 from sync.errors import DomainError
@@ -391,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("old")
     p.add_argument("new")
     cl.set_defaults(func=cmd_checklists)
+    add_tablet_parser(sub)
     return parser
 
 

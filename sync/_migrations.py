@@ -1,7 +1,9 @@
 """Versioned SQLite schema migrations, applied with sqlite-utils.
 
-Each migration is a function over a ``sqlite_utils.Database``, run once inside a
-transaction and recorded in ``schema_migrations``. Migrations only ever add: a new
+Each migration is a function over a ``sqlite_utils.Database``, recorded in
+``schema_migrations`` once it has run. Every step is idempotent (``if_not_exists``,
+column checks), because SQLite DDL through sqlite-utils commits as it goes: a migration
+cut off half-way completes when it is run again. Migrations only ever add: a new
 table, a new column with a default, a new index. Data is never dropped; a rename is a
 copy followed, in a later release, by a cleanup that checks the copy.
 """
@@ -29,10 +31,11 @@ def _m1_initial(db: sqlite_utils.Database) -> None:
             "created_at": str,
         },
         pk="id",
+        if_not_exists=True,
         not_null={"username", "role", "authority_id", "password_hash", "created_at"},
         defaults={"disabled": 0},
     )
-    db["users"].create_index(["username"], unique=True)  # type: ignore[union-attr]
+    db["users"].create_index(["username"], unique=True, if_not_exists=True)  # type: ignore[union-attr]
     db["devices"].create(  # type: ignore[union-attr]
         {
             "id": str,
@@ -45,11 +48,12 @@ def _m1_initial(db: sqlite_utils.Database) -> None:
             "last_seen_at": str,
         },
         pk="id",
+        if_not_exists=True,
         foreign_keys=[("user_id", "users", "id")],
         not_null={"user_id", "registered_at"},
         defaults={"platform": "", "app_version": ""},
     )
-    db["devices"].create_index(["user_id"])  # type: ignore[union-attr]
+    db["devices"].create_index(["user_id"], if_not_exists=True)  # type: ignore[union-attr]
     db["refresh_tokens"].create(  # type: ignore[union-attr]
         {
             "token_hash": str,
@@ -62,11 +66,12 @@ def _m1_initial(db: sqlite_utils.Database) -> None:
             "revoked_at": str,
         },
         pk="token_hash",
+        if_not_exists=True,
         foreign_keys=[("user_id", "users", "id"), ("device_id", "devices", "id")],
         not_null={"family_id", "user_id", "issued_at", "expires_at"},
     )
-    db["refresh_tokens"].create_index(["family_id"])  # type: ignore[union-attr]
-    db["refresh_tokens"].create_index(["device_id"])  # type: ignore[union-attr]
+    db["refresh_tokens"].create_index(["family_id"], if_not_exists=True)  # type: ignore[union-attr]
+    db["refresh_tokens"].create_index(["device_id"], if_not_exists=True)  # type: ignore[union-attr]
     db["records"].create(  # type: ignore[union-attr]
         {
             "kind": str,
@@ -79,24 +84,26 @@ def _m1_initial(db: sqlite_utils.Database) -> None:
             "updated_at": str,
         },
         pk=("kind", "id"),
+        if_not_exists=True,
         not_null={"data", "rev", "seq", "created_at", "updated_at"},
         defaults={"deleted": 0},
     )
-    db["records"].create_index(["seq"], unique=True)  # type: ignore[union-attr]
-    db["seq_counter"].create({"id": int, "value": int}, pk="id")  # type: ignore[union-attr]
-    db["seq_counter"].insert({"id": 1, "value": 0})  # type: ignore[union-attr]
+    db["records"].create_index(["seq"], unique=True, if_not_exists=True)  # type: ignore[union-attr]
+    db["seq_counter"].create({"id": int, "value": int}, pk="id", if_not_exists=True)  # type: ignore[union-attr]
+    db.execute("INSERT OR IGNORE INTO seq_counter (id, value) VALUES (1, 0)")
 
 
 def _m2_sync(db: sqlite_utils.Database) -> None:
     # Which inspection a record belongs to (NULL for reference data): the scope key of
     # the change feed. Filled for the rows that exist.
-    db["records"].add_column("inspection_id", str)  # type: ignore[union-attr]
+    if "inspection_id" not in db["records"].columns_dict:
+        db["records"].add_column("inspection_id", str)  # type: ignore[union-attr]
     db.execute("UPDATE records SET inspection_id = id WHERE kind = 'inspection'")
     db.execute(
         "UPDATE records SET inspection_id = json_extract(data, '$.inspection_id')"
         " WHERE kind != 'inspection' AND json_extract(data, '$.inspection_id') IS NOT NULL"
     )
-    db["records"].create_index(["inspection_id", "seq"])  # type: ignore[union-attr]
+    db["records"].create_index(["inspection_id", "seq"], if_not_exists=True)  # type: ignore[union-attr]
     db["mutations"].create(  # type: ignore[union-attr]
         {
             "key": str,
@@ -107,6 +114,7 @@ def _m2_sync(db: sqlite_utils.Database) -> None:
             "received_at": str,
         },
         pk="key",
+        if_not_exists=True,
         not_null={"user_id", "batch_id", "result", "received_at"},
     )
     db["quarantine"].create(  # type: ignore[union-attr]
@@ -126,9 +134,10 @@ def _m2_sync(db: sqlite_utils.Database) -> None:
             "received_at": str,
         },
         pk="id",
+        if_not_exists=True,
         not_null={"mid", "user_id", "kind", "record_id", "mutation", "code", "received_at"},
     )
-    db["quarantine"].create_index(["inspection_id"])  # type: ignore[union-attr]
+    db["quarantine"].create_index(["inspection_id"], if_not_exists=True)  # type: ignore[union-attr]
     db["history"].create(  # type: ignore[union-attr]
         {
             "id": int,
@@ -150,11 +159,12 @@ def _m2_sync(db: sqlite_utils.Database) -> None:
             "new": str,
         },
         pk="id",
+        if_not_exists=True,
         not_null={"seq", "kind", "record_id", "rev", "op", "user_id", "received_at"},
     )
-    db["history"].create_index(["kind", "record_id"])  # type: ignore[union-attr]
+    db["history"].create_index(["kind", "record_id"], if_not_exists=True)  # type: ignore[union-attr]
     db["scope_snapshots"].create(  # type: ignore[union-attr]
-        {"hash": str, "scope": str, "created_at": str}, pk="hash"
+        {"hash": str, "scope": str, "created_at": str}, pk="hash", if_not_exists=True
     )
     db["device_sync"].create(  # type: ignore[union-attr]
         {
@@ -170,10 +180,13 @@ def _m2_sync(db: sqlite_utils.Database) -> None:
             "mutations_received": int,
         },
         pk="device_id",
+        if_not_exists=True,
         defaults={"skew_flagged": 0, "mutations_received": 0, "clock_skew_ms": 0},
     )
-    db["store_meta"].create({"key": str, "value": str}, pk="key")  # type: ignore[union-attr]
-    db["store_meta"].insert({"key": "tombstone_horizon", "value": "0"})  # type: ignore[union-attr]
+    db["store_meta"].create(  # type: ignore[union-attr]
+        {"key": str, "value": str}, pk="key", if_not_exists=True
+    )
+    db.execute("INSERT OR IGNORE INTO store_meta (key, value) VALUES ('tombstone_horizon', '0')")
 
 
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [

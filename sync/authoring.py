@@ -123,7 +123,12 @@ class Authoring:
 
     @staticmethod
     def content(rec: StoredRecord) -> Template:
-        return template_from_obj(rec.data["content"])
+        """The version's template; a draft that is not a valid template yet (an empty
+        skeleton, say) is reported as invalid input naming the path, never a crash."""
+        try:
+            return template_from_obj(rec.data["content"])
+        except ChecklistError as exc:
+            raise _invalid(exc) from None
 
     async def _latest(self, key: str) -> StoredRecord | None:
         found = await self.store.list_records(

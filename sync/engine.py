@@ -22,11 +22,12 @@ from checklists.loader import template_from_obj
 from checklists.schema import Template
 from sync.access import can_see_inspection, inspection_scope
 from sync.clock import Clock
-from sync.errors import Forbidden, InvalidInput, NotFound
+from sync.errors import Forbidden, InvalidInput, InvalidTransition, NotFound
 from sync.fielddata import POLICIES, Reason, check_fields, parse_response_id, validate
 from sync.hlc import HLC, receive, tick
 from sync.merge import Edit, FieldConflict, KeptValue, Stamp, is_concurrent, merge
 from sync.models import Principal, Role, StoredRecord
+from sync.notify import Notifier
 from sync.protocol import (
     PROTOCOL_VERSION,
     Applied,
@@ -108,16 +109,26 @@ class _Scope(msgspec.Struct, frozen=True):
 
 
 _EMPTY = _Scope([], [])
+_DEVICE_NOTE_EVERY_MS = 10_000  # a paging tablet's state is written at most this often
 _EMPTY_KEY = "0"
 
 
 class SyncEngine:
-    def __init__(self, store: Store, clock: Clock, config: EngineConfig | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        config: EngineConfig | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.config = config or EngineConfig()
-        self._hlc = HLC(0, 0, "server")
+        self.notifier = notifier or Notifier()
+        self._hlc = HLC(self._now_ms(), 0, "server")
         self._templates: dict[str, Template] = {}
+        self._stored_snapshots: set[str] = set()  # snapshots known to be stored
+        self._pull_noted: dict[str, int] = {}  # device -> when its pull state was written
 
     # --- helpers -----------------------------------------------------------------
 
@@ -152,8 +163,10 @@ class SyncEngine:
         received_at = self.clock.now()
         now_ms = self._now_ms()
 
+        tx_touched: set[str] = set()
+
         def apply(tx: BatchTx) -> PushResponse:
-            ctx = _PushContext(self, tx, principal, batch_id, received_at)
+            ctx = _PushContext(self, tx, principal, batch_id, received_at, tx_touched)
             results: list[Any] = []
             skew = 0
             flagged = False
@@ -181,16 +194,16 @@ class SyncEngine:
                 )
                 results.append(result)
             if principal.device_id is not None:
-                tx.update_device_sync(
-                    principal.device_id,
-                    principal.user_id,
-                    last_push_at=received_at.isoformat(),
-                    last_batch_id=batch_id,
-                    app_version=request.app_version or None,
-                    clock_skew_ms=skew,
-                    skew_flagged=int(flagged),
-                    mutations_received=len(request.mutations),
-                )
+                state: dict[str, Any] = {
+                    "last_push_at": received_at.isoformat(),
+                    "last_batch_id": batch_id,
+                    "clock_skew_ms": skew,
+                    "skew_flagged": int(flagged),
+                    "mutations_received": len(request.mutations),
+                }
+                if request.app_version:
+                    state["app_version"] = request.app_version
+                tx.update_device_sync(principal.device_id, principal.user_id, **state)
             return PushResponse(
                 protocol=PROTOCOL_VERSION,
                 batch_id=batch_id,
@@ -201,7 +214,9 @@ class SyncEngine:
                 skew_flagged=flagged,
             )
 
-        return await self.store.write_batch(apply)
+        answer, touched = await self.store.write_batch(lambda tx: (apply(tx), tx_touched))
+        self.notifier.publish(touched)
+        return answer
 
     # --- pull --------------------------------------------------------------------
 
@@ -242,11 +257,13 @@ class SyncEngine:
         def read(tx: BatchTx) -> tuple[PullResponse, list[tuple[str, str]]]:
             now_scope = self._scope(tx, principal)
             now_key = now_scope.key()
-            if cursor.seq and cursor.seq < tx.tombstone_horizon():
-                return self._page([], [], "", False, resync=True), []
             held = self._snapshot(tx, cursor.snap)
-            if held is None:
-                raise InvalidInput("the cursor is not one this server made", field="cursor")
+            if (
+                (cursor.seq and cursor.seq < tx.tombstone_horizon())
+                or cursor.seq > tx.max_seq()  # the database was restored from a backup
+                or held is None  # a snapshot this database never stored (a restore too)
+            ):
+                return self._page([], [], "", False, resync=True), []
             target = now_scope
             target_key = now_key
             if cursor.target:
@@ -285,20 +302,29 @@ class SyncEngine:
             return page, [(target_key, msgspec.json.encode(target).decode())]
 
         page, snapshots = await self.store.read_batch(read)
+        snapshots = [(k, v) for k, v in snapshots if k not in self._stored_snapshots]
+        device = principal.device_id
+        note_device = device is not None and (
+            not page.has_more
+            or self._now_ms() - self._pull_noted.get(device, 0) > _DEVICE_NOTE_EVERY_MS
+        )
 
         def remember(tx: BatchTx) -> None:
             for key, scope in snapshots:
                 tx.put_snapshot(key, scope)
-            if principal.device_id is not None:
+            if note_device and device is not None:
                 tx.update_device_sync(
-                    principal.device_id,
+                    device,
                     principal.user_id,
                     last_pull_at=page.server_time.isoformat(),
                     last_pull_seq=_decode_cursor(page.cursor).seq if page.cursor else 0,
                 )
 
-        if snapshots or principal.device_id is not None:
+        if snapshots or note_device:
             await self.store.write_batch(remember)
+            self._stored_snapshots.update(k for k, _ in snapshots)
+            if device is not None and note_device:
+                self._pull_noted[device] = self._now_ms()
         return page
 
     @staticmethod
@@ -383,7 +409,7 @@ class SyncEngine:
             if conflict is None or insp is None or not can_see_inspection(principal, insp.data):
                 raise NotFound(f"no conflict {conflict_id!r}")
             if conflict.data["status"] != "open":
-                raise InvalidInput("this conflict is already resolved", field="conflict_id")
+                raise InvalidTransition("this conflict is already resolved", field="conflict_id")
             self._hlc = tick(self._hlc, self._now_ms(), "server")
             hlc = str(self._hlc)
             kind, rid, field = (
@@ -416,6 +442,16 @@ class SyncEngine:
                 stamps[field] = _raw(Stamp(rec.rev + 1, hlc, principal.user_id))
             data["_stamps"] = stamps
             data["open_conflicts"] = open_fields
+            data["_conflict_ids"] = {
+                f: c for f, c in (data.get("_conflict_ids") or {}).items() if c != conflict_id
+            }
+            if insp.data["status"] == "closed":
+                raise InvalidTransition("the inspection is closed", field="conflict_id")
+            if not deleted:
+                view = {k: data.get(k) for k in POLICIES[kind] if k in data}
+                problem = validate(kind, rid, view, self._pins(tx, insp))
+                if problem is not None:
+                    raise InvalidInput(problem.message, field=f"value ({problem.field})")
             new = tx.put_record(kind, rid, data, rev=rec.rev + 1, deleted=deleted)
             resolution = {
                 "value": value,
@@ -453,7 +489,9 @@ class SyncEngine:
             )
             return resolved
 
-        return await self.store.write_batch(write)
+        resolved = await self.store.write_batch(write)
+        self.notifier.publish([resolved.data["inspection_id"]])
+        return resolved
 
     # --- read models for admins/supervisors --------------------------------------
 
@@ -496,7 +534,11 @@ class _PushContext:
         principal: Principal,
         batch_id: str,
         received_at: datetime,
+        touched: set[str],
     ) -> None:
+        self.touched = touched
+        self._iid: str | None = None
+        self._conflict_ids: dict[str, str] = {}
         self.engine = engine
         self.tx = tx
         self.principal = principal
@@ -547,6 +589,35 @@ class _PushContext:
         )
 
     def apply(self, m: Mutation, hlc: str, skewed: bool) -> Result:
+        if m.kind not in POLICIES:
+            return self.reject(
+                m,
+                Reason(
+                    code="unknown_kind",
+                    field="kind",
+                    message=f"tablets cannot change {m.kind!r} records",
+                ),
+                None,
+            )
+        if m.op not in ("upsert", "delete"):
+            return self.reject(
+                m,
+                Reason(
+                    code="unknown_op", field="op", message=f"op is upsert or delete, not {m.op!r}"
+                ),
+                None,
+            )
+        result = self._apply(m, hlc)
+        if not isinstance(result, Rejected):
+            iid = self._iid
+            if iid:
+                self.touched.add(iid)
+                if m.kind == "signoff":
+                    self._signed.pop(iid, None)  # later mutations of the batch see it
+        return result
+
+    def _apply(self, m: Mutation, hlc: str) -> Result:
+        self._iid = None
         tx = self.tx
         current = tx.get_record(m.kind, m.id, include_deleted=True)
         # which inspection the record belongs to
@@ -565,6 +636,7 @@ class _PushContext:
                 ),
                 None,
             )
+        self._iid = iid
         insp = self._inspection(iid)
         if insp is None or not can_see_inspection(self.principal, insp.data):
             return self.reject(
@@ -658,15 +730,11 @@ class _PushContext:
     def _open_conflict(
         self, iid: str, kind: str, rid: str, fc: FieldConflict, hlc: str
     ) -> tuple[str, list[Any]]:
-        """Record a same-field conflict: join the open one for that field, or open one."""
-        existing = [
-            c
-            for c in self.tx.records_of("conflict", iid)
-            if c.data["record_kind"] == kind
-            and c.data["record_id"] == rid
-            and c.data["field"] == fc.field
-            and c.data["status"] == "open"
-        ]
+        """Record a same-field conflict: join the open one for that field, or open one.
+        The record keeps the id of each field's open conflict in ``_conflict_ids``."""
+        known = self._conflict_ids.get(fc.field)
+        found = self.tx.get_record("conflict", known) if known else None
+        existing = [found] if found is not None and found.data["status"] == "open" else []
         values = [msgspec.to_builtins(v) for v in fc.values]
         if existing:
             c = existing[0]
@@ -683,6 +751,7 @@ class _PushContext:
             self.tx.put_record("conflict", c.id, data, rev=c.rev + 1)
             return c.id, kept
         cid = f"cf_{uuid.uuid4().hex[:16]}"
+        self._conflict_ids[fc.field] = cid
         self.tx.put_record(
             "conflict",
             cid,
@@ -756,6 +825,7 @@ class _PushContext:
             )
             return self._conflicted(m, current, iid, [fc], {}, {}, hlc)
         data = dict(current.data)
+        data["_deleted_by"] = self.principal.device_id or self.principal.user_id
         rec = self.tx.put_record(m.kind, m.id, data, rev=current.rev + 1, deleted=True)
         self._history(m, rec, "delete", hlc, public_data(current), {})
         return Applied(mid=m.mid, kind=m.kind, id=m.id, rev=rec.rev)
@@ -763,7 +833,13 @@ class _PushContext:
     def _upsert(
         self, m: Mutation, current: StoredRecord | None, iid: str, insp: StoredRecord, hlc: str
     ) -> Result:
-        if current is not None and current.deleted:
+        me = self.principal.device_id or self.principal.user_id
+        seen_delete = (
+            current is not None
+            and current.deleted
+            and (m.base_rev >= current.rev or current.data.get("_deleted_by") == me)
+        )
+        if current is not None and current.deleted and not seen_delete:
             # an edit of a record deleted meanwhile: kept as a conflict, not applied
             fc = FieldConflict(
                 field="_deleted",
@@ -776,12 +852,15 @@ class _PushContext:
                 flagged=True,
             )
             return self._conflicted(m, current, iid, [fc], {}, {}, hlc)
-        values = dict(current.data) if current else {}
+        # a new record, or one re-created by someone who saw it deleted
+        fresh = current is None or seen_delete
+        values = {} if fresh or current is None else dict(current.data)
         stamps = _stamps(values)
         new_rev = (current.rev if current else 0) + 1
-        result = merge(values, stamps, self._edit(m, hlc), new_rev, POLICIES[m.kind])
+        edit = self._edit(m, hlc)
+        result = merge(values, stamps, edit, new_rev, POLICIES[m.kind])
         merged = {**values, **result.values}
-        if current is None:
+        if fresh:
             merged["inspection_id"] = iid
             if m.kind == "response":
                 key = parse_response_id(m.id)
@@ -797,20 +876,20 @@ class _PushContext:
             return self._conflicted(
                 m, current, iid, result.conflicts, result.values, result.stamps, hlc, merged
             )
-        if not result.values and current is not None:
-            if result.concurrent:
+        # fields changed by others since the edit's base (the edit's own or any other)
+        concurrent = sorted(
+            {*result.concurrent, *(f for f, st in stamps.items() if is_concurrent(st, edit))}
+        )
+        if not result.values and current is not None and not fresh:
+            if concurrent:
                 return Merged(
-                    mid=m.mid,
-                    kind=m.kind,
-                    id=m.id,
-                    rev=current.rev,
-                    concurrent_fields=result.concurrent,
+                    mid=m.mid, kind=m.kind, id=m.id, rev=current.rev, concurrent_fields=concurrent
                 )
             return Applied(mid=m.mid, kind=m.kind, id=m.id, rev=current.rev)
         rec = self._write(m, current, merged, result.stamps, hlc)
-        if result.concurrent:
+        if concurrent:
             return Merged(
-                mid=m.mid, kind=m.kind, id=m.id, rev=rec.rev, concurrent_fields=result.concurrent
+                mid=m.mid, kind=m.kind, id=m.id, rev=rec.rev, concurrent_fields=concurrent
             )
         return Applied(mid=m.mid, kind=m.kind, id=m.id, rev=rec.rev)
 
@@ -827,6 +906,7 @@ class _PushContext:
         raw.update({f: _raw(s) for f, s in new_stamps.items()})
         merged["_stamps"] = raw
         merged["open_conflicts"] = sorted({*merged.get("open_conflicts", []), *open_fields})
+        merged.pop("_deleted_by", None)
         rev = (current.rev if current else 0) + 1
         rec = self.tx.put_record(m.kind, m.id, merged, rev=rev)
         old = {f: current.data.get(f) for f in new_stamps} if current else {}
@@ -852,6 +932,8 @@ class _PushContext:
         merged: dict[str, Any] | None = None,
     ) -> Conflicted:
         kept: list[ConflictKept] = []
+        assert current is not None
+        self._conflict_ids = dict(current.data.get("_conflict_ids") or {})
         for fc in conflicts:
             cid, all_values = self._open_conflict(iid, m.kind, m.id, fc, hlc)
             kept.append(
@@ -863,19 +945,21 @@ class _PushContext:
                     flagged=fc.flagged,
                 )
             )
-        assert current is not None
         if current.deleted or any(fc.field == "_deleted" for fc in conflicts):
             data = dict(current.data)
+            data["_conflict_ids"] = self._conflict_ids
             data["open_conflicts"] = sorted({*data.get("open_conflicts", []), "_deleted"})
             rec = self.tx.put_record(
                 m.kind, m.id, data, rev=current.rev + 1, deleted=current.deleted
             )
             self._history(m, rec, "conflict", hlc, {}, {"_deleted": m.op})
             return Conflicted(mid=m.mid, kind=m.kind, id=m.id, rev=rec.rev, conflicts=kept)
+        data = dict(merged or current.data)
+        data["_conflict_ids"] = self._conflict_ids
         rec = self._write(
             m,
             current,
-            dict(merged or current.data),
+            data,
             stamps,
             hlc,
             open_fields=[fc.field for fc in conflicts],

@@ -15,7 +15,7 @@ JSON is the default encoding; MessagePack is used when the client sends
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 
@@ -59,9 +59,12 @@ class Mutation(msgspec.Struct, kw_only=True, omit_defaults=True):
     """
 
     mid: MutationId
-    kind: Literal["response", "finding", "signoff"]
+    kind: str
+    """response, finding or signoff; an unknown kind is rejected on its own, so one
+    mutation from a newer app never blocks the rest of the batch."""
     id: RecordId
-    op: Literal["upsert", "delete"] = "upsert"
+    op: str = "upsert"
+    """upsert or delete (an unknown op is rejected on its own, like an unknown kind)."""
     base_rev: Annotated[int, msgspec.Meta(ge=0)] = 0
     fields: dict[str, Any] = {}
     hlc: str

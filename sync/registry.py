@@ -27,6 +27,7 @@ from sync.models import (
     Role,
     StoredRecord,
 )
+from sync.notify import Notifier
 from sync.store import Store
 
 __all__ = ["REFERENCE_KINDS", "TRANSITIONS", "Registry", "new_id"]
@@ -70,10 +71,13 @@ def _body(struct: msgspec.Struct) -> dict[str, Any]:
 
 
 class Registry:
-    def __init__(self, store: Store, clock: Clock, authoring: Authoring) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, authoring: Authoring, notifier: Notifier | None = None
+    ) -> None:
         self.store = store
         self.clock = clock
         self.authoring = authoring
+        self.notifier = notifier or Notifier()
 
     # --- reference data ----------------------------------------------------------
 
@@ -300,9 +304,11 @@ class Registry:
         if to is InspectionStatus.CLOSED:
             data["closed_at"] = now.isoformat()
         data["status"] = to.value
-        return await self.store.update_record(
+        updated = await self.store.update_record(
             "inspection", inspection_id, data, expect_rev=expect_rev or rec.rev
         )
+        self.notifier.publish([inspection_id])
+        return updated
 
     async def _pins(self, inspection: dict[str, Any]) -> dict[str, str]:
         chain = await self.store.get_record("chain", inspection["chain_id"])
@@ -355,6 +361,7 @@ class Registry:
             data = dict(inspection.data)
             data["team_user_ids"] = sorted({*data["team_user_ids"], body.user_id})
             await tx.update_record("inspection", inspection_id, data, expect_rev=inspection.rev)
+        self.notifier.publish([inspection_id])
         return rec
 
     async def unassign(self, principal: Principal, inspection_id: str, assignment_id: str) -> None:
@@ -368,3 +375,4 @@ class Registry:
             data = dict(inspection.data)
             data["team_user_ids"] = [u for u in data["team_user_ids"] if u != asg.data["user_id"]]
             await tx.update_record("inspection", inspection_id, data, expect_rev=inspection.rev)
+        self.notifier.publish([inspection_id])

@@ -53,17 +53,19 @@ def _dt(value: str | None) -> datetime | None:
 
 
 class SQLiteStore(Store):
-    """SQLite storage in one file (or ``:memory:``-like temp paths in tests).
+    """SQLite storage in one file.
 
     ``synchronous`` is SQLite's durability setting: ``FULL`` (default) survives power
     loss; ``NORMAL`` survives a killed process, which is what the crash test checks.
     """
 
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL", readers: int = 3) -> None:
         self.path = str(path)
         self.synchronous = synchronous
         self._writer: aiosqlite.Connection | None = None
-        self._reader: aiosqlite.Connection | None = None
+        self._readers: list[aiosqlite.Connection] = []
+        self._next_reader = 0
+        self.reader_count = readers
         self._lock = asyncio.Lock()
 
     # --- lifecycle -------------------------------------------------------------
@@ -71,12 +73,16 @@ class SQLiteStore(Store):
     async def open(self) -> None:
         if self._writer is not None:
             return
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        if self.path == ":memory:":
+            raise StorageError(
+                "an in-memory database cannot be shared by the writer and"
+                " reader connections; use a file"
+            )
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
             await asyncio.to_thread(apply_migrations, self.path)
             self._writer = await self._connect()
-            self._reader = await self._connect()
+            self._readers = [await self._connect() for _ in range(max(1, self.reader_count))]
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open database {self.path}", original=exc) from exc
 
@@ -93,10 +99,11 @@ class SQLiteStore(Store):
         return conn
 
     async def close(self) -> None:
-        for conn in (self._writer, self._reader):
+        for conn in (self._writer, *self._readers):
             if conn is not None:
                 await conn.close()
-        self._writer = self._reader = None
+        self._writer = None
+        self._readers = []
 
     async def ping(self) -> None:
         await self._fetchone("SELECT 1")
@@ -120,8 +127,10 @@ class SQLiteStore(Store):
                 raise StorageError("cannot begin a transaction", original=exc) from exc
             try:
                 yield db
-            except BaseException:
+            except BaseException as exc:
                 await db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError):
+                    raise StorageError(f"write failed: {exc}", original=exc) from exc
                 raise
             try:
                 await db.execute("COMMIT")
@@ -129,11 +138,17 @@ class SQLiteStore(Store):
                 await db.execute("ROLLBACK")
                 raise StorageError("commit failed", original=exc) from exc
 
-    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        if self._reader is None:
+    def _reader(self) -> aiosqlite.Connection:
+        """Readers in turn: each has its own thread, so reads run side by side (WAL)."""
+        if not self._readers:
             raise StorageError("store is not open")
+        self._next_reader = (self._next_reader + 1) % len(self._readers)
+        return self._readers[self._next_reader]
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        reader = self._reader()
         try:
-            return list(await self._reader.execute_fetchall(sql, params))
+            return list(await reader.execute_fetchall(sql, params))
         except sqlite3.Error as exc:
             raise StorageError(f"query failed: {exc}", original=exc) from exc
 
@@ -355,9 +370,7 @@ class SQLiteStore(Store):
             return await _run_on_connection(self._writer, _batch_write, fn)
 
     async def read_batch(self, fn: Callable[[BatchTx], T]) -> T:
-        if self._reader is None:
-            raise StorageError("store is not open")
-        return await _run_on_connection(self._reader, _batch_read, fn)
+        return await _run_on_connection(self._reader(), _batch_read, fn)
 
     async def get_record(self, kind: str, record_id: str) -> StoredRecord | None:
         row = await self._fetchone(
@@ -557,10 +570,11 @@ def _batch_write(raw: sqlite3.Connection, fn: Callable[[BatchTx], T]) -> T:
     raw.execute("BEGIN IMMEDIATE")
     try:
         result = fn(_SQLiteBatch(raw, writable=True))
+        raw.execute("COMMIT")
     except BaseException:
-        raw.execute("ROLLBACK")
+        if raw.in_transaction:
+            raw.execute("ROLLBACK")
         raise
-    raw.execute("COMMIT")
     return result
 
 
@@ -703,15 +717,18 @@ class _SQLiteBatch(BatchTx):
         live_only: bool = False,
     ) -> list[StoredRecord]:
         scope, params = self._scope_sql(inspection_ids, refs)
-        sql = f"SELECT * FROM records WHERE seq > ? AND {scope}"
+        # Pick the page's seqs first (index only), then read just those rows: sorting
+        # whole rows of everything after the cursor costs more than the page itself.
+        sub = f"SELECT seq FROM records WHERE seq > ? AND {scope}"
         args: list[Any] = [after_seq, *params]
         if max_seq is not None:
-            sql += " AND seq <= ?"
+            sub += " AND seq <= ?"
             args.append(max_seq)
         if live_only:
-            sql += " AND deleted = 0"
-        sql += " ORDER BY seq LIMIT ?"
+            sub += " AND deleted = 0"
+        sub += " ORDER BY seq LIMIT ?"
         args.append(limit)
+        sql = f"SELECT * FROM records WHERE seq IN ({sub}) ORDER BY seq"
         return [_record(r) for r in self.db.execute(sql, args).fetchall()]
 
     def bound_refs(self, inspection_ids: Sequence[str]) -> list[tuple[str, str]]:

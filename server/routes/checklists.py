@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Response, get, post, put
-from litestar.params import Body, FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from checklists.diff import TemplateDiff
 from checklists.i18n import localize, pick_lang
@@ -215,16 +215,17 @@ class ChecklistController(Controller):
         self,
         request: AuthedRequest,
         authoring: AuthoringDep,
-        data: Annotated[
-            str, Body(media_type="application/yaml", description="A template file, YAML or JSON")
-        ],
         publish: FromQuery[bool] = False,
         changelog: FromQuery[str] = "",
     ) -> VersionOut:
-        """Import a template file: a new draft (or a published version with
-        ``?publish=true``). Errors name the path at fault."""
+        """Import a template file sent as the raw body (``application/yaml`` or JSON): a
+        new draft, or a published version with ``?publish=true``. Errors name the path
+        at fault."""
+        raw = await request.body()
+        if not raw:
+            raise InvalidInput("send the template file as the request body", field="body")
         try:
-            template = decode_template(data, "body")
+            template = decode_template(raw, "body")
         except ChecklistError as exc:
             raise InvalidInput(exc.message, field=exc.path) from None
         rec = await authoring.import_template(

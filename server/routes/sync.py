@@ -20,7 +20,6 @@ from server.deps import AuthedRequest, EngineDep, NotifierDep, RegistryDep
 from server.guards import ADMIN, ANY_ROLE, STAFF
 from sync.engine import public_data
 from sync.errors import InvalidInput
-from sync.fielddata import parse_response_id
 from sync.models import Filter, StoredRecord
 from sync.protocol import MSGPACK, PullRequest, PushRequest, decode, encode
 
@@ -73,11 +72,6 @@ class SyncController(Controller):
         ``PushResponse``."""
         req = await _body(request, PushRequest)
         answer = await engine.push(request.user, req)
-        touched = set()
-        for m in req.mutations:
-            key = parse_response_id(m.id) if m.kind == "response" else None
-            touched.add(key.inspection_id if key else m.fields.get("inspection_id") or "")
-        notifier.publish(t for t in touched if t)
         return _answer(request, answer)
 
     @get("/conflicts", guards=[ANY_ROLE])
@@ -109,7 +103,6 @@ class SyncController(Controller):
         c: StoredRecord = await engine.resolve_conflict(
             request.user, conflict_id, data.value, data.reason
         )
-        notifier.publish([c.data["inspection_id"]])
         return ConflictOut(id=c.id, rev=c.rev, data=public_data(c))
 
     @get("/quarantine", guards=[ANY_ROLE])

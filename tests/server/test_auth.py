@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import jwt
@@ -193,7 +194,7 @@ async def test_a_valid_forged_token_works_so_the_checks_above_mean_something(dem
     assert r.status_code == 200 and r.json()["role"] == "admin"
 
 
-async def test_key_rotation_accepts_previous_kid(tmp_path):
+async def test_key_rotation_accepts_previous_kid(tmp_path, demo_template):
     old = "old-secret-0123456789-abcdefghijklmnopqrstuvw"
     settings = Settings(
         data_dir=str(tmp_path),
@@ -202,14 +203,9 @@ async def test_key_rotation_accepts_previous_kid(tmp_path):
         jwt_previous_keys=f"k1:{old}",
         **FAST,
     )
+    shutil.copyfile(demo_template, settings.database)
     app = create_app(settings)
     async with AsyncTestClient(app=app) as client:
-        services = app.state.services
-        from datetime import date
-
-        from server.demo import seed_demo
-
-        await seed_demo(services.registry, services.accounts, date.today())
         old_token = _forge({}, key=old, kid="k1")
         r = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {old_token}"})
         assert r.status_code == 200

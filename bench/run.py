@@ -1,0 +1,1120 @@
+"""Sync benchmark against the real server process, over real HTTP.
+
+Starts ``python -m server.cli serve --demo`` on a fresh data directory and a free port
+on 127.0.0.1 (SQLite ``synchronous=FULL``, the durable default, unless told otherwise),
+then measures with httpx (asyncio):
+
+1. push: 10,000 new findings (~1 KB each) in batches of 100, one tablet, sequentially;
+   every result must be ``applied``. Then the same again as MessagePack.
+2. pull: a second tablet pulls everything from no cursor in pages of 1,000.
+3. fleet: 50 tablets at once, each pushing 100 mutations in batches of 20 and then
+   pulling to the end; p50/p95/p99 latency of every push and pull request, 5xx count.
+4. conflicts: 1,000 findings edited by two tablets from the same base.
+5. peak server RSS (VmHWM of the server process).
+
+After the server has stopped, the database file is read with sqlite3 to check that
+every acknowledged mutation is there with the value pushed (current, or kept in a
+conflict), was applied exactly once (one history row per mid, the acknowledged rev).
+
+Usage (from the repository root)::
+
+    .venv/bin/python bench/run.py            # full size
+    .venv/bin/python bench/run.py --quick    # 10x smaller smoke run
+
+``docs/performance.md`` has the figures of a full run and what they mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import msgspec  # noqa: E402
+
+from server.demo import DEMO_PASSWORD  # noqa: E402
+from sync.protocol import (  # noqa: E402
+    MSGPACK,
+    Applied,
+    Change,
+    Conflicted,
+    Duplicate,
+    Merged,
+    Mutation,
+    PullRequest,
+    PullResponse,
+    PushRequest,
+    PushResponse,
+    Rejected,
+    decode,
+    encode,
+)
+
+JSON = "application/json"
+INSPECTION = "insp-ds-routine"
+PUSH_PATH = "/api/v1/sync/push"
+PULL_PATH = "/api/v1/sync/pull"
+
+TARGET_PUSH = 20_000  # mutations/s
+TARGET_PULL = 50_000  # records/s
+TARGET_P99_MS = 250.0
+TARGET_RSS_MB = 200.0
+
+MAX_ATTEMPTS = 3  # per request: a 5xx or a dropped connection is retried (same body)
+REQUEST_TIMEOUT = 120.0
+
+
+class BenchError(RuntimeError):
+    """The benchmark cannot go on (the server refused something it must accept)."""
+
+
+# --- payloads ----------------------------------------------------------------------
+
+_WORDS = (
+    "batch record",
+    "deviation",
+    "grade B corridor",
+    "bioreactor",
+    "viral filtration",
+    "integrity test",
+    "was not documented",
+    "operator",
+    "SOP",
+    "within limits",
+    "environmental monitoring",
+    "settle plate",
+    "chromatography column",
+    "sanitisation",
+    "the logbook",
+    "showed",
+    "on",
+    "during",
+    "the",
+    "of",
+    "and",
+    "was observed",
+    "cold chain",
+    "-70 C",
+    "drug substance",
+    "harvest",
+    "CAPA",
+    "change control",
+    "calibration",
+    "out of specification",
+)
+
+
+def evidence_text(rng: random.Random, n_chars: int = 900) -> str:
+    """About ``n_chars`` of plausible, varied objective-evidence text."""
+    words: list[str] = []
+    length = 0
+    while length < n_chars:
+        w = rng.choice(_WORDS)
+        words.append(w)
+        length += len(w) + 1
+    text = " ".join(words)[:n_chars].rstrip()
+    return text[0].upper() + text[1:] + "."
+
+
+# --- statistics --------------------------------------------------------------------
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (0 if empty)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass
+class Stats:
+    """Latency and status of every HTTP request of one phase."""
+
+    latency: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    statuses: Counter[int] = field(default_factory=Counter)
+    transport_errors: int = 0
+    gave_up: int = 0
+
+    def record(self, label: str, seconds: float, status: int) -> None:
+        self.latency[label].append(seconds)
+        self.statuses[status] += 1
+
+    @property
+    def server_errors(self) -> int:
+        return sum(n for s, n in self.statuses.items() if s >= 500)
+
+    def all_latencies(self) -> list[float]:
+        return [x for xs in self.latency.values() for x in xs]
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_status_kib(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Meter:
+    """Wall, server CPU and client CPU of one measured stretch; optionally a py-spy
+    profile of the server during it (``--py-spy DIR``: collapsed stacks per phase)."""
+
+    def __init__(self, pid: int, profile: Path | None = None) -> None:
+        self.pid = pid
+        self.profile = profile
+        self.wall = self.server_cpu = self.client_cpu = 0.0
+        self._spy: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Meter:
+        if self.profile is not None:
+            self._spy = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "--pid",
+                    str(self.pid),
+                    "--rate",
+                    "250",
+                    "--format",
+                    "raw",
+                    "--threads",
+                    "--nonblocking",
+                    "--output",
+                    str(self.profile),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(1.0)  # let it attach before the clock starts
+        self._w = time.perf_counter()
+        self._s = proc_cpu_seconds(self.pid)
+        self._c = time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self._w
+        self.server_cpu = proc_cpu_seconds(self.pid) - self._s
+        self.client_cpu = time.process_time() - self._c
+        if self._spy is not None:
+            self._spy.send_signal(signal.SIGINT)
+            try:
+                self._spy.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._spy.kill()
+                self._spy.wait(timeout=10)
+
+    def describe(self) -> str:
+        return (
+            f"wall {self.wall:.2f} s, server CPU {self.server_cpu:.2f} s"
+            f" ({self.server_cpu / self.wall:.0%} of one core), client CPU"
+            f" {self.client_cpu:.2f} s"
+            if self.wall
+            else "-"
+        )
+
+
+# --- the server process ------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fs_type(path: Path) -> str:
+    """The file system type of the mount holding ``path`` (from /proc/mounts)."""
+    best, kind = "", "?"
+    try:
+        real = str(path.resolve())
+        for line in Path("/proc/mounts").read_text().splitlines():
+            parts = line.split()
+            mount = parts[1]
+            if (real == mount or real.startswith(mount.rstrip("/") + "/")) and len(mount) > len(
+                best
+            ):
+                best, kind = mount, parts[2]
+    except OSError:
+        pass
+    return kind
+
+
+class Server:
+    def __init__(self, data_dir: Path, synchronous: str) -> None:
+        self.data_dir = data_dir
+        self.synchronous = synchronous
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir / "server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "inspectsync.db"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "INSPECTSYNC_PASSWORD_TIME_COST": "1",
+            "INSPECTSYNC_PASSWORD_MEMORY_KIB": "1024",
+            "INSPECTSYNC_SQLITE_SYNCHRONOUS": self.synchronous,
+        }
+        for name in ("INSPECTSYNC_DB", "INSPECTSYNC_DATA_DIR", "INSPECTSYNC_PORT"):
+            env.pop(name, None)
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "server.cli",
+                "serve",
+                "--demo",
+                "--data-dir",
+                str(self.data_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError(f"server exited at start:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.base}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise BenchError(f"server did not become ready in 60 s:\n{self.log_tail()}")
+
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL after 20 s. Returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=20)
+        self._log.close()
+        return self.proc.returncode
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+# --- a tablet ----------------------------------------------------------------------
+
+
+@dataclass
+class Ack:
+    """A mutation pushed and the result the server acknowledged for it."""
+
+    phase: str
+    user_id: str
+    mutation: Mutation
+    result: Any
+
+
+class Tablet:
+    """Just enough of a tablet: a device login, an HLC, numbered mids, push and pull."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, username: str, name: str, accept_encoding: str | None
+    ) -> None:
+        self.http = http
+        self.username = username
+        self.name = name
+        self.accept_encoding = accept_encoding
+        self.device_id = ""
+        self.user_id = ""
+        self.token = ""
+        self.n = 0
+        self._wall = 0
+        self._counter = 0
+
+    async def login(self) -> None:
+        device = {"id": self.device_id} if self.device_id else {"name": self.name}
+        r = await self.http.post(
+            "/api/v1/auth/login",
+            json={"username": self.username, "password": DEMO_PASSWORD, "device": device},
+        )
+        if r.status_code != 200:
+            raise BenchError(f"login of {self.username} failed: {r.status_code} {r.text[:300]}")
+        body = r.json()
+        self.token = body["access_token"]
+        self.device_id = body["device_id"]
+        self.user_id = body["user_id"]
+
+    def hlc(self) -> str:
+        wall = int(time.time() * 1000)
+        if wall > self._wall:
+            self._wall, self._counter = wall, 0
+        else:
+            self._counter += 1
+        # "%015d.%05d.%s" % (wall_ms, counter, device_id)
+        return f"{self._wall:015d}.{self._counter:05d}.{self.device_id}"
+
+    def mutation(self, record_id: str, fields: dict[str, Any], base_rev: int = 0) -> Mutation:
+        self.n += 1
+        return Mutation(
+            mid=f"{self.device_id}:{self.n}",
+            kind="finding",
+            id=record_id,
+            base_rev=base_rev,
+            fields=fields,
+            hlc=self.hlc(),
+            device_time=datetime.now(UTC),
+        )
+
+    async def post(self, path: str, body: bytes, media: str, stats: Stats, label: str) -> bytes:
+        """POST with bounded retries of 5xx / dropped connections; raises on 4xx."""
+        relogged = False
+        for _ in range(MAX_ATTEMPTS + 1):
+            headers = {
+                "Authorization": f"Bearer {self.token}",
+                "Content-Type": media,
+                "Accept": media,
+            }
+            if self.accept_encoding is not None:
+                headers["Accept-Encoding"] = self.accept_encoding
+            t0 = time.perf_counter()
+            try:
+                r = await self.http.post(path, content=body, headers=headers)
+            except httpx.TransportError:
+                stats.transport_errors += 1
+                continue
+            stats.record(label, time.perf_counter() - t0, r.status_code)
+            if r.status_code == 200:
+                return r.content
+            if r.status_code == 401 and not relogged:  # access token expired: log in again
+                relogged = True
+                await self.login()
+                continue
+            if r.status_code >= 500:
+                continue
+            raise BenchError(f"{path} answered {r.status_code}: {r.text[:500]}")
+        stats.gave_up += 1
+        raise BenchError(f"{path}: no answer after {MAX_ATTEMPTS} attempts")
+
+    async def push(
+        self, mutations: list[Mutation], stats: Stats, media: str = JSON, body: bytes | None = None
+    ) -> PushResponse:
+        if body is None:
+            body = encode(PushRequest(mutations=mutations, app_version="bench"), media)
+        raw = await self.post(PUSH_PATH, body, media, stats, "push")
+        answer: PushResponse = decode(raw, PushResponse, media)
+        if len(answer.results) != len(mutations):
+            raise BenchError(f"{len(mutations)} mutations pushed, {len(answer.results)} results")
+        return answer
+
+    async def pull_to_end(
+        self,
+        cursor: str | None,
+        stats: Stats,
+        *,
+        limit: int,
+        max_pages: int,
+        media: str = JSON,
+        sink: Callable[[Change], None] | None = None,
+    ) -> tuple[int, str | None, int]:
+        """Pull until ``has_more`` is false. Returns (changes, cursor, pages)."""
+        count = 0
+        for page_no in range(1, max_pages + 1):
+            body = encode(PullRequest(cursor=cursor, limit=limit), media)
+            raw = await self.post(PULL_PATH, body, media, stats, "pull")
+            page: PullResponse = decode(raw, PullResponse, media)
+            if page.resync_required:
+                raise BenchError("the server asked for a resync")
+            count += len(page.changes)
+            if sink is not None:
+                for c in page.changes:
+                    sink(c)
+            cursor = page.cursor
+            if not page.has_more:
+                return count, cursor, page_no
+        raise BenchError(f"pull did not reach the end in {max_pages} pages")
+
+
+def batches(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def result_status(result: Any) -> str:
+    if isinstance(result, Applied):
+        return "applied"
+    if isinstance(result, Merged):
+        return "merged"
+    if isinstance(result, Conflicted):
+        return "conflict"
+    if isinstance(result, Rejected):
+        return "rejected"
+    if isinstance(result, Duplicate):
+        return "duplicate"
+    return type(result).__name__
+
+
+# --- the benchmark -----------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    rows: list[tuple[str, str, str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, name: str, value: str, target: str = "", met: bool | None = None) -> None:
+        verdict = "" if met is None else ("MET" if met else "MISSED")
+        self.rows.append((name, value, target, verdict))
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, server: Server, http: httpx.AsyncClient) -> None:
+        self.args = args
+        self.server = server
+        self.http = http
+        self.scale = 10 if args.quick else 1
+        self.rng = random.Random(20260101)
+        self.acks: list[Ack] = []
+        self.figures = Figures()
+        self.run_tag = f"{int(time.time()) % 10**6:06d}"
+        self.accept_encoding = "identity" if args.no_gzip else None
+        self.cursors: dict[str, str | None] = {}
+        self.phase4: dict[str, Any] = {}
+
+    def n(self, full: int) -> int:
+        return max(1, full // self.scale)
+
+    def meter(self, name: str) -> Meter:
+        spy = self.args.py_spy
+        if spy is None:
+            return Meter(self.server.pid)
+        Path(spy).mkdir(parents=True, exist_ok=True)
+        return Meter(self.server.pid, Path(spy) / f"{name}.txt")
+
+    def memory(self, when: str) -> None:
+        pid = self.server.pid
+        self.log(
+            f"  server memory {when}: VmRSS {proc_status_kib(pid, 'VmRSS') / 1024:.1f} MB,"
+            f" VmHWM {proc_status_kib(pid, 'VmHWM') / 1024:.1f} MB"
+        )
+
+    def tablet(self, username: str, name: str) -> Tablet:
+        return Tablet(self.http, username, name, self.accept_encoding)
+
+    def log(self, text: str) -> None:
+        print(text, flush=True)
+
+    def keep(self, phase: str, tablet: Tablet, mutations: list[Mutation], answer: PushResponse):
+        for m, r in zip(mutations, answer.results, strict=True):
+            self.acks.append(Ack(phase, tablet.user_id, m, r))
+
+    def finding_fields(self, label: str, i: int, **extra: Any) -> dict[str, Any]:
+        return {
+            "inspection_id": INSPECTION,
+            "title": f"{label} {i}: deviation record incomplete",
+            "objective_evidence": evidence_text(self.rng),
+            **extra,
+        }
+
+    # 1. push -------------------------------------------------------------------------
+
+    async def push_phase(self, label: str, media: str, count: int) -> tuple[float, Meter]:
+        tablet = self.tablet("insp.js1", f"bench push tablet {label}")
+        await tablet.login()
+        batch_size = 100
+        muts = [
+            tablet.mutation(
+                f"f-{self.run_tag}-{label}-{i:06d}", self.finding_fields(f"Finding {label}", i)
+            )
+            for i in range(count)
+        ]
+        bodies = [
+            (b, encode(PushRequest(mutations=b, app_version="bench"), media))
+            for b in batches(muts, batch_size)
+        ]
+        size = sum(len(x) for _, x in bodies) / count
+        stats = Stats()
+        answers: list[tuple[list[Mutation], PushResponse]] = []
+        with self.meter(f"push-{label}") as meter:
+            for b, body in bodies:
+                answers.append((b, await tablet.push(b, stats, media, body=body)))
+        statuses: Counter[str] = Counter()
+        for b, answer in answers:
+            self.keep(f"push-{label}", tablet, b, answer)
+            statuses.update(result_status(r) for r in answer.results)
+        if statuses != Counter({"applied": count}):
+            raise BenchError(f"push {label}: expected {count} applied, got {dict(statuses)}")
+        rate = count / meter.wall
+        lat = stats.latency["push"]
+        self.log(
+            f"  push {label}: {count} mutations ({size:.0f} B each on the wire) in"
+            f" {len(bodies)} batches of {batch_size}: {rate:,.0f} mutations/s; all applied;"
+            f" batch latency p50 {percentile(lat, 50) * 1000:.1f} ms,"
+            f" p99 {percentile(lat, 99) * 1000:.1f} ms; {meter.describe()}"
+        )
+        return rate, meter
+
+    # 2. pull -------------------------------------------------------------------------
+
+    async def pull_phase(
+        self, username: str, label: str, media: str, expect_ids: set[str]
+    ) -> tuple[float, int]:
+        tablet = self.tablet(username, f"bench pull tablet {label}")
+        await tablet.login()
+        seen: dict[str, int] = {}
+
+        def sink(c: Change) -> None:
+            if c.kind == "finding":
+                seen[c.id] = seen.get(c.id, 0) + 1
+
+        stats = Stats()
+        limit = 1000
+        with self.meter(f"pull-{label}") as meter:
+            count, cursor, pages = await tablet.pull_to_end(
+                None, stats, limit=limit, max_pages=500, media=media, sink=sink
+            )
+        missing = expect_ids - seen.keys()
+        twice = sum(1 for n in seen.values() if n > 1)
+        if missing:
+            raise BenchError(f"pull {label}: {len(missing)} pushed findings not received")
+        self.cursors[username] = cursor
+        rate = count / meter.wall
+        lat = stats.latency["pull"]
+        self.log(
+            f"  pull {label} ({username}, from no cursor): {count} records"
+            f" ({len(seen)} findings, all {len(expect_ids)} pushed ones present, {twice} twice)"
+            f" in {pages} pages of {limit}: {rate:,.0f} records/s;"
+            f" page latency p50 {percentile(lat, 50) * 1000:.0f} ms,"
+            f" p99 {percentile(lat, 99) * 1000:.0f} ms; {meter.describe()}"
+        )
+        return rate, count
+
+    # 3. fleet ------------------------------------------------------------------------
+
+    async def fleet_phase(self) -> tuple[Stats, int, Meter]:
+        n_tablets = max(2, 50 // self.scale)
+        per_tablet = 100
+        batch_size = 20
+        users = ["insp.js1", "insp.js2"]
+        tablets = [
+            self.tablet(users[i % 2], f"bench fleet tablet {i:02d}") for i in range(n_tablets)
+        ]
+        await asyncio.gather(*(t.login() for t in tablets))
+        stats = Stats()
+        received = Counter[str]()
+
+        async def run(i: int, t: Tablet) -> None:
+            muts = [
+                t.mutation(
+                    f"f-{self.run_tag}-fleet{i:02d}-{k:04d}",
+                    self.finding_fields(f"Fleet {i:02d}", k),
+                )
+                for k in range(per_tablet)
+            ]
+            for b in batches(muts, batch_size):
+                answer = await t.push(b, stats)
+                self.keep("fleet", t, b, answer)
+            # tablets in daily use hold a cursor from their last sync: start from it
+            count, _, _ = await t.pull_to_end(
+                self.cursors.get(t.username), stats, limit=1000, max_pages=200
+            )
+            received[t.device_id] = count
+
+        with self.meter("fleet") as meter:
+            await asyncio.gather(*(run(i, t) for i, t in enumerate(tablets)))
+        total = n_tablets * per_tablet
+        lat = stats.all_latencies()
+        statuses = Counter(result_status(a.result) for a in self.acks if a.phase == "fleet")
+        self.log(
+            f"  fleet: {n_tablets} tablets x {per_tablet} mutations (batches of {batch_size})"
+            f" then pull to the end: {len(lat)} requests"
+            f" ({len(stats.latency['push'])} push, {len(stats.latency['pull'])} pull) in"
+            f" {meter.wall:.2f} s; results {dict(statuses)}; records pulled per tablet"
+            f" {min(received.values())}..{max(received.values())}; {meter.describe()}"
+        )
+        for label in ("push", "pull"):
+            xs = stats.latency[label]
+            self.log(
+                f"    {label}: p50 {percentile(xs, 50) * 1000:.0f} ms,"
+                f" p95 {percentile(xs, 95) * 1000:.0f} ms,"
+                f" p99 {percentile(xs, 99) * 1000:.0f} ms, max {max(xs) * 1000:.0f} ms"
+            )
+        self.log(
+            f"    all: p50 {percentile(lat, 50) * 1000:.0f} ms,"
+            f" p95 {percentile(lat, 95) * 1000:.0f} ms, p99 {percentile(lat, 99) * 1000:.0f} ms;"
+            f" HTTP statuses {dict(stats.statuses)}; transport errors {stats.transport_errors}"
+        )
+        return stats, total, meter
+
+    # 4. conflicts --------------------------------------------------------------------
+
+    async def conflict_phase(self) -> dict[str, Any]:
+        count = self.n(1000)
+        subset = self.n(100)
+        a = self.tablet("insp.js1", "bench edit tablet A")
+        b = self.tablet("insp.js2", "bench edit tablet B")
+        await asyncio.gather(a.login(), b.login())
+        stats = Stats()
+        ids = [f"f-{self.run_tag}-edit-{i:05d}" for i in range(count)]
+        creates = [
+            a.mutation(rid, self.finding_fields("Shared finding", i, classification="other"))
+            for i, rid in enumerate(ids)
+        ]
+        for chunk in batches(creates, 100):
+            self.keep("edit-create", a, chunk, await a.push(chunk, stats))
+
+        wanted = set(ids)
+        revs: dict[str, dict[str, int]] = {"A": {}, "B": {}}
+        for name, t in (("A", a), ("B", b)):
+
+            def sink(c: Change, into: dict[str, int] = revs[name]) -> None:
+                if c.id in wanted:
+                    into[c.id] = c.rev
+
+            _, self.cursors[t.username], _ = await t.pull_to_end(
+                self.cursors.get(t.username), stats, limit=1000, max_pages=500, sink=sink
+            )
+            if len(revs[name]) != count:
+                raise BenchError(f"tablet {name} pulled {len(revs[name])} of {count} records")
+
+        flagged_ids = set(ids[:subset])
+        edits_a = [
+            a.mutation(
+                rid,
+                {
+                    "title": f"A: shared finding {i} (title edited on tablet A)",
+                    **({"classification": "major"} if rid in flagged_ids else {}),
+                },
+                base_rev=revs["A"][rid],
+            )
+            for i, rid in enumerate(ids)
+        ]
+        edits_b = [
+            b.mutation(
+                rid,
+                {
+                    "title": f"B: shared finding {i} (title edited on tablet B)",
+                    "objective_evidence": "B: " + evidence_text(self.rng),
+                    **({"classification": "critical"} if rid in flagged_ids else {}),
+                },
+                base_rev=revs["B"][rid],
+            )
+            for i, rid in enumerate(ids)
+        ]
+        out: dict[str, Any] = {"count": count, "subset": subset}
+        for name, t, edits in (("A", a, edits_a), ("B", b, edits_b)):
+            statuses: Counter[str] = Counter()
+            with self.meter(f"edit-{name}") as meter:
+                for chunk in batches(edits, 100):
+                    answer = await t.push(chunk, stats)
+                    self.keep(f"edit-{name}", t, chunk, answer)
+                    statuses.update(result_status(r) for r in answer.results)
+            out[name] = (statuses, meter)
+            self.log(
+                f"  edits by tablet {name}: {count} mutations, {count / meter.wall:,.0f}"
+                f" mutations/s; results {dict(statuses)}; {meter.describe()}"
+            )
+        # a resend of B's last batch (the answer was lost, say): nothing applies twice
+        last = edits_b[-100:]
+        answer = await b.push(last, stats)
+        resend = Counter(result_status(r) for r in answer.results)
+        out["resend"] = resend
+        self.log(f"  resend of tablet B's last batch: {dict(resend)}")
+
+        r = await self.http.get(
+            "/api/v1/sync/conflicts",
+            params={"inspection_id": INSPECTION, "status": "open"},
+            headers={"Authorization": f"Bearer {a.token}"},
+        )
+        if r.status_code != 200:
+            raise BenchError(f"conflicts: {r.status_code} {r.text[:300]}")
+        mine = [c for c in r.json() if c["data"]["record_id"] in wanted]
+        out["open"] = len(mine)
+        out["open_by_field"] = Counter(
+            (c["data"]["field"], "flagged" if c["data"]["flagged"] else "auto") for c in mine
+        )
+        self.log(
+            f"  open conflict records on these findings (GET /sync/conflicts): {len(mine)}"
+            f" {dict(out['open_by_field'])}"
+        )
+        self.phase4 = {"ids": ids, "flagged": flagged_ids, "a": edits_a, "b": edits_b}
+        return out
+
+    # --- run ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        f = self.figures
+        n_push = self.n(10_000)
+        self.log(f"\n[1] push ({n_push} findings, batches of 100, one tablet)")
+        rate_json, _ = await self.push_phase("json", JSON, n_push)
+        f.add(
+            "push JSON, mutations/s",
+            f"{rate_json:,.0f}",
+            f">= {TARGET_PUSH:,}",
+            rate_json >= TARGET_PUSH,
+        )
+
+        self.memory("after the push")
+
+        self.log("\n[2] pull (second tablet, from no cursor, pages of 1,000)")
+        pushed = {a.mutation.id for a in self.acks}
+        rate_pull, n_pulled = await self.pull_phase("insp.js2", "json", JSON, pushed)
+        gz = "identity" if self.args.no_gzip else "gzip"
+        f.add(
+            f"pull JSON ({gz}), records/s ({n_pulled:,} records)",
+            f"{rate_pull:,.0f}",
+            f">= {TARGET_PULL:,}",
+            rate_pull >= TARGET_PULL,
+        )
+
+        if not self.args.no_msgpack:
+            self.log(f"\n[1b] push as MessagePack ({n_push} more findings)")
+            rate_mp, _ = await self.push_phase("msgpack", MSGPACK, n_push)
+            f.add("push MessagePack, mutations/s", f"{rate_mp:,.0f}", f">= {TARGET_PUSH:,}")
+            self.log("\n[2b] pull as MessagePack (insp.js1 tablet, from no cursor)")
+            pushed = {a.mutation.id for a in self.acks}
+            rate_mp_pull, n_mp = await self.pull_phase("insp.js1", "msgpack", MSGPACK, pushed)
+            f.add(
+                f"pull MessagePack ({gz}), records/s ({n_mp:,} records)",
+                f"{rate_mp_pull:,.0f}",
+                f">= {TARGET_PULL:,}",
+            )
+        else:
+            self.log("\n[2b] cursor for insp.js1 (pull from no cursor)")
+            await self.pull_phase("insp.js1", "json-js1", JSON, set())
+
+        # tablets in daily use are up to date: bring both users' cursors to the end
+        for username in ("insp.js1", "insp.js2"):
+            t = self.tablet(username, "bench cursor refresh")
+            await t.login()
+            _, self.cursors[username], _ = await t.pull_to_end(
+                self.cursors.get(username), Stats(), limit=1000, max_pages=500
+            )
+        self.memory("before the fleet")
+
+        self.log("\n[3] fleet")
+        stats, _, _ = await self.fleet_phase()
+        lat = stats.all_latencies()
+        p50, p95, p99 = (percentile(lat, p) * 1000 for p in (50, 95, 99))
+        f.add("fleet latency p50 / p95 (ms)", f"{p50:.0f} / {p95:.0f}")
+        f.add("fleet latency p99 (ms)", f"{p99:.0f}", f"<= {TARGET_P99_MS:.0f}", p99 <= 250)
+        f.add("fleet 5xx responses", str(stats.server_errors), "0", stats.server_errors == 0)
+        self.fleet_stats = stats
+
+        self.memory("after the fleet")
+
+        self.log("\n[4] two tablets edit the same records from the same base")
+        out = await self.conflict_phase()
+        both = out["A"][0] + out["B"][0]
+        f.notes.append(
+            f"edit outcomes ({out['count']} records x 2 tablets): "
+            + ", ".join(
+                f"{k} {both.get(k, 0)}"
+                for k in ("applied", "merged", "conflict", "rejected", "duplicate")
+            )
+        )
+        f.notes.append(
+            "resend of one batch of tablet B: "
+            + ", ".join(f"{k} {v}" for k, v in out["resend"].items())
+        )
+        f.notes.append(
+            f"open conflict records: {out['open']} ("
+            + ", ".join(f"{fl} {kind} {n}" for (fl, kind), n in out["open_by_field"].items())
+            + ")"
+        )
+
+        self.log("\n[5] server memory")
+        hwm = proc_status_kib(self.server.pid, "VmHWM") / 1024
+        rss = proc_status_kib(self.server.pid, "VmRSS") / 1024
+        self.log(f"  VmHWM {hwm:.1f} MB, VmRSS now {rss:.1f} MB")
+        f.add("peak server RSS, VmHWM (MB)", f"{hwm:.1f}", f"<= {TARGET_RSS_MB:.0f}", hwm <= 200)
+
+
+# --- verification against the database file (server stopped) ----------------------
+
+
+def verify(db_path: Path, acks: list[Ack], phase4: dict[str, Any]) -> dict[str, Any]:
+    """Every acknowledged mutation is in the database, once, with its value.
+
+    - history has exactly one row per acknowledged (not duplicate/rejected) mid;
+    - the mutation log has its key;
+    - every value it pushed is the record's current value or kept in a conflict of
+      that record and field (never silently dropped);
+    - the record is at the highest rev acknowledged for it (nothing applied twice);
+    - phase 4: the clean field (objective_evidence) holds tablet B's value, the
+      classification the server's (flagged), the title the winner the server named.
+    """
+    db = sqlite3.connect(str(db_path))
+    try:
+        per_mid = dict(db.execute("SELECT mid, COUNT(*) FROM history GROUP BY mid").fetchall())
+        keys = {r[0] for r in db.execute("SELECT key FROM mutations")}
+        records: dict[str, tuple[int, int, dict[str, Any]]] = {}
+        for rid, rev, deleted, data in db.execute(
+            "SELECT id, rev, deleted, data FROM records WHERE kind = 'finding'"
+        ):
+            records[rid] = (rev, deleted, msgspec.json.decode(data))
+        kept: dict[tuple[str, str], list[Any]] = defaultdict(list)
+        open_conflicts = 0
+        for (data,) in db.execute("SELECT data FROM records WHERE kind = 'conflict'"):
+            c = msgspec.json.decode(data)
+            kept[(c["record_id"], c["field"])].extend(v["value"] for v in c["values"])
+            open_conflicts += c["status"] == "open"
+        history_rows = db.execute("SELECT COUNT(*) FROM history").fetchone()[0]
+    finally:
+        db.close()
+
+    problems: list[str] = []
+    lost_by_phase: Counter[str] = Counter()
+    twice_by_phase: Counter[str] = Counter()
+    max_rev: dict[str, int] = {}
+    # (record, field) -> index of the last acknowledged mutation that overwrote the field
+    # cleanly: values pushed before it were legitimately replaced, not lost.
+    replaced_at: dict[tuple[str, str], int] = {}
+    for i, a in enumerate(acks):
+        r = a.result
+        if isinstance(r, Applied | Merged | Conflicted):
+            max_rev[a.mutation.id] = max(max_rev.get(a.mutation.id, 0), r.rev)
+        for fname in a.mutation.fields:
+            if (
+                isinstance(r, Applied)
+                or (isinstance(r, Merged) and fname not in r.concurrent_fields)
+                or (isinstance(r, Conflicted) and all(c.field != fname for c in r.conflicts))
+            ):
+                replaced_at[(a.mutation.id, fname)] = i
+    for i, a in enumerate(acks):
+        m, r = a.mutation, a.result
+        if isinstance(r, Duplicate | Rejected):
+            continue
+        bad = ""
+        n_hist = per_mid.get(m.mid, 0)
+        rec = records.get(m.id)
+        if n_hist > 1:
+            twice_by_phase[a.phase] += 1
+            bad = f"{n_hist} history rows"
+        elif n_hist == 0:
+            bad = "no history row"
+        elif f"{a.user_id}\x1f{m.mid}" not in keys:
+            bad = "not in the mutation log"
+        elif rec is None or rec[1]:
+            bad = "record missing"
+        elif rec[0] != max_rev[m.id]:
+            bad = f"record at rev {rec[0]}, acknowledged rev {max_rev[m.id]}"
+        else:
+            data = rec[2]
+            for fname, value in m.fields.items():
+                if replaced_at.get((m.id, fname), -1) > i:
+                    continue
+                if data.get(fname) != value and value not in kept.get((m.id, fname), []):
+                    bad = f"value of {fname} neither current nor kept in a conflict"
+                    break
+        if bad:
+            lost_by_phase[a.phase] += 1
+            if len(problems) < 10:
+                problems.append(f"{a.phase} {m.mid} {m.id}: {bad}")
+
+    # phase 4 specifics
+    p4: Counter[str] = Counter()
+    b_results = {a.mutation.id: a.result for a in acks if a.phase == "edit-B"}
+    for m in phase4.get("b", []):
+        data = records.get(m.id, (0, 0, {}))[2]
+        p4["evidence is B's (merged cleanly)"] += (
+            data.get("objective_evidence") == m.fields["objective_evidence"]
+        )
+        r = b_results.get(m.id)
+        winner = None
+        if isinstance(r, Conflicted):
+            winner = next((c.winner for c in r.conflicts if c.field == "title"), None)
+        p4["title is the winner the server named"] += data.get("title") == winner
+        if m.id in phase4["flagged"]:
+            p4["classification kept at A's value (flagged)"] += (
+                data.get("classification") == "major"
+            )
+    return {
+        "lost_by_phase": lost_by_phase,
+        "twice_by_phase": twice_by_phase,
+        "checked": sum(1 for a in acks if not isinstance(a.result, Duplicate | Rejected)),
+        "problems": problems,
+        "open_conflicts": open_conflicts,
+        "history_rows": history_rows,
+        "phase4": p4,
+    }
+
+
+# --- main --------------------------------------------------------------------------
+
+
+def print_table(figures: Figures) -> None:
+    headers = ("figure", "measured", "target", "")
+    rows = [headers, *figures.rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    line = "  ".join("-" * w for w in widths)
+    print(line)
+    for i, r in enumerate(rows):
+        print(
+            "  ".join(
+                c.ljust(w) if j != 1 else c.rjust(w)
+                for j, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
+        if i == 0:
+            print(line)
+    print(line)
+
+
+async def run_bench(args: argparse.Namespace, server: Server) -> Bench:
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(
+        base_url=server.base, timeout=REQUEST_TIMEOUT, limits=limits
+    ) as http:
+        bench = Bench(args, server, http)
+        await bench.run()
+    return bench
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="10x smaller counts (smoke run)")
+    parser.add_argument(
+        "--synchronous",
+        choices=["FULL", "NORMAL"],
+        default="FULL",
+        help="INSPECTSYNC_SQLITE_SYNCHRONOUS for the server (default FULL, the durable one)",
+    )
+    parser.add_argument(
+        "--no-gzip", action="store_true", help="ask for uncompressed answers (identity)"
+    )
+    parser.add_argument("--no-msgpack", action="store_true", help="skip the MessagePack lines")
+    parser.add_argument("--data-root", default=None, help="where to make the temp data dir")
+    parser.add_argument("--keep-data", action="store_true", help="keep the data dir")
+    parser.add_argument(
+        "--py-spy",
+        metavar="DIR",
+        default=None,
+        help="profile the server with py-spy during each measured phase (slows it down);"
+        " collapsed stacks go to DIR/<phase>.txt",
+    )
+    args = parser.parse_args(argv)
+
+    data_dir = Path(tempfile.mkdtemp(prefix="inspectsync-bench-", dir=args.data_root))
+    server = Server(data_dir, args.synchronous)
+    print(
+        f"inspectsync sync benchmark{' (--quick: counts / 10)' if args.quick else ''}\n"
+        f"  machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}),"
+        f" {platform.machine()}, Linux {platform.release()};"
+        f" Python {platform.python_version()}\n"
+        f"  server: python -m server.cli serve --demo, 127.0.0.1, data dir {data_dir}"
+        f" ({fs_type(data_dir)})\n"
+        f"  INSPECTSYNC_SQLITE_SYNCHRONOUS={args.synchronous}"
+        f"{' (durable default)' if args.synchronous == 'FULL' else ''};"
+        f" answers {'uncompressed' if args.no_gzip else 'gzip (httpx default Accept-Encoding)'}",
+        flush=True,
+    )
+    bench: Bench | None = None
+    exit_code = None
+    failed = False
+    try:
+        server.start()
+        print(f"  server pid {server.pid}, {server.base}", flush=True)
+        bench = asyncio.run(run_bench(args, server))
+    except (BenchError, httpx.HTTPError) as exc:
+        failed = True
+        print(f"\nBENCHMARK FAILED: {exc!r}", file=sys.stderr)
+    finally:
+        exit_code = server.stop()
+        if failed or bench is None:
+            print(f"server log (tail):\n{server.log_tail()}", file=sys.stderr)
+    if failed or bench is None:
+        print(f"data dir kept for inspection: {data_dir}", file=sys.stderr)
+        return 2
+
+    print(f"\n[check] server stopped (exit code {exit_code}); reading {server.db_path.name}")
+    out = verify(server.db_path, bench.acks, bench.phase4)
+    lost = out["lost_by_phase"]
+    twice = out["twice_by_phase"]
+    print(
+        f"  {out['checked']} acknowledged mutations checked; history rows {out['history_rows']};"
+        f" lost or wrong by phase {dict(lost) or 0}; applied twice {dict(twice) or 0};"
+        f" open conflict records {out['open_conflicts']}"
+    )
+    for p in out["problems"]:
+        print(f"  PROBLEM {p}")
+    n4 = len(bench.phase4.get("b", []))
+    n_flagged = len(bench.phase4.get("flagged", ()))
+    for k, v in out["phase4"].items():
+        print(f"  phase 4: {k}: {v}/{n_flagged if 'classification' in k else n4}")
+    log_text = server.log_path.read_text(errors="replace")
+    tracebacks = log_text.count("Traceback")
+    print(f"  server log: {tracebacks} tracebacks, {len(log_text.splitlines())} lines")
+
+    fleet_lost = lost.get("fleet", 0) + twice.get("fleet", 0)
+    bench.figures.add(
+        "fleet lost writes (incl. applied twice)", str(fleet_lost), "0", fleet_lost == 0
+    )
+    all_lost = sum(lost.values()) + sum(twice.values())
+    bench.figures.add("lost writes, whole run", str(all_lost), "0", all_lost == 0)
+
+    print("\nSummary")
+    print_table(bench.figures)
+    for note in bench.figures.notes:
+        print(f"  {note}")
+    if not args.keep_data:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    else:
+        print(f"data kept in {data_dir}")
+    return 0 if all_lost == 0 and bench.fleet_stats.server_errors == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
