@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from server.auth import Passwords
+from server.passwords import Passwords
 from sync.clock import Clock
 from sync.errors import InvalidInput, NotFound
 from sync.models import Device, Role, User

@@ -20,7 +20,7 @@ import msgspec
 from checklists.diff import diff_templates
 from checklists.loader import ChecklistError, check_complete, dump_template, load_file
 from server.accounts import Accounts
-from server.auth import Passwords
+from server.passwords import Passwords
 from server.settings import ConfigError, Settings
 from server.tablet_cli import add_tablet_parser
 from sync.authoring import Authoring
@@ -140,6 +140,31 @@ def _password(args: argparse.Namespace) -> str:
     if first != getpass.getpass("Repeat: "):
         raise DomainError("the passwords differ")
     return first
+
+
+def cmd_authorities(args: argparse.Namespace) -> int:
+    from server.demo import SYSTEM
+    from sync.models import Authority
+
+    async def go(ctx: _Ctx) -> int:
+        if args.action == "add":
+            body = Authority(
+                name=args.name,
+                level="provincial" if args.province else "national",
+                province=args.province,
+                name_zh=args.name_zh or "",
+            )
+            rec = await ctx.registry.create_reference(SYSTEM, "authority", args.authority_id, body)
+            print(f"authority {rec.id} added ({body.level})")
+        else:
+            for r in await ctx.store.list_records("authority"):
+                print(
+                    f"{r.id:<12} {r.data['level']:<11} {r.data.get('province') or '-':<12}"
+                    f" {r.data['name']}"
+                )
+        return 0
+
+    return _run(_settings(args), go)
 
 
 def cmd_users(args: argparse.Namespace) -> int:
@@ -300,6 +325,23 @@ def build_parser() -> argparse.ArgumentParser:
     _db_flags(p)
     p.add_argument("--no-library", action="store_true", help="skip the checklist library")
     p.set_defaults(func=cmd_init)
+
+    auth = sub.add_parser(
+        "authorities",
+        help="add and list authorities",
+        description="Regulators users belong to. A new database needs one before its first"
+        " user: `inspectsync authorities add nmpa --name ...` then `users add`.",
+    )
+    aus = auth.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = aus.add_parser("add", help="add an authority", description="Add an authority.")
+    _db_flags(p)
+    p.add_argument("authority_id", help="a short id, e.g. js-mpa")
+    p.add_argument("--name", required=True, help="full name")
+    p.add_argument("--name-zh", help="name in Chinese")
+    p.add_argument("--province", help="province (omit for the national authority)")
+    p = aus.add_parser("list", help="list authorities", description="List authorities.")
+    _db_flags(p)
+    auth.set_defaults(func=cmd_authorities)
 
     users = sub.add_parser(
         "users",

@@ -116,9 +116,12 @@ class HttpTransport:
     async def _refresh(self) -> bool:
         if not self.refresh_token:
             return False
-        r = await self._client.post(
-            f"{self.base_url}/api/v1/auth/refresh", json={"refresh_token": self.refresh_token}
-        )
+        try:
+            r = await self._client.post(
+                f"{self.base_url}/api/v1/auth/refresh", json={"refresh_token": self.refresh_token}
+            )
+        except httpx.TransportError as exc:
+            raise TransportError(str(exc)) from exc
         if r.status_code != 200:
             return False
         tokens = r.json()

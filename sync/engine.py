@@ -901,6 +901,7 @@ class _PushContext:
         new_stamps: dict[str, Stamp],
         hlc: str,
         open_fields: Iterable[str] = (),
+        op: str | None = None,
     ) -> StoredRecord:
         raw = dict(merged.get("_stamps") or {})
         raw.update({f: _raw(s) for f, s in new_stamps.items()})
@@ -913,7 +914,7 @@ class _PushContext:
         self._history(
             m,
             rec,
-            "create" if current is None else "update",
+            op or ("create" if current is None else "update"),
             hlc,
             old,
             {f: merged.get(f) for f in new_stamps},
@@ -963,5 +964,6 @@ class _PushContext:
             stamps,
             hlc,
             open_fields=[fc.field for fc in conflicts],
+            op="conflict",
         )
         return Conflicted(mid=m.mid, kind=m.kind, id=m.id, rev=rec.rev, conflicts=kept)

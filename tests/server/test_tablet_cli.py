@@ -1,0 +1,223 @@
+"""`inspectsync tablet ...` against a real demo server: two inspectors' tablets.
+
+Each command runs as its own process, as a person at a terminal would run it, so the
+state that matters is what the state directory keeps between commands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from server.demo import DEMO_PASSWORD
+from tests.server.test_process import start_server, stop
+
+pytestmark = pytest.mark.slow
+
+INSP = "insp-ds-routine"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("server")
+    proc, base = start_server(data_dir, "--demo")
+    try:
+        yield base, data_dir
+    finally:
+        stop(proc)
+
+
+class Tablet:
+    """One tablet: a state directory and the commands run on it."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+
+    def run(self, *args: str, code: int = 0) -> str:
+        r = subprocess.run(
+            [sys.executable, "-m", "server.cli", "tablet", *args, "--state", str(self.state)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "INSPECTSYNC_PASSWORD": DEMO_PASSWORD},
+        )
+        assert r.returncode == code, f"{args}: exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+        return r.stdout + r.stderr
+
+    def pending(self) -> int:
+        m = re.search(r"pending changes:\s+(\d+)", self.run("status"))
+        assert m
+        return int(m.group(1))
+
+    @property
+    def config(self) -> dict:
+        return json.loads((self.state / "tablet.json").read_text())
+
+
+def login(base: str, tmp_path: Path, username: str) -> Tablet:
+    t = Tablet(tmp_path / username)
+    out = t.run("login", "--server", base, "--username", username, "--device-name", username)
+    assert "registered" in out
+    return t
+
+
+def test_two_tablets_converge_on_a_conflicting_finding(server, tmp_path):
+    base, _ = server
+    js1 = login(base, tmp_path, "insp.js1")
+    js2 = login(base, tmp_path, "insp.js2")
+    assert stat.S_IMODE((js1.state / "tablet.json").stat().st_mode) == 0o600
+    assert js1.config["device_id"] != js2.config["device_id"]
+
+    out = js1.run("sync")
+    assert "pending 0" in out
+    js2.run("sync")
+    listing = js1.run("inspections")
+    assert INSP in listing and "l2-cellbank" in listing and "cell_bank-v1" in listing
+
+    # js1 records a finding offline, then syncs; js2 receives it
+    fid = js1.run(
+        "finding",
+        "add",
+        INSP,
+        "--title",
+        "WCB inventory gaps",
+        "--classification",
+        "other",
+        "--evidence",
+        "3 vials not at their recorded positions",
+        "--item",
+        "l2-cellbank:cb_location_check",
+    ).split()[0]
+    assert fid.startswith("f_")
+    assert js1.pending() == 1
+    assert "pushed 1" in js1.run("sync")
+    js2.run("sync")
+    seen = js2.run("finding", "show", fid)
+    assert "WCB inventory gaps" in seen and "l2-cellbank:cb_location_check" in seen
+
+    # both change title and classification offline
+    js1.run("finding", "edit", fid, "--title", "WCB: 3 vials missing", "--classification", "major")
+    js2.run(
+        "finding",
+        "edit",
+        fid,
+        "--title",
+        "Cell bank inventory discrepancies",
+        "--classification",
+        "critical",
+    )
+    assert js1.pending() == 1 and js2.pending() == 1
+    assert "Cell bank inventory discrepancies" in js2.run("finding", "show", fid)
+
+    js1.run("sync")
+    out = js2.run("sync")
+    assert "CONFLICT finding " + fid in out
+    assert '"major"' in out and '"critical"' in out and "flagged" in out
+    js1.run("sync")
+    assert js1.pending() == 0 and js2.pending() == 0
+
+    # both tablets hold the same state, with the conflicts open and every value kept
+    shown1 = js1.run("finding", "show", fid)
+    shown2 = js2.run("finding", "show", fid)
+    assert shown1 == shown2
+    assert '["classification", "title"]' in shown1
+    assert shown1.count("kept value:") == 4
+    for value in ("WCB: 3 vials missing", "Cell bank inventory discrepancies", "major", "critical"):
+        assert f'"{value}"' in shown1
+
+    conflicts = js1.run("conflicts", "--open")
+    assert conflicts == js2.run("conflicts", "--open")
+    assert "field classification" in conflicts and "field title" in conflicts
+    for who in ("u-insp-js1", "u-insp-js2", js1.config["device_id"], js2.config["device_id"]):
+        assert who in conflicts
+    assert "open conflicts:   2" in js1.run("status")
+
+
+def test_offline_answers_rejection_and_sync_state(server, tmp_path):
+    base, _ = server
+    js1 = login(base, tmp_path, "insp.js1")
+    # offline commands need no server: nothing pulled yet, but edits are kept
+    assert "cursor:      none" in js1.run("status")
+    js1.run("sync")
+    assert "pull cursor:      present" in js1.run("status")
+
+    out = js1.run("answer", INSP, "l2-cellbank", "cb_history", "maybe")
+    assert "probably reject" in out  # warned, but recorded
+    assert js1.pending() == 1
+    out = js1.run("answer", INSP, "l2-cellbank", "cb_storage_temp", "-150", "--repeat", "1")
+    assert "2 change(s) pending" in out
+    js1.run("answer", INSP, "l2-cellbank", "cb_tiers_held", '["mcb", "wcb"]', "--note", "both")
+    assert js1.pending() == 3  # every offline edit survived between processes
+    checklist = js1.run("checklist", INSP, "--link", "l2-cellbank", "--lang", "zh")
+    assert "细胞库" in checklist and "-196.0..-135.0" in checklist
+    assert "answer #1: -150  (pending sync)" in checklist
+    assert '["mcb", "wcb"]  note: both  (pending sync)' in checklist
+
+    out = js1.run("sync")
+    assert "pushed 3, pending 0" in out
+    assert f"REJECTED response {INSP}~l2-cellbank~cb_history~0 (invalid_choice" in out
+    assert '"maybe"' in out
+    status = js1.run("status")
+    assert "pending changes:  0" in status and "rejected results: 1" in status
+    assert "last sync:        never" not in status
+    assert "cb_history~0" in js1.run("rejections")
+    checklist = js1.run("checklist", INSP, "--link", "l2-cellbank")
+    assert "answer #1: -150\n" in checklist and "pending sync" not in checklist
+    assert "maybe" not in checklist  # the rejected answer is not shown as current
+
+    # a second sync reports nothing new
+    out = js1.run("sync")
+    assert "REJECTED" not in out and "pending 0" in out
+
+
+def test_tokens_offline_and_revoked(server, tmp_path):
+    base, data_dir = server
+    js2 = login(base, tmp_path, "insp.js2")
+    device = js2.config["device_id"]
+    js2.run("sync")
+
+    # an expired access token is refreshed, and the new pair is kept
+    config = js2.config
+    config["access_token"] = "expired"
+    (js2.state / "tablet.json").write_text(json.dumps(config))
+    js2.run("sync")
+    assert js2.config["access_token"] != "expired"
+    assert js2.config["refresh_token"] != config["refresh_token"]
+
+    # logging in again reuses the device
+    assert "reused" in js2.run("login") and js2.config["device_id"] == device
+
+    # the server is unreachable: exit 2, the outbox is kept
+    js2.run("answer", INSP, "l3-upstream", "up_wcb_receipt", "yes")
+    config = js2.config
+    config["server"] = "http://127.0.0.1:9"
+    (js2.state / "tablet.json").write_text(json.dumps(config))
+    out = js2.run("sync", "--retries", "0", code=2)
+    assert "cannot sync" in out and "kept in the outbox" in out
+    assert js2.pending() == 1
+    config["server"] = base
+    (js2.state / "tablet.json").write_text(json.dumps(config))
+
+    # the device is revoked: local data is wiped, exit 3
+    r = subprocess.run(
+        [sys.executable, "-m", "server.cli", "devices", "revoke", device],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "INSPECTSYNC_DATA_DIR": str(data_dir)},
+    )
+    assert r.returncode == 0, r.stderr
+    out = js2.run("sync", code=3)
+    assert "wiped" in out
+    assert "device_id" not in js2.config
+    js2.run("status", code=1)  # no device any more: log in again
+    assert "registered" in js2.run("login")
+    js2.run("sync")
+    assert js2.pending() == 0 and INSP in js2.run("inspections")
