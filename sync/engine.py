@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -67,6 +66,10 @@ class EngineConfig(msgspec.Struct, kw_only=True):
 def public_data(rec: StoredRecord) -> dict[str, Any]:
     """A record's data as clients see it: engine bookkeeping (``_...``) removed."""
     return {k: v for k, v in rec.data.items() if not k.startswith("_")}
+
+
+def _json(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
 
 
 def _raw(stamp: Stamp) -> list[Any]:
@@ -170,9 +173,10 @@ class SyncEngine:
             results: list[Any] = []
             skew = 0
             flagged = False
-            for m in request.mutations:
-                key = f"{principal.user_id}\x1f{m.mid}"
-                seen = tx.get_mutation(key)
+            keys = [f"{principal.user_id}\x1f{m.mid}" for m in request.mutations]
+            known = tx.get_mutations(keys)
+            for m, key in zip(request.mutations, keys, strict=True):
+                seen = known.get(key)
                 if seen is not None:
                     results.append(Duplicate(mid=m.mid, original=_result_decoder.decode(seen)))
                     continue
@@ -184,12 +188,14 @@ class SyncEngine:
                 self._hlc = got.clock
                 skew, flagged = got.skew_ms, flagged or got.flagged
                 result = ctx.apply(m, str(got.effective), got.flagged)
+                encoded = _result_encoder.encode(result)
+                known[key] = encoded  # a repeat later in this batch is a duplicate
                 tx.put_mutation(
                     key,
                     user_id=principal.user_id,
                     device_id=principal.device_id,
                     batch_id=batch_id,
-                    result=_result_encoder.encode(result),
+                    result=encoded,
                     at=received_at,
                 )
                 results.append(result)
@@ -483,8 +489,8 @@ class SyncEngine:
                     "device_time": None,
                     "received_at": now.isoformat(),
                     "reason": f"conflict {conflict_id}: {reason}",
-                    "old": json.dumps({field: rec.data.get(field)}, default=str),
-                    "new": json.dumps({field: value}, default=str),
+                    "old": _json({field: rec.data.get(field)}),
+                    "new": _json({field: value}),
                 }
             )
             return resolved
@@ -722,8 +728,8 @@ class _PushContext:
                 "device_time": m.device_time.isoformat(),
                 "received_at": self.received_at.isoformat(),
                 "reason": m.reason,
-                "old": json.dumps(old, default=str),
-                "new": json.dumps(new, default=str),
+                "old": _json(old),
+                "new": _json(new),
             }
         )
 

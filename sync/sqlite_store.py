@@ -569,7 +569,9 @@ async def _run_on_connection(
 def _batch_write(raw: sqlite3.Connection, fn: Callable[[BatchTx], T]) -> T:
     raw.execute("BEGIN IMMEDIATE")
     try:
-        result = fn(_SQLiteBatch(raw, writable=True))
+        batch = _SQLiteBatch(raw, writable=True)
+        result = fn(batch)
+        batch.finish()
         raw.execute("COMMIT")
     except BaseException:
         if raw.in_transaction:
@@ -591,6 +593,18 @@ class _SQLiteBatch(BatchTx):
         self.db = db
         self.writable = writable
         self._now = _now()
+        self._seq: int | None = None  # allocated in memory, written once at the end
+
+    def _next_seq(self) -> int:
+        if self._seq is None:
+            self._seq = int(self.db.execute("SELECT value FROM seq_counter").fetchone()[0])
+        self._seq += 1
+        return self._seq
+
+    def finish(self) -> None:
+        """Store the sequence allocated during the batch (inside its transaction)."""
+        if self._seq is not None:
+            self.db.execute("UPDATE seq_counter SET value = ?", (self._seq,))
 
     def _write(self) -> None:
         if not self.writable:
@@ -610,9 +624,7 @@ class _SQLiteBatch(BatchTx):
         self, kind: str, record_id: str, data: dict[str, Any], *, rev: int, deleted: bool = False
     ) -> StoredRecord:
         self._write()
-        seq = self.db.execute(
-            "UPDATE seq_counter SET value = value + 1 RETURNING value"
-        ).fetchone()[0]
+        seq = self._next_seq()
         now = self._now
         self.db.execute(
             "INSERT INTO records (kind, id, data, rev, seq, deleted, created_at, updated_at,"
@@ -656,6 +668,17 @@ class _SQLiteBatch(BatchTx):
             (inspection_id, kind),
         ).fetchall()
         return [_record(r) for r in rows]
+
+    def get_mutations(self, keys: Sequence[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            rows = self.db.execute(
+                f"SELECT key, result FROM mutations WHERE key IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+            found.update({r[0]: bytes(r[1]) for r in rows})
+        return found
 
     def get_mutation(self, key: str) -> bytes | None:
         row = self.db.execute("SELECT result FROM mutations WHERE key = ?", (key,)).fetchone()
@@ -777,6 +800,8 @@ class _SQLiteBatch(BatchTx):
         return int(row[0])
 
     def max_seq(self) -> int:
+        if self._seq is not None:
+            return self._seq
         return int(self.db.execute("SELECT value FROM seq_counter").fetchone()[0])
 
     def update_device_sync(self, device_id: str, user_id: str, **fields: Any) -> None:

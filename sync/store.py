@@ -62,6 +62,10 @@ class BatchTx(abc.ABC):
         """Live records of one kind that belong to one inspection, by id."""
 
     @abc.abstractmethod
+    def get_mutations(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """The stored results of those of ``keys`` already applied (one query)."""
+
+    @abc.abstractmethod
     def get_mutation(self, key: str) -> bytes | None:
         """The stored result of an already applied mutation, or None."""
 
