@@ -231,6 +231,8 @@ async def run(world: Services, clock: FakeClock, tmp: Path, ex: Examples) -> Non
             "signed_at": clock.now().isoformat().replace("+00:00", "Z"),
         },
     )
+    # after the link's sign-off in the same batch: frozen, and sent without a reason
+    a.edit("response", rid("cb_access"), {"value": "yes"})
     pending = a.pending()
     # first, a resend of the mutation that created f_old (as if its answer was lost)
     push = PushRequest(mutations=[old, *(mutation_of(p) for p in pending)], app_version="1.4.0")
@@ -288,6 +290,26 @@ async def run(world: Services, clock: FakeClock, tmp: Path, ex: Examples) -> Non
     ex.add("PushResponse", "PushResponse: delete versus edit is a conflict", trim(answer, keep=4))
     a._apply_results(pending, answer)
 
+    # --- re-creating a record whose tombstone the tablet pulled -------------------------
+    # B pulled the tombstone of f_old (A deleted it in its batch). The reference tablet
+    # forgets a record on its tombstone, so it would send base_rev 0; a tablet that keeps
+    # the tombstone's rev sends that, and the server knows the deletion was seen.
+    tomb = await world.store.read_batch(
+        lambda tx: tx.get_record("finding", f_old, include_deleted=True)
+    )
+    assert tomb is not None and tomb.deleted
+    mid = b.edit("finding", f_old, {"inspection_id": INSP, "title": "Gowning: gloves not changed"})
+    pending = [p for p in b.pending() if p["mid"] == mid]
+    again = PushRequest(
+        mutations=[msgspec.structs.replace(mutation_of(pending[0]), base_rev=tomb.rev)],
+        app_version="1.4.0",
+    )
+    ex.add("PushRequest", "PushRequest: re-creating a finding after pulling its tombstone", again)
+    answer = await engine.push(pb, again)
+    assert answer.results[0].__struct_config__.tag == "applied", answer
+    ex.add("PushResponse", "PushResponse: the finding re-created at a new revision", answer)
+    b._apply_results(pending, answer)
+
     # --- a clock a year ahead -----------------------------------------------------------
     ahead = clock.now() + timedelta(days=365)
     skewed = PushRequest(
@@ -305,12 +327,27 @@ async def run(world: Services, clock: FakeClock, tmp: Path, ex: Examples) -> Non
     ex.add("PushResponse", "PushResponse: a device clock far ahead", await engine.push(pa, skewed))
 
     # --- quarantine, history, devices ----------------------------------------------------
-    rows = await engine.quarantine(pa)
+    rows = [r for r in await engine.quarantine(pa) if r["code"] == "out_of_limits"]
     ex.add("quarantine", "GET /api/v1/sync/quarantine", trim(rows[:1], text=400))
     rows = await engine.history(pa, "finding", f_alarm)
     ex.add("history", f"GET /api/v1/sync/history/finding/{f_alarm}", trim(rows[:2], text=300))
     rows = await engine.device_states()
     ex.add("devices", "GET /api/v1/sync/devices", rows[:2])
+
+    # --- a batch from a newer app: an unknown kind and op, rejected one by one ------------
+    a.edit(
+        "photo_annotation",
+        "pa_5d0c9e2b41f34a7e",
+        {"photo": PHOTO_1, "shapes": [{"circle": [120, 80, 30]}]},
+    )
+    a.edit("finding", f_alarm, op="archive")
+    a.edit("response", rid("up_wcb_receipt", link="l3-upstream"), {"value": "yes"})
+    pending = a.pending()
+    newer = PushRequest(mutations=[mutation_of(p) for p in pending], app_version="1.5.0")
+    ex.add("PushRequest", "PushRequest: a batch from a newer app", newer)
+    answer = await engine.push(pa, newer)
+    ex.add("PushResponse", "PushResponse: the unknown kind and op rejected one by one", answer)
+    a._apply_results(pending, answer)
 
     # --- scope grows (backfill) and shrinks (evict) --------------------------------------
     admin = await principal(world, "admin")
@@ -338,7 +375,10 @@ async def run(world: Services, clock: FakeClock, tmp: Path, ex: Examples) -> Non
     await a.sync()
     a.edit("finding", "f_5e0b7a33c2d14f08", op="delete")
     await a.sync()
-    clock.current = max(clock.current, datetime.now(UTC)) + timedelta(days=200)
+    # the store stamps rows with the real time: move the clock 200 days past it
+    clock.current = (max(clock.current, datetime.now(UTC)) + timedelta(days=200)).replace(
+        microsecond=0
+    )
     await engine.purge_tombstones()
     page = await engine.pull(pb, PullRequest(cursor=stale))
     ex.add("PullResponse", "PullResponse: cursor older than the retained tombstones", page)
