@@ -34,7 +34,7 @@ from sync.clock import FakeClock
 from sync.engine import public_data
 from sync.fielddata import response_id
 from sync.models import Assignment, Principal
-from sync.protocol import Mutation, PullRequest, PullResponse, PushRequest
+from sync.protocol import Mutation, PullRequest, PullResponse, PushRequest, Rejected
 
 INSP = "insp-ds-routine"  # in progress; team insp.js1 (lead) + insp.js2
 JOINT = "insp-joint-conj"  # planned; led by Zhejiang, Jiangsu takes part
@@ -240,6 +240,8 @@ async def run(world: Services, clock: FakeClock, tmp: Path, ex: Examples) -> Non
     answer = await engine.push(pa, push)
     tags = {r.__struct_config__.tag for r in answer.results}
     assert tags == {"applied", "merged", "conflict", "rejected", "duplicate"}, tags
+    last = answer.results[-1]  # frozen by the sign-off just before it in the batch
+    assert isinstance(last, Rejected) and last.code == "reason_required", last
     ex.add("PushResponse", "PushResponse: one result of every kind", answer)
     a._apply_results(pending, answer)
     await a.pull()
@@ -332,6 +334,7 @@ async def run(world: Services, clock: FakeClock, tmp: Path, ex: Examples) -> Non
     rows = await engine.history(pa, "finding", f_alarm)
     ex.add("history", f"GET /api/v1/sync/history/finding/{f_alarm}", trim(rows[:2], text=300))
     rows = await engine.device_states()
+    assert rows[0]["app_version"] == "1.4.0", rows  # kept: the skewed push sent none
     ex.add("devices", "GET /api/v1/sync/devices", rows[:2])
 
     # --- a batch from a newer app: an unknown kind and op, rejected one by one ------------
@@ -346,6 +349,8 @@ async def run(world: Services, clock: FakeClock, tmp: Path, ex: Examples) -> Non
     newer = PushRequest(mutations=[mutation_of(p) for p in pending], app_version="1.5.0")
     ex.add("PushRequest", "PushRequest: a batch from a newer app", newer)
     answer = await engine.push(pa, newer)
+    codes = [getattr(r, "code", r.__struct_config__.tag) for r in answer.results]
+    assert codes == ["unknown_kind", "unknown_op", "applied"], codes
     ex.add("PushResponse", "PushResponse: the unknown kind and op rejected one by one", answer)
     a._apply_results(pending, answer)
 
@@ -381,6 +386,7 @@ async def run(world: Services, clock: FakeClock, tmp: Path, ex: Examples) -> Non
     )
     await engine.purge_tombstones()
     page = await engine.pull(pb, PullRequest(cursor=stale))
+    assert page.resync_required, page
     ex.add("PullResponse", "PullResponse: cursor older than the retained tombstones", page)
 
 

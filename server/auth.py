@@ -285,18 +285,16 @@ class AuthService:
         self, token: Token, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> Principal:
         """Litestar's ``retrieve_user_handler``: the token is valid; is its holder?"""
-        user = await self.store.get_user(token.sub)
+        device_id = token.extras.get("dev")
+        user, device = await self.store.auth_state(token.sub, device_id)
         if user is None or user.disabled:
             raise NotAuthorizedException(
                 "this account is disabled or no longer exists", extra={"code": "user_disabled"}
             )
-        device_id = token.extras.get("dev")
-        if device_id is not None:
-            device = await self.store.get_device(device_id)
-            if device is None or device.revoked_at is not None:
-                raise NotAuthorizedException(
-                    "this device has been revoked", extra={"code": "device_revoked"}
-                )
+        if device_id is not None and (device is None or device.revoked_at is not None):
+            raise NotAuthorizedException(
+                "this device has been revoked", extra={"code": "device_revoked"}
+            )
         return Principal(
             user_id=user.id,
             username=user.username,

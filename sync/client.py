@@ -263,6 +263,13 @@ class Tablet:
     # --- local reads ---------------------------------------------------------------
 
     def server_copy(self, kind: str, record_id: str) -> tuple[int, dict[str, Any]] | None:
+        """The pulled copy (rev, data); None if never pulled or pulled as deleted."""
+        row = self._row(kind, record_id)
+        if row is None or row[1] is None:
+            return None
+        return row[0], row[1]
+
+    def _row(self, kind: str, record_id: str) -> tuple[int, dict[str, Any] | None] | None:
         row = self.db.execute(
             "SELECT rev, data FROM records WHERE kind = ? AND id = ?", [kind, record_id]
         ).fetchone()
@@ -300,7 +307,7 @@ class Tablet:
         """Everything pulled, by (kind, id): for convergence checks."""
         return {
             (r["kind"], r["id"]): (r["rev"], json.loads(r["data"]))
-            for r in self.db.query("SELECT * FROM records")
+            for r in self.db.query("SELECT * FROM records WHERE data != 'null'")
         }
 
     def results(self, status: str | None = None) -> list[dict[str, Any]]:
@@ -327,7 +334,7 @@ class Tablet:
             self._set_meta("counter", str(counter))
             clock = tick(self._hlc(), self._now_ms(), self.device_id)
             self._set_meta("hlc", str(clock))
-            copy = self.server_copy(kind, record_id)
+            known = self._row(kind, record_id)  # a tombstone's rev counts as seen
             mid = f"{self.device_id}:{counter}"
             self.db["outbox"].insert(  # type: ignore[union-attr]
                 {
@@ -335,7 +342,7 @@ class Tablet:
                     "kind": kind,
                     "id": record_id,
                     "op": op,
-                    "base_rev": copy[0] if copy else 0,
+                    "base_rev": known[0] if known else 0,
                     "fields": json.dumps(fields or {}),
                     "hlc": str(clock),
                     "device_time": self._now().isoformat(),
@@ -389,8 +396,11 @@ class Tablet:
                 self.db.execute("DELETE FROM records WHERE kind = ? AND id = ?", [ref.kind, ref.id])
             for ch in page.changes:
                 if ch.deleted:
+                    # keep the tombstone's revision: an edit made after seeing the
+                    # delete carries it as base_rev, so the server re-creates the record
                     self.db.execute(
-                        "DELETE FROM records WHERE kind = ? AND id = ?", [ch.kind, ch.id]
+                        "INSERT OR REPLACE INTO records (kind, id, rev, data) VALUES (?,?,?,?)",
+                        [ch.kind, ch.id, ch.rev, "null"],
                     )
                 else:
                     self.db.execute(

@@ -9,7 +9,6 @@ connections open.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -38,6 +37,9 @@ def scope_of(kind: str, record_id: str, data: dict[str, Any] | None) -> str | No
         return record_id
     value = (data or {}).get("inspection_id")
     return value if isinstance(value, str) else None
+
+
+_decode = msgspec.json.Decoder(dict[str, Any]).decode
 
 
 def _now() -> str:
@@ -199,6 +201,25 @@ class SQLiteStore(Store):
     async def find_user(self, username: str) -> User | None:
         row = await self._fetchone("SELECT * FROM users WHERE username = ?", (username,))
         return self._user(row) if row else None
+
+    async def auth_state(
+        self, user_id: str, device_id: str | None
+    ) -> tuple[User | None, Device | None]:
+        def both(conn: sqlite3.Connection) -> tuple[User | None, Device | None]:
+            u = conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
+            d = None
+            if device_id is not None:
+                d = conn.execute("SELECT * FROM devices WHERE id = ?", (device_id,)).fetchone()
+            return (self._user(u) if u else None, self._device(d) if d else None)
+
+        reader = self._reader()
+        try:
+            result: tuple[User | None, Device | None] = await reader._execute(  # type: ignore[no-untyped-call]
+                both, reader._conn
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"query failed: {exc}", original=exc) from exc
+        return result
 
     async def list_users(self) -> list[User]:
         return [
@@ -493,7 +514,7 @@ class _SQLiteTransaction(Transaction):
             )
         now = _now()
         seq = await _next_seq(self._db)
-        new_data = json.loads(row["data"]) if data is None else data
+        new_data = _decode(row["data"]) if data is None else data
         await self._db.execute(
             "UPDATE records SET data = ?, rev = rev + 1, seq = ?, deleted = ?, updated_at = ?,"
             " inspection_id = ? WHERE kind = ? AND id = ?",
@@ -533,7 +554,7 @@ def _record(row: sqlite3.Row) -> StoredRecord:
     return StoredRecord(
         kind=row["kind"],
         id=row["id"],
-        data=json.loads(row["data"]),
+        data=_decode(row["data"]),
         rev=row["rev"],
         seq=row["seq"],
         deleted=bool(row["deleted"]),

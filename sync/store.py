@@ -228,6 +228,13 @@ class Store(abc.ABC):
     ) -> User:
         """Change the given fields; raises NotFound for an unknown id."""
 
+    @abc.abstractmethod
+    async def auth_state(
+        self, user_id: str, device_id: str | None
+    ) -> tuple[User | None, Device | None]:
+        """The user and (if given) the device, read together: the per-request check of
+        an access token costs one round trip."""
+
     # --- devices ---------------------------------------------------------------
 
     @abc.abstractmethod

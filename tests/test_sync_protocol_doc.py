@@ -50,6 +50,7 @@ REJECTION_CODES = [
     "immutable_field",
     "not_found",
     "unknown_kind",
+    "unknown_op",
 ]
 
 # Labels of examples that are not protocol messages, and the types they decode to.
@@ -181,6 +182,28 @@ def test_examples_decode_as_their_messages(doc):
         else:
             assert name in OTHER_EXAMPLES, f"unknown example label {name!r}"
             msgspec.json.decode(body, type=OTHER_EXAMPLES[name])
+
+
+def test_a_newer_apps_kind_and_op_still_decode(doc):
+    """The page promises that an unknown kind or op rejects only its mutation (codes
+    ``unknown_kind`` and ``unknown_op``): the message types must not refuse them."""
+    body = msgspec.json.encode(
+        {
+            "mutations": [
+                {
+                    "mid": "dev_x:1",
+                    "kind": "photo_annotation",
+                    "id": "pa_1",
+                    "op": "archive",
+                    "hlc": "001767603600000.00000.dev_x",
+                    "device_time": "2026-01-05T09:00:00Z",
+                }
+            ]
+        }
+    )
+    mutation = protocol.decode(body, protocol.PushRequest).mutations[0]
+    assert (mutation.kind, mutation.op) == ("photo_annotation", "archive")
+    assert "`unknown_kind`" in doc and "`unknown_op`" in doc
 
 
 def test_limits_and_version_are_stated(doc):

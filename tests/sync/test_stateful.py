@@ -242,8 +242,14 @@ class SyncMachine(RuleBasedStateMachine):
             )
             in_conflict = any(
                 c.data["record_id"] == rid
-                and c.data["field"] == field
-                and any(v["value"] == value for v in c.data["values"])
+                and any(
+                    v["value"] == value
+                    if c.data["field"] == field
+                    else c.data["field"] == "_deleted"
+                    and isinstance(v["value"], dict)
+                    and v["value"].get(field) == value
+                    for v in c.data["values"]
+                )
                 for c in conflicts
             )
             assert current == value or in_history or in_conflict, (kind, rid, field, value)
