@@ -175,6 +175,7 @@ class SyncEngine:
             flagged = False
             keys = [f"{principal.user_id}\x1f{m.mid}" for m in request.mutations]
             known = tx.get_mutations(keys)
+            ctx.records.update(tx.get_records([(m.kind, m.id) for m in request.mutations]))
             for m, key in zip(request.mutations, keys, strict=True):
                 seen = known.get(key)
                 if seen is not None:
@@ -543,6 +544,8 @@ class _PushContext:
         touched: set[str],
     ) -> None:
         self.touched = touched
+        self.records: dict[tuple[str, str], StoredRecord] = {}  # this batch's view
+        self.received_iso = received_at.isoformat()
         self._iid: str | None = None
         self._conflict_ids: dict[str, str] = {}
         self.engine = engine
@@ -552,6 +555,13 @@ class _PushContext:
         self.received_at = received_at
         self._inspections: dict[str, StoredRecord | None] = {}
         self._signed: dict[str, set[str]] = {}
+
+    def _put(
+        self, kind: str, rid: str, data: dict[str, Any], *, rev: int, deleted: bool = False
+    ) -> StoredRecord:
+        rec = self.tx.put_record(kind, rid, data, rev=rev, deleted=deleted)
+        self.records[(kind, rid)] = rec
+        return rec
 
     def _inspection(self, iid: str) -> StoredRecord | None:
         if iid not in self._inspections:
@@ -581,7 +591,7 @@ class _PushContext:
                 "code": reason.code,
                 "field": reason.field,
                 "message": reason.message,
-                "received_at": self.received_at.isoformat(),
+                "received_at": self.received_iso,
             }
         )
         return Rejected(
@@ -624,8 +634,8 @@ class _PushContext:
 
     def _apply(self, m: Mutation, hlc: str) -> Result:
         self._iid = None
-        tx = self.tx
-        current = tx.get_record(m.kind, m.id, include_deleted=True)
+        self.device_iso = m.device_time.isoformat()
+        current = self.records.get((m.kind, m.id))
         # which inspection the record belongs to
         if m.kind == "response":
             key = parse_response_id(m.id)
@@ -725,8 +735,8 @@ class _PushContext:
                 "user_id": self.principal.user_id,
                 "device_id": self.principal.device_id,
                 "hlc": hlc,
-                "device_time": m.device_time.isoformat(),
-                "received_at": self.received_at.isoformat(),
+                "device_time": self.device_iso,
+                "received_at": self.received_iso,
                 "reason": m.reason,
                 "old": _json(old),
                 "new": _json(new),
@@ -771,7 +781,7 @@ class _PushContext:
                 "status": "open",
                 "values": values,
                 "winner": fc.winner,
-                "opened_at": self.received_at.isoformat(),
+                "opened_at": self.received_iso,
                 "opened_hlc": hlc,
                 "resolution": None,
             },
@@ -787,7 +797,7 @@ class _PushContext:
             by=self.principal.user_id,
             device=self.principal.device_id or "",
             mid=m.mid,
-            device_time=m.device_time.isoformat(),
+            device_time=self.device_iso,
         )
 
     def _kept(self, m: Mutation, hlc: str, value: Any) -> KeptValue:
@@ -797,7 +807,7 @@ class _PushContext:
             device=self.principal.device_id or "",
             hlc=hlc,
             mid=m.mid,
-            device_time=m.device_time.isoformat(),
+            device_time=self.device_iso,
         )
 
     def _delete(self, m: Mutation, current: StoredRecord | None, iid: str, hlc: str) -> Result:
@@ -832,7 +842,7 @@ class _PushContext:
             return self._conflicted(m, current, iid, [fc], {}, {}, hlc)
         data = dict(current.data)
         data["_deleted_by"] = self.principal.device_id or self.principal.user_id
-        rec = self.tx.put_record(m.kind, m.id, data, rev=current.rev + 1, deleted=True)
+        rec = self._put(m.kind, m.id, data, rev=current.rev + 1, deleted=True)
         self._history(m, rec, "delete", hlc, public_data(current), {})
         return Applied(mid=m.mid, kind=m.kind, id=m.id, rev=rec.rev)
 
@@ -873,7 +883,9 @@ class _PushContext:
                 assert key is not None
                 merged.update(link_id=key.link_id, item_key=key.item_key, repeat=key.repeat)
             if m.kind == "finding":
-                merged.setdefault("status", "draft")
+                if "status" not in merged:  # the default is a change like any other
+                    merged["status"] = "draft"
+                    result.stamps["status"] = Stamp(new_rev, hlc, edit.by, edit.device, edit.mid)
         view = {k: merged.get(k) for k in POLICIES[m.kind] if k in merged}
         problem = validate(m.kind, m.id, view, self.engine._pins(self.tx, insp))
         if problem is not None:
@@ -915,7 +927,7 @@ class _PushContext:
         merged["open_conflicts"] = sorted({*merged.get("open_conflicts", []), *open_fields})
         merged.pop("_deleted_by", None)
         rev = (current.rev if current else 0) + 1
-        rec = self.tx.put_record(m.kind, m.id, merged, rev=rev)
+        rec = self._put(m.kind, m.id, merged, rev=rev)
         old = {f: current.data.get(f) for f in new_stamps} if current else {}
         self._history(
             m,
@@ -956,9 +968,7 @@ class _PushContext:
             data = dict(current.data)
             data["_conflict_ids"] = self._conflict_ids
             data["open_conflicts"] = sorted({*data.get("open_conflicts", []), "_deleted"})
-            rec = self.tx.put_record(
-                m.kind, m.id, data, rev=current.rev + 1, deleted=current.deleted
-            )
+            rec = self._put(m.kind, m.id, data, rev=current.rev + 1, deleted=current.deleted)
             self._history(m, rec, "conflict", hlc, {}, {"_deleted": m.op})
             return Conflicted(mid=m.mid, kind=m.kind, id=m.id, rev=rec.rev, conflicts=kept)
         data = dict(merged or current.data)

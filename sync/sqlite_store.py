@@ -615,6 +615,8 @@ class _SQLiteBatch(BatchTx):
         self.writable = writable
         self._now = _now()
         self._seq: int | None = None  # allocated in memory, written once at the end
+        # append-only rows, written with one executemany per table at the end
+        self._pending: dict[str, list[tuple[Any, ...]]] = {}
 
     def _next_seq(self) -> int:
         if self._seq is None:
@@ -623,7 +625,11 @@ class _SQLiteBatch(BatchTx):
         return self._seq
 
     def finish(self) -> None:
-        """Store the sequence allocated during the batch (inside its transaction)."""
+        """Write what the batch buffered (inside its transaction): the append-only rows
+        and the sequence it allocated."""
+        for sql, rows in self._pending.items():
+            self.db.executemany(sql, rows)
+        self._pending.clear()
         if self._seq is not None:
             self.db.execute("UPDATE seq_counter SET value = ?", (self._seq,))
 
@@ -640,6 +646,19 @@ class _SQLiteBatch(BatchTx):
         if row is None or (row["deleted"] and not include_deleted):
             return None
         return _record(row)
+
+    def get_records(self, refs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredRecord]:
+        found: dict[tuple[str, str], StoredRecord] = {}
+        unique = list(dict.fromkeys(refs))
+        for start in range(0, len(unique), 400):
+            chunk = unique[start : start + 400]
+            pairs = ",".join(["(?,?)"] * len(chunk))
+            rows = self.db.execute(
+                f"SELECT * FROM records WHERE (kind, id) IN (VALUES {pairs})",
+                [v for ref in chunk for v in ref],
+            ).fetchall()
+            found.update({(r["kind"], r["id"]): _record(r) for r in rows})
+        return found
 
     def put_record(
         self, kind: str, record_id: str, data: dict[str, Any], *, rev: int, deleted: bool = False
@@ -716,17 +735,16 @@ class _SQLiteBatch(BatchTx):
         at: datetime,
     ) -> None:
         self._write()
-        self.db.execute(
+        self._pending.setdefault(
             "INSERT INTO mutations (key, user_id, device_id, batch_id, result, received_at)"
             " VALUES (?,?,?,?,?,?)",
-            (key, user_id, device_id, batch_id, result, at.isoformat()),
-        )
+            [],
+        ).append((key, user_id, device_id, batch_id, result, at.isoformat()))
 
     def _insert(self, table: str, row: dict[str, Any]) -> None:
         self._write()
-        cols = ", ".join(row)
-        marks = ", ".join("?" * len(row))
-        self.db.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", tuple(row.values()))
+        sql = f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"
+        self._pending.setdefault(sql, []).append(tuple(row.values()))
 
     def add_quarantine(self, row: dict[str, Any]) -> None:
         self._insert("quarantine", row)

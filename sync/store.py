@@ -46,6 +46,10 @@ class BatchTx(abc.ABC):
         """The record (or its tombstone if ``include_deleted``), or None."""
 
     @abc.abstractmethod
+    def get_records(self, refs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredRecord]:
+        """Those of the (kind, id) pairs that exist, tombstones included, in one query."""
+
+    @abc.abstractmethod
     def put_record(
         self, kind: str, record_id: str, data: dict[str, Any], *, rev: int, deleted: bool = False
     ) -> StoredRecord:

@@ -233,9 +233,13 @@ class SyncMachine(RuleBasedStateMachine):
         records, conflicts, history = self.run(gather())
         for kind, rid, field, value in self.acknowledged:
             current = records.get((kind, rid), {}).get(field)
-            if isinstance(value, list):  # grow-only: every value still there (if alive)
-                if (kind, rid) in records:
-                    assert set(value) <= set(current or []), (kind, rid, field, value)
+            if isinstance(value, list):  # grow-only: still there, or deleted knowingly
+                alive = set(current or []) if (kind, rid) in records else set()
+                recorded = any(
+                    set(value) <= set(json.loads(h["new"] or "{}").get(field) or [])
+                    for h in history[(kind, rid)]
+                )
+                assert set(value) <= alive or recorded, (kind, rid, field, value)
                 continue
             in_history = any(
                 json.loads(h["new"] or "{}").get(field) == value for h in history[(kind, rid)]
