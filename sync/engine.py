@@ -882,10 +882,10 @@ class _PushContext:
                 key = parse_response_id(m.id)
                 assert key is not None
                 merged.update(link_id=key.link_id, item_key=key.item_key, repeat=key.repeat)
-            if m.kind == "finding":
-                if "status" not in merged:  # the default is a change like any other
-                    merged["status"] = "draft"
-                    result.stamps["status"] = Stamp(new_rev, hlc, edit.by, edit.device, edit.mid)
+            if m.kind == "finding" and "status" not in merged:
+                # the default is a change like any other: stamped, and in the history
+                merged["status"] = "draft"
+                result.stamps["status"] = Stamp(new_rev, hlc, edit.by, edit.device, edit.mid)
         view = {k: merged.get(k) for k in POLICIES[m.kind] if k in merged}
         problem = validate(m.kind, m.id, view, self.engine._pins(self.tx, insp))
         if problem is not None:
