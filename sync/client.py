@@ -18,6 +18,8 @@ Transports: :class:`InProcessTransport` calls an engine directly (tests);
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import random
 import uuid
@@ -56,6 +58,7 @@ __all__ = [
     "Tablet",
     "Transport",
     "TransportError",
+    "UploadRefused",
 ]
 
 
@@ -168,6 +171,85 @@ class HttpTransport:
         result: PushResponse = await self._call("/api/v1/sync/push", request, PushResponse)
         return result
 
+    async def upload(
+        self,
+        sha256: str,
+        path: Path,
+        *,
+        metadata: dict[str, str],
+        url: str | None,
+        on_url: Callable[[str | None], None],
+        chunk_size: int = 1 << 20,
+    ) -> None:
+        """Upload one file with the tus protocol, resuming from the server's offset.
+
+        ``url`` is an upload created earlier (kept by the caller across restarts); a
+        gone or expired one is created again. Raises :class:`TransportError` on a
+        network failure (the next attempt resumes), :class:`UploadRefused` when the
+        server will never accept the file (type, size, hash).
+        """
+        size = path.stat().st_size
+        tus = {"Tus-Resumable": "1.0.0", "Authorization": f"Bearer {self.access_token}"}
+        try:
+            offset = 0
+            if url is not None:
+                r = await self._client.head(url, headers=tus)
+                if r.status_code == 200:
+                    offset = int(r.headers["Upload-Offset"])
+                else:
+                    url = None
+                    on_url(None)
+            if url is None:
+                meta = ",".join(
+                    f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in metadata.items()
+                )
+                r = await self._client.post(
+                    f"{self.base_url}/api/v1/evidence/uploads",
+                    headers={**tus, "Upload-Length": str(size), "Upload-Metadata": meta},
+                )
+                self._check_upload(r, (201,))
+                url = str(httpx.URL(self.base_url).join(r.headers["Location"]))
+                on_url(url)
+            with path.open("rb") as f:
+                while offset < size:
+                    f.seek(offset)
+                    chunk = f.read(chunk_size)
+                    digest = base64.b64encode(hashlib.sha256(chunk).digest()).decode()
+                    r = await self._client.patch(
+                        url,
+                        content=chunk,
+                        headers={
+                            **tus,
+                            "Upload-Offset": str(offset),
+                            "Content-Type": "application/offset+octet-stream",
+                            "Upload-Checksum": f"sha256 {digest}",
+                        },
+                    )
+                    if r.status_code == 409:  # our offset is stale: ask again
+                        head = await self._client.head(url, headers=tus)
+                        offset = int(head.headers.get("Upload-Offset", 0))
+                        continue
+                    if r.status_code == 460:  # chunk damaged on the way: send it again
+                        continue
+                    self._check_upload(r, (204,))
+                    offset = int(r.headers["Upload-Offset"])
+        except httpx.TransportError as exc:
+            raise TransportError(str(exc)) from exc
+
+    @staticmethod
+    def _check_upload(r: httpx.Response, ok: tuple[int, ...]) -> None:
+        if r.status_code in ok:
+            return
+        if r.status_code == 401 and _problem_code(r) == "device_revoked":
+            raise DeviceRevoked("the server has revoked this device")
+        if r.status_code >= 500 or r.status_code in (401, 429):
+            raise TransportError(f"upload: server answered {r.status_code}")
+        raise UploadRefused(f"{r.status_code} {_problem_code(r) or r.text[:200]}")
+
+
+class UploadRefused(Exception):
+    """The server will not take this file (type, size or hash): retrying cannot help."""
+
 
 def _problem_code(r: httpx.Response) -> str:
     try:
@@ -198,6 +280,20 @@ _SCHEMA: dict[str, tuple[dict[str, Any], str | tuple[str, ...]]] = {
         "mid",
     ),
     "meta": ({"key": str, "value": str}, "key"),
+    "evidence": (
+        {
+            "sha256": str,
+            "path": str,
+            "inspection_id": str,
+            "size": int,
+            "filename": str,
+            "captured_at": str,
+            "upload_url": str,
+            "state": str,  # pending, uploaded, refused
+            "detail": str,
+        },
+        "sha256",
+    ),
 }
 
 
@@ -223,6 +319,8 @@ class Tablet:
             if name not in self.db.table_names():
                 self.db[name].create(columns, pk=pk)  # type: ignore[union-attr]
         self.transport = transport
+        self.evidence_dir = Path(path).parent / f"{Path(path).stem}-evidence"
+        self.evidence_dir.mkdir(parents=True, exist_ok=True)
         self.device_id = device_id
         self.batch_size = batch_size
         self.page_size = page_size
@@ -354,10 +452,90 @@ class Tablet:
     def new_id(self, prefix: str = "f") -> str:
         return f"{prefix}_{uuid.uuid4().hex[:16]}"
 
+    # --- evidence ------------------------------------------------------------------
+
+    def attach(
+        self,
+        path: str | Path,
+        inspection_id: str,
+        *,
+        captured_at: datetime | None = None,
+    ) -> str:
+        """Keep a photo or file as evidence; returns its SHA-256, which records
+        reference (e.g. a finding's ``evidence_hashes``). The file is copied into the
+        tablet's store, so the record can sync before the file uploads."""
+        source = Path(path)
+        data = source.read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        target = self.evidence_dir / sha
+        if not target.exists():
+            target.write_bytes(data)
+        with self.db.conn:
+            self.db.execute(
+                "INSERT OR IGNORE INTO evidence (sha256, path, inspection_id, size, filename,"
+                " captured_at, upload_url, state, detail) VALUES (?,?,?,?,?,?,NULL,'pending','')",
+                [
+                    sha,
+                    str(target),
+                    inspection_id,
+                    len(data),
+                    source.name,
+                    (captured_at or self._now()).isoformat(),
+                ],
+            )
+        return sha
+
+    def evidence(self, state: str | None = None) -> list[dict[str, Any]]:
+        rows = [dict(r) for r in self.db.query("SELECT * FROM evidence ORDER BY sha256")]
+        return [r for r in rows if state in (None, r["state"])]
+
+    async def upload_evidence(self) -> int:
+        """Upload pending evidence (after the records that reference it), resuming
+        broken uploads. Returns how many files completed. Transports without uploads
+        (in-process) upload nothing."""
+        upload = getattr(self.transport, "upload", None)
+        if upload is None:
+            return 0
+        done = 0
+        for row in self.evidence("pending"):
+            sha = row["sha256"]
+
+            def remember(url: str | None, sha: str = sha) -> None:
+                self.db.execute("UPDATE evidence SET upload_url = ? WHERE sha256 = ?", [url, sha])
+
+            metadata = {
+                "sha256": sha,
+                "inspection_id": row["inspection_id"],
+                "filename": row["filename"],
+                "captured_at": row["captured_at"],
+            }
+            try:
+                await self._retry(
+                    partial(
+                        upload,
+                        sha,
+                        Path(row["path"]),
+                        metadata=metadata,
+                        url=row["upload_url"],
+                        on_url=remember,
+                    )
+                )
+            except UploadRefused as exc:
+                self.db.execute(
+                    "UPDATE evidence SET state = 'refused', detail = ? WHERE sha256 = ?",
+                    [str(exc), sha],
+                )
+                continue
+            self.db.execute(
+                "UPDATE evidence SET state = 'uploaded', upload_url = NULL WHERE sha256 = ?", [sha]
+            )
+            done += 1
+        return done
+
     def wipe(self) -> None:
         """Forget everything (a revoked device)."""
         with self.db.conn:
-            for table in ("records", "outbox", "results", "meta"):
+            for table in ("records", "outbox", "results", "meta", "evidence"):
                 self.db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
 
     # --- sync ----------------------------------------------------------------------
@@ -465,16 +643,23 @@ class Tablet:
             self._merge_clock(response.hlc)
 
     async def sync(self) -> dict[str, int]:
-        """Pull, push, pull. Raises :class:`DeviceRevoked` after wiping local data."""
+        """Pull, push, pull, then upload evidence (records always go before their
+        files). Raises :class:`DeviceRevoked` after wiping local data."""
         try:
             pulled = await self.pull()
             pushed = await self.push()
             pulled += await self.pull() if pushed else 0
+            uploaded = await self.upload_evidence()
         except DeviceRevoked:
             self.wipe()
             raise
         self._set_meta("last_sync", self._now().isoformat())
-        return {"pulled": pulled, "pushed": len(pushed), "pending": len(self.pending())}
+        return {
+            "pulled": pulled,
+            "pushed": len(pushed),
+            "pending": len(self.pending()),
+            "uploaded": uploaded,
+        }
 
     def status(self) -> dict[str, Any]:
         return {
@@ -483,6 +668,8 @@ class Tablet:
             "last_sync": self._meta("last_sync") or None,
             "conflicts": len(self.results("conflict")),
             "rejected": len(self.results("rejected")),
+            "evidence_pending": len(self.evidence("pending")),
+            "evidence_refused": len(self.evidence("refused")),
             "open_conflict_records": sum(
                 1 for c in self.records("conflict").values() if c.get("status") == "open"
             ),
