@@ -648,16 +648,18 @@ class _SQLiteBatch(BatchTx):
         return _record(row)
 
     def get_records(self, refs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredRecord]:
+        by_kind: dict[str, list[str]] = {}
+        for kind, rid in dict.fromkeys(refs):
+            by_kind.setdefault(kind, []).append(rid)
         found: dict[tuple[str, str], StoredRecord] = {}
-        unique = list(dict.fromkeys(refs))
-        for start in range(0, len(unique), 400):
-            chunk = unique[start : start + 400]
-            pairs = ",".join(["(?,?)"] * len(chunk))
-            rows = self.db.execute(
-                f"SELECT * FROM records WHERE (kind, id) IN (VALUES {pairs})",
-                [v for ref in chunk for v in ref],
-            ).fetchall()
-            found.update({(r["kind"], r["id"]): _record(r) for r in rows})
+        for kind, ids in by_kind.items():
+            for start in range(0, len(ids), 500):  # kind = ? AND id IN (...): the key
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self.db.execute(
+                    f"SELECT * FROM records WHERE kind = ? AND id IN ({marks})", [kind, *chunk]
+                ).fetchall()
+                found.update({(r["kind"], r["id"]): _record(r) for r in rows})
         return found
 
     def put_record(
