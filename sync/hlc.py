@@ -1,7 +1,7 @@
 """Hybrid logical clocks: causal order that survives wrong device clocks.
 
 A timestamp is ``(wall_ms, counter, node)``, written as a fixed-width string
-``"000001767600000000.00000.node"`` so that string order is clock order. Pure functions:
+``"001767600000000.00000.node"`` so that string order is clock order. Pure functions:
 the caller passes the physical time in.
 
 The server receives every mutation's HLC. A device whose wall clock runs ahead of the
@@ -37,11 +37,22 @@ class HLC(msgspec.Struct, frozen=True, order=True):
         return cls(int(m[1]), int(m[2]), m[3])
 
 
+_MAX_COUNTER = 99_999  # five digits in the wire format
+
+
+def _make(wall_ms: int, counter: int, node: str) -> HLC:
+    """A clock value; a counter past five digits carries into the wall time, which keeps
+    the order and the fixed-width format."""
+    if counter > _MAX_COUNTER:
+        return HLC(wall_ms + 1, 0, node)
+    return HLC(wall_ms, counter, node)
+
+
 def tick(last: HLC, now_ms: int, node: str) -> HLC:
     """The clock's next value for a local event (a local edit, a server write)."""
     if now_ms > last.wall_ms:
         return HLC(now_ms, 0, node)
-    return HLC(last.wall_ms, last.counter + 1, node)
+    return _make(last.wall_ms, last.counter + 1, node)
 
 
 class Received(msgspec.Struct, frozen=True):
@@ -75,5 +86,5 @@ def receive(last: HLC, remote: HLC, now_ms: int, node: str, max_skew_ms: int) ->
         counter = remote.counter + 1
     else:
         counter = 0
-    clock = HLC(wall, counter, node)
+    clock = _make(wall, counter, node)
     return Received(clock=clock, effective=remote, skew_ms=skew, flagged=skew < -max_skew_ms)

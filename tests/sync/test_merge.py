@@ -113,7 +113,7 @@ def test_different_fields_merge_and_own_edits_are_not_concurrent():
     assert own.values == {"title": "z"} and not own.conflicts and not own.concurrent
 
 
-@given(st.integers(0, 10**12), st.integers(0, 10**12), st.integers(0, 10**6))
+@given(st.integers(0, 10**12), st.integers(0, 10**12), st.integers(0, 99_999))
 def test_hlc_is_monotonic_and_a_far_future_clock_is_flagged(now, remote_wall, counter):
     last = HLC(now // 2, counter, "s")
     remote = HLC(remote_wall, 0, "t")
@@ -124,3 +124,12 @@ def test_hlc_is_monotonic_and_a_far_future_clock_is_flagged(now, remote_wall, co
         assert got.effective.wall_ms <= max(now, last.wall_ms)  # not trusted
     assert tick(got.clock, now, "s") > got.clock
     assert HLC.parse(str(got.clock)) == got.clock
+    assert HLC.parse(str(tick(got.clock, now, "s"))) == tick(got.clock, now, "s")
+
+
+def test_a_full_counter_carries_into_the_wall_time():
+    full = HLC(1000, 99_999, "s")
+    nxt = tick(full, 1000, "s")
+    assert nxt > full and str(nxt) == "000000000001001.00000.s"
+    got = receive(full, HLC(1000, 99_999, "t"), 1000, "s", max_skew_ms=60_000)
+    assert got.clock > full and HLC.parse(str(got.clock)) == got.clock
