@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from litestar import Litestar
@@ -24,6 +25,7 @@ from server.problems import problem_details_plugin
 from server.routes.admin import DevicesController, UsersController
 from server.routes.auth import AuthController
 from server.routes.checklists import ChecklistController
+from server.routes.evidence import EvidenceController, tus_resumable_header
 from server.routes.health import healthz, readyz
 from server.routes.inspections import InspectionController
 from server.routes.reference import reference_routers
@@ -32,11 +34,13 @@ from server.settings import Settings
 from sync.authoring import Authoring
 from sync.clock import Clock, SystemClock
 from sync.engine import EngineConfig, SyncEngine
+from sync.evidence import LocalBlobStore, UploadArea
 from sync.models import Principal
 from sync.notify import Notifier
 from sync.registry import Registry
 from sync.sqlite_store import SQLiteStore
 from sync.store import Store
+from sync.uploads import UploadLimits, Uploads
 
 __all__ = ["Services", "build_services", "create_app"]
 
@@ -65,6 +69,19 @@ class Services:
             ),
             self.notifier,
         )
+        evidence = settings.evidence_root
+        self.uploads = Uploads(
+            store,
+            clock,
+            blobs=LocalBlobStore(evidence / "blobs"),
+            thumbnails=LocalBlobStore(evidence / "thumbs"),
+            area=UploadArea(evidence / "uploads"),
+            limits=UploadLimits(
+                max_file_bytes=settings.evidence_max_file_bytes,
+                max_inspection_bytes=settings.evidence_max_inspection_bytes,
+                ttl=timedelta(hours=settings.evidence_upload_ttl_hours),
+            ),
+        )
 
 
 def build_services(settings: Settings, clock: Clock | None = None) -> Services:
@@ -78,7 +95,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     services = build_services(settings, clock)
 
     async def housekeeping() -> None:
-        """Purge tombstones past retention, hourly (the first run at start-up)."""
+        """Purge tombstones past retention and expired uploads, hourly (the first run
+        at start-up)."""
         while True:
             try:
                 purged = await services.engine.purge_tombstones()
@@ -86,6 +104,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
                     logging.getLogger("inspectsync").info("purged %d tombstones", purged)
             except Exception:  # keep the loop alive; the next run retries
                 logging.getLogger("inspectsync").exception("tombstone purge failed")
+            try:
+                expired = await services.uploads.purge_expired()
+                if expired:
+                    logging.getLogger("inspectsync").info("purged %d expired uploads", expired)
+            except Exception:
+                logging.getLogger("inspectsync").exception("upload purge failed")
             await asyncio.sleep(3600)
 
     @asynccontextmanager
@@ -110,6 +134,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         accepted_audiences=[settings.jwt_audience],
         require_claims=list(REQUIRED_CLAIMS),
         exclude=["^/healthz$", "^/readyz$", "^/schema"],
+        exclude_http_methods=["OPTIONS"],  # HEAD (tus upload status) needs a token
         description="Access token from POST /api/v1/auth/login",
     )
 
@@ -133,6 +158,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             InspectionController,
             ChecklistController,
             SyncController,
+            EvidenceController,
             *reference_routers(),
         ],
         dependencies={
@@ -143,6 +169,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             "authoring": provide(services.authoring),
             "engine": provide(services.engine),
             "notifier": provide(services.notifier),
+            "uploads": provide(services.uploads),
         },
         lifespan=[lifespan],
         on_app_init=[jwt_auth.on_app_init],
@@ -156,7 +183,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             render_plugins=[ScalarRenderPlugin()],
         ),
         compression_config=CompressionConfig(
-            backend="gzip", minimum_size=1024, gzip_compress_level=1
+            backend="gzip",
+            minimum_size=1024,
+            gzip_compress_level=1,
+            exclude_opt_key="skip_compression",  # evidence files: Range needs raw bytes
         ),
         logging_config=logging_config,
         middleware=[
@@ -166,6 +196,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             ).middleware
         ],
         request_max_body_size=settings.max_body_bytes,
+        before_send=[tus_resumable_header],
         debug=False,
     )
     app.state.services = services

@@ -15,6 +15,7 @@ from sync.models import Principal
 from sync.notify import Notifier
 from sync.registry import Registry
 from sync.store import Store
+from sync.uploads import Uploads
 
 __all__ = [
     "AccountsDep",
@@ -25,6 +26,7 @@ __all__ = [
     "NotifierDep",
     "RegistryDep",
     "StoreDep",
+    "UploadsDep",
 ]
 
 StoreDep: TypeAlias = NamedDependency[Store]
@@ -34,6 +36,7 @@ RegistryDep: TypeAlias = NamedDependency[Registry]
 AuthoringDep: TypeAlias = NamedDependency[Authoring]
 EngineDep: TypeAlias = NamedDependency[SyncEngine]
 NotifierDep: TypeAlias = NamedDependency[Notifier]
+UploadsDep: TypeAlias = NamedDependency[Uploads]
 
 AuthedRequest: TypeAlias = Request[Principal, Any, Any]
 """A request that passed authentication: ``request.user`` is the Principal."""

@@ -23,7 +23,7 @@ class ConfigError(RuntimeError):
 
 class Settings(msgspec.Struct, kw_only=True):
     data_dir: str = "./data"
-    """Directory for the SQLite file, the demo signing key and (later) evidence files.
+    """Directory for the SQLite file, the demo signing key and evidence files.
     Env: INSPECTSYNC_DATA_DIR."""
 
     db_path: str = ""
@@ -87,6 +87,22 @@ class Settings(msgspec.Struct, kw_only=True):
     """SQLite durability: FULL survives power loss, NORMAL a killed process.
     Env: INSPECTSYNC_SQLITE_SYNCHRONOUS."""
 
+    evidence_dir: str = ""
+    """Directory for evidence files (``blobs/``, ``thumbs/``, ``uploads/``); empty means
+    ``<data_dir>/evidence``. Env: INSPECTSYNC_EVIDENCE_DIR."""
+
+    evidence_max_file_bytes: int = 50_000_000
+    """Largest evidence file accepted (413 ``file_too_large`` beyond).
+    Env: INSPECTSYNC_EVIDENCE_MAX_FILE_BYTES."""
+
+    evidence_max_inspection_bytes: int = 2_000_000_000
+    """Most evidence one inspection may hold, its open uploads included (413
+    ``inspection_quota_exceeded`` beyond). Env: INSPECTSYNC_EVIDENCE_MAX_INSPECTION_BYTES."""
+
+    evidence_upload_ttl_hours: int = 24
+    """An unfinished upload with no chunk for this long expires and is deleted.
+    Env: INSPECTSYNC_EVIDENCE_UPLOAD_TTL_HOURS."""
+
     demo: bool = False
     """Demo mode: generate and keep a signing secret in the data directory if none is
     set. Set by ``serve --demo``; not an environment variable."""
@@ -97,6 +113,10 @@ class Settings(msgspec.Struct, kw_only=True):
     @property
     def database(self) -> str:
         return self.db_path or str(Path(self.data_dir) / "inspectsync.db")
+
+    @property
+    def evidence_root(self) -> Path:
+        return Path(self.evidence_dir) if self.evidence_dir else Path(self.data_dir) / "evidence"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -189,6 +189,75 @@ def _m2_sync(db: sqlite_utils.Database) -> None:
     db.execute("INSERT OR IGNORE INTO store_meta (key, value) VALUES ('tombstone_horizon', '0')")
 
 
+def _m3_evidence(db: sqlite_utils.Database) -> None:
+    # Stored files by SHA-256 (the first upload's who/where/when), every inspection's
+    # reference to one, and the resumable uploads in progress.
+    db["evidence"].create(  # type: ignore[union-attr]
+        {
+            "sha256": str,
+            "size": int,
+            "media_type": str,
+            "inspection_id": str,
+            "uploaded_by": str,
+            "device_id": str,
+            "captured_at": str,
+            "latitude": float,
+            "longitude": float,
+            "exif_captured_at": str,
+            "exif_latitude": float,
+            "exif_longitude": float,
+            "filename_hint": str,
+            "created_at": str,
+            "thumbnail": int,
+        },
+        pk="sha256",
+        if_not_exists=True,
+        not_null={"size", "media_type", "inspection_id", "uploaded_by", "created_at"},
+        defaults={"thumbnail": 0, "filename_hint": ""},
+    )
+    db["evidence_refs"].create(  # type: ignore[union-attr]
+        {
+            "sha256": str,
+            "inspection_id": str,
+            "uploaded_by": str,
+            "device_id": str,
+            "captured_at": str,
+            "latitude": float,
+            "longitude": float,
+            "filename_hint": str,
+            "created_at": str,
+        },
+        pk=("sha256", "inspection_id"),
+        if_not_exists=True,
+        foreign_keys=[("sha256", "evidence", "sha256")],
+        not_null={"uploaded_by", "created_at"},
+        defaults={"filename_hint": ""},
+    )
+    db["evidence_refs"].create_index(["inspection_id"], if_not_exists=True)  # type: ignore[union-attr]
+    db["uploads"].create(  # type: ignore[union-attr]
+        {
+            "id": str,
+            "sha256": str,
+            "length": int,
+            "offset": int,
+            "media_type": str,
+            "inspection_id": str,
+            "user_id": str,
+            "device_id": str,
+            "metadata": str,
+            "created_at": str,
+            "expires_at": str,
+            "completed_at": str,
+        },
+        pk="id",
+        if_not_exists=True,
+        not_null={"sha256", "length", "offset", "inspection_id", "user_id", "created_at"},
+        defaults={"offset": 0, "metadata": "{}"},
+    )
+    db["uploads"].create_index(["inspection_id"], if_not_exists=True)  # type: ignore[union-attr]
+    db["uploads"].create_index(["expires_at"], if_not_exists=True)  # type: ignore[union-attr]
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "users, devices, refresh tokens, records and the change sequence", _m1_initial),
     (
@@ -196,6 +265,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
         "sync: record scope, mutations, quarantine, history, scope snapshots, device state",
         _m2_sync,
     ),
+    (3, "evidence: stored files, their references, resumable uploads", _m3_evidence),
 ]
 
 

@@ -10,13 +10,22 @@ from typing import Any, ClassVar
 
 __all__ = [
     "AlreadyExists",
+    "ChecksumMismatch",
     "DomainError",
+    "FileTooLarge",
     "Forbidden",
+    "HashMismatch",
+    "InspectionClosed",
     "InvalidInput",
     "InvalidTransition",
     "NotFound",
+    "OffsetMismatch",
+    "QuotaExceeded",
     "RevisionMismatch",
     "StorageError",
+    "UnsupportedFileType",
+    "UploadExpired",
+    "UploadLocked",
     "VersionImmutable",
 ]
 
@@ -83,3 +92,60 @@ class StorageError(DomainError):
     def __init__(self, message: str, *, original: BaseException | None = None) -> None:
         super().__init__(message)
         self.original = original
+
+
+# --- evidence uploads (sync/uploads.py) ---------------------------------------------
+
+
+class FileTooLarge(DomainError):
+    """The file (or a chunk past the declared length) exceeds the per-file limit."""
+
+    code = "file_too_large"
+
+
+class QuotaExceeded(DomainError):
+    """The inspection's evidence would exceed its total limit (``used``, ``limit``)."""
+
+    code = "inspection_quota_exceeded"
+
+
+class ChecksumMismatch(DomainError):
+    """A chunk does not match the checksum sent with it: it was not stored."""
+
+    code = "checksum_mismatch"
+
+
+class HashMismatch(DomainError):
+    """The whole file's SHA-256 is not the one announced: the upload is discarded."""
+
+    code = "hash_mismatch"
+
+
+class UnsupportedFileType(DomainError):
+    """The file's bytes are none of the accepted types: the upload is discarded."""
+
+    code = "unsupported_file_type"
+
+
+class OffsetMismatch(DomainError):
+    """A chunk was sent for another offset than the server's (``offset``)."""
+
+    code = "offset_mismatch"
+
+
+class UploadExpired(DomainError):
+    """The upload was not completed in time and is (or will be) deleted."""
+
+    code = "upload_expired"
+
+
+class InspectionClosed(DomainError):
+    """The inspection is closed: nothing more is added to it."""
+
+    code = "inspection_closed"
+
+
+class UploadLocked(DomainError):
+    """Another request is still writing to this upload; retry after ``retry_after`` s."""
+
+    code = "upload_locked"

@@ -25,6 +25,8 @@ __all__ = [
     "ChecklistTemplateRecord",
     "ChecklistVersionRecord",
     "Device",
+    "EvidenceFile",
+    "EvidenceRef",
     "Filter",
     "Inspection",
     "InspectionStatus",
@@ -36,6 +38,7 @@ __all__ = [
     "Role",
     "Site",
     "StoredRecord",
+    "Upload",
     "User",
 ]
 
@@ -254,3 +257,71 @@ KIND_TYPES: dict[str, type[msgspec.Struct]] = {
     "checklist_version": ChecklistVersionRecord,
 }
 """Every record kind and the struct its body decodes to."""
+
+
+# --- evidence ------------------------------------------------------------------------
+
+
+class Upload(msgspec.Struct, kw_only=True):
+    """A resumable upload of one file, as the store keeps it.
+
+    ``sha256`` is the hash the uploader announced; the bytes received so far live in the
+    partial-upload area under ``id`` (never under a client's file name). ``media_type``
+    is set once the first bytes were sniffed; ``completed_at`` once the whole file was
+    verified and stored (the row is kept until ``expires_at`` so that a client whose
+    last answer was lost can still ask for the offset).
+    """
+
+    id: str
+    sha256: str
+    length: int
+    offset: int = 0
+    media_type: str | None = None
+    inspection_id: str
+    user_id: str
+    device_id: str | None = None
+    metadata: dict[str, str] = {}
+    created_at: datetime
+    expires_at: datetime
+    completed_at: datetime | None = None
+
+
+class EvidenceFile(msgspec.Struct, kw_only=True):
+    """A stored file, named by its SHA-256 and kept once however often it is uploaded.
+
+    Who, which device, which inspection and the tablet's capture time and place are
+    those of the first completed upload (every upload is an :class:`EvidenceRef`);
+    ``exif_*`` come from the file itself (JPEG), ``exif_captured_at`` as the camera
+    wrote it (local time, no zone).
+    """
+
+    sha256: str
+    size: int
+    media_type: str
+    inspection_id: str
+    uploaded_by: str
+    device_id: str | None = None
+    captured_at: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    exif_captured_at: str | None = None
+    exif_latitude: float | None = None
+    exif_longitude: float | None = None
+    filename_hint: str = ""
+    created_at: datetime
+    thumbnail: bool = False
+
+
+class EvidenceRef(msgspec.Struct, kw_only=True):
+    """One inspection's completed upload of a file: kept for every (file, inspection),
+    the first one winning, so deduplication never loses who uploaded what where."""
+
+    sha256: str
+    inspection_id: str
+    uploaded_by: str
+    device_id: str | None = None
+    captured_at: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    filename_hint: str = ""
+    created_at: datetime

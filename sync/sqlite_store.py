@@ -21,8 +21,18 @@ import aiosqlite
 import msgspec
 
 from sync._migrations import apply_migrations
-from sync.errors import AlreadyExists, NotFound, RevisionMismatch, StorageError
-from sync.models import Device, Filter, RefreshToken, Role, StoredRecord, User
+from sync.errors import AlreadyExists, NotFound, QuotaExceeded, RevisionMismatch, StorageError
+from sync.models import (
+    Device,
+    EvidenceFile,
+    EvidenceRef,
+    Filter,
+    RefreshToken,
+    Role,
+    StoredRecord,
+    Upload,
+    User,
+)
 from sync.store import BatchTx, Store, Transaction
 
 __all__ = ["SQLiteStore"]
@@ -462,6 +472,206 @@ class SQLiteStore(Store):
         row = await self._fetchone(f"SELECT COUNT(*) AS n FROM records WHERE {where}", params)
         return int(row["n"]) if row else 0
 
+    # --- evidence ----------------------------------------------------------------
+
+    async def _on_reader(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` with a reader's sqlite3 connection on its own thread (one hop)."""
+        reader = self._reader()
+        try:
+            result: T = await reader._execute(fn, reader._conn)  # type: ignore[no-untyped-call]
+        except sqlite3.Error as exc:
+            raise StorageError(f"query failed: {exc}", original=exc) from exc
+        return result
+
+    async def add_upload(self, upload: Upload, *, quota: int | None = None) -> None:
+        try:
+            async with self._write() as db:
+                if quota is not None:
+                    cur = await db.execute(
+                        _USAGE_SQL,
+                        (upload.inspection_id, upload.inspection_id, _utc(upload.created_at)),
+                    )
+                    row = await cur.fetchone()
+                    used = int(row[0]) if row else 0
+                    if used + upload.length > quota:
+                        raise QuotaExceeded(
+                            f"inspection {upload.inspection_id!r} holds {used} bytes of"
+                            f" evidence; {upload.length} more would pass its limit of {quota}",
+                            field="Upload-Length",
+                            used=used,
+                            limit=quota,
+                        )
+                await db.execute(
+                    'INSERT INTO uploads (id, sha256, length, "offset", media_type,'
+                    " inspection_id, user_id, device_id, metadata, created_at, expires_at,"
+                    " completed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        upload.id,
+                        upload.sha256,
+                        upload.length,
+                        upload.offset,
+                        upload.media_type,
+                        upload.inspection_id,
+                        upload.user_id,
+                        upload.device_id,
+                        msgspec.json.encode(upload.metadata).decode(),
+                        _utc(upload.created_at),
+                        _utc(upload.expires_at),
+                        _utc(upload.completed_at),
+                    ),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise AlreadyExists(f"upload {upload.id!r} exists", field="id") from exc
+
+    async def get_upload(self, upload_id: str) -> Upload | None:
+        row = await self._fetchone("SELECT * FROM uploads WHERE id = ?", (upload_id,))
+        return _upload(row) if row else None
+
+    async def update_upload(
+        self,
+        upload_id: str,
+        *,
+        offset: int,
+        media_type: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> None:
+        async with self._write() as db:
+            cur = await db.execute(
+                'UPDATE uploads SET "offset" = ?, media_type = COALESCE(?, media_type),'
+                " expires_at = COALESCE(?, expires_at) WHERE id = ?",
+                (offset, media_type, _utc(expires_at), upload_id),
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"no upload {upload_id!r}")
+
+    async def delete_upload(self, upload_id: str) -> bool:
+        async with self._write() as db:
+            cur = await db.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
+            return cur.rowcount > 0
+
+    async def complete_upload(
+        self, upload_id: str, evidence: EvidenceFile, ref: EvidenceRef, at: datetime
+    ) -> bool:
+        async with self._write() as db:
+            cur = await db.execute(
+                'UPDATE uploads SET completed_at = ?, "offset" = length,'
+                " media_type = COALESCE(media_type, ?) WHERE id = ?",
+                (_utc(at), evidence.media_type, upload_id),
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"no upload {upload_id!r}")
+            cur = await db.execute(
+                "INSERT OR IGNORE INTO evidence (sha256, size, media_type, inspection_id,"
+                " uploaded_by, device_id, captured_at, latitude, longitude, exif_captured_at,"
+                " exif_latitude, exif_longitude, filename_hint, created_at, thumbnail)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    evidence.sha256,
+                    evidence.size,
+                    evidence.media_type,
+                    evidence.inspection_id,
+                    evidence.uploaded_by,
+                    evidence.device_id,
+                    evidence.captured_at,
+                    evidence.latitude,
+                    evidence.longitude,
+                    evidence.exif_captured_at,
+                    evidence.exif_latitude,
+                    evidence.exif_longitude,
+                    evidence.filename_hint,
+                    _utc(evidence.created_at),
+                    int(evidence.thumbnail),
+                ),
+            )
+            new = cur.rowcount > 0
+            await db.execute(
+                "INSERT OR IGNORE INTO evidence_refs (sha256, inspection_id, uploaded_by,"
+                " device_id, captured_at, latitude, longitude, filename_hint, created_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    ref.sha256,
+                    ref.inspection_id,
+                    ref.uploaded_by,
+                    ref.device_id,
+                    ref.captured_at,
+                    ref.latitude,
+                    ref.longitude,
+                    ref.filename_hint,
+                    _utc(ref.created_at),
+                ),
+            )
+        return new
+
+    async def expired_uploads(self, now: datetime) -> list[Upload]:
+        rows = await self._fetchall(
+            "SELECT * FROM uploads WHERE expires_at <= ? ORDER BY created_at, id", (_utc(now),)
+        )
+        return [_upload(r) for r in rows]
+
+    async def get_evidence(self, sha256: str) -> EvidenceFile | None:
+        row = await self._fetchone("SELECT * FROM evidence WHERE sha256 = ?", (sha256,))
+        if row is None:
+            return None
+        return EvidenceFile(
+            sha256=row["sha256"],
+            size=row["size"],
+            media_type=row["media_type"],
+            inspection_id=row["inspection_id"],
+            uploaded_by=row["uploaded_by"],
+            device_id=row["device_id"],
+            captured_at=row["captured_at"],
+            latitude=row["latitude"],
+            longitude=row["longitude"],
+            exif_captured_at=row["exif_captured_at"],
+            exif_latitude=row["exif_latitude"],
+            exif_longitude=row["exif_longitude"],
+            filename_hint=row["filename_hint"] or "",
+            created_at=datetime.fromisoformat(row["created_at"]),
+            thumbnail=bool(row["thumbnail"]),
+        )
+
+    async def evidence_refs(self, sha256: str) -> list[EvidenceRef]:
+        rows = await self._fetchall(
+            "SELECT * FROM evidence_refs WHERE sha256 = ? ORDER BY created_at, inspection_id",
+            (sha256,),
+        )
+        return [
+            EvidenceRef(
+                sha256=r["sha256"],
+                inspection_id=r["inspection_id"],
+                uploaded_by=r["uploaded_by"],
+                device_id=r["device_id"],
+                captured_at=r["captured_at"],
+                latitude=r["latitude"],
+                longitude=r["longitude"],
+                filename_hint=r["filename_hint"] or "",
+                created_at=datetime.fromisoformat(r["created_at"]),
+            )
+            for r in rows
+        ]
+
+    async def evidence_usage(self, inspection_id: str, now: datetime) -> int:
+        row = await self._fetchone(_USAGE_SQL, (inspection_id, inspection_id, _utc(now)))
+        return int(row[0]) if row else 0
+
+    async def evidence_references(self, sha256: str) -> list[tuple[str, str, str]]:
+        rows = await self._fetchall(
+            "SELECT r.kind, r.id, r.inspection_id FROM records r"
+            " WHERE r.kind IN ('finding', 'response') AND r.deleted = 0"
+            f" AND EXISTS (SELECT 1 FROM json_each(r.data, {_EVIDENCE_PATH}) j"
+            " WHERE j.value = ?) ORDER BY r.inspection_id, r.kind, r.id",
+            (sha256,),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def missing_evidence(self, inspection_ids: Sequence[str]) -> dict[str, list[str]]:
+        ids = list(inspection_ids)
+        return await self._on_reader(lambda conn: _missing_evidence(conn, ids))
+
+    async def stored_evidence(self, hashes: Sequence[str]) -> set[str]:
+        wanted = list(hashes)
+        return await self._on_reader(lambda conn: _stored_evidence(conn, wanted))
+
 
 class _SQLiteTransaction(Transaction):
     def __init__(self, db: aiosqlite.Connection) -> None:
@@ -548,6 +758,74 @@ class _SQLiteTransaction(Transaction):
         self, kind: str, record_id: str, *, expect_rev: int | None = None
     ) -> StoredRecord:
         return await self._replace(kind, record_id, None, expect_rev)
+
+
+# --- evidence helpers ------------------------------------------------------------------
+
+# The JSON path of the evidence hashes a record names, by kind (finding or response).
+_EVIDENCE_PATH = "CASE r.kind WHEN 'finding' THEN '$.evidence_hashes' ELSE '$.evidence' END"
+
+# Bytes an inspection holds: its referenced files once each, plus its open uploads.
+_USAGE_SQL = (
+    "SELECT (SELECT COALESCE(SUM(e.size), 0) FROM evidence_refs f"
+    " JOIN evidence e ON e.sha256 = f.sha256 WHERE f.inspection_id = ?)"
+    " + (SELECT COALESCE(SUM(length), 0) FROM uploads WHERE inspection_id = ?"
+    " AND completed_at IS NULL AND expires_at > ?)"
+)
+
+
+def _utc(value: datetime | None) -> str | None:
+    """A timestamp as text that sorts as time does (UTC, always with microseconds)."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _upload(row: sqlite3.Row) -> Upload:
+    return Upload(
+        id=row["id"],
+        sha256=row["sha256"],
+        length=row["length"],
+        offset=row["offset"],
+        media_type=row["media_type"],
+        inspection_id=row["inspection_id"],
+        user_id=row["user_id"],
+        device_id=row["device_id"],
+        metadata=msgspec.json.decode(row["metadata"] or "{}", type=dict[str, str]),
+        created_at=datetime.fromisoformat(row["created_at"]),
+        expires_at=datetime.fromisoformat(row["expires_at"]),
+        completed_at=_dt(row["completed_at"]),
+    )
+
+
+def _missing_evidence(db: sqlite3.Connection, inspection_ids: list[str]) -> dict[str, list[str]]:
+    missing: dict[str, list[str]] = {}
+    for start in range(0, len(inspection_ids), 500):
+        chunk = inspection_ids[start : start + 500]
+        rows = db.execute(
+            "SELECT DISTINCT r.inspection_id, j.value FROM records r,"
+            f" json_each(r.data, {_EVIDENCE_PATH}) j"
+            f" WHERE r.inspection_id IN ({','.join('?' * len(chunk))})"
+            " AND r.kind IN ('finding', 'response') AND r.deleted = 0 AND j.type = 'text'"
+            " AND NOT EXISTS (SELECT 1 FROM evidence e WHERE e.sha256 = j.value)"
+            " ORDER BY r.inspection_id, j.value",
+            chunk,
+        ).fetchall()
+        for iid, sha in rows:
+            missing.setdefault(iid, []).append(sha)
+    return missing
+
+
+def _stored_evidence(db: sqlite3.Connection, hashes: list[str]) -> set[str]:
+    found: set[str] = set()
+    unique = list(dict.fromkeys(hashes))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        rows = db.execute(
+            f"SELECT sha256 FROM evidence WHERE sha256 IN ({','.join('?' * len(chunk))})", chunk
+        ).fetchall()
+        found.update(r[0] for r in rows)
+    return found
 
 
 def _record(row: sqlite3.Row) -> StoredRecord:
@@ -882,3 +1160,9 @@ class _SQLiteBatch(BatchTx):
             (kind, record_id),
         ).fetchall()
         return [dict(r) for r in rows]
+
+    def missing_evidence(self, inspection_ids: Sequence[str]) -> dict[str, list[str]]:
+        return _missing_evidence(self.db, list(inspection_ids))
+
+    def stored_evidence(self, hashes: Sequence[str]) -> set[str]:
+        return _stored_evidence(self.db, list(hashes))

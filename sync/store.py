@@ -23,7 +23,16 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sync.models import Device, Filter, RefreshToken, StoredRecord, User
+from sync.models import (
+    Device,
+    EvidenceFile,
+    EvidenceRef,
+    Filter,
+    RefreshToken,
+    StoredRecord,
+    Upload,
+    User,
+)
 
 __all__ = ["BatchTx", "Store", "Transaction"]
 
@@ -150,6 +159,15 @@ class BatchTx(abc.ABC):
     @abc.abstractmethod
     def history_of(self, kind: str, record_id: str) -> list[dict[str, Any]]:
         """Every applied change of one record, oldest first."""
+
+    @abc.abstractmethod
+    def missing_evidence(self, inspection_ids: Sequence[str]) -> dict[str, list[str]]:
+        """As :meth:`Store.missing_evidence`, inside this transaction's snapshot (for a
+        pull page that tells the tablet which of its files the server still needs)."""
+
+    @abc.abstractmethod
+    def stored_evidence(self, hashes: Sequence[str]) -> set[str]:
+        """As :meth:`Store.stored_evidence`, inside this transaction's snapshot."""
 
 
 class Transaction(abc.ABC):
@@ -336,3 +354,83 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def count_records(self, kind: str, filters: Sequence[Filter] = ()) -> int:
         """How many live records of a kind match every filter."""
+
+    # --- evidence ------------------------------------------------------------------
+    #
+    # Files themselves live in a blob store (sync/evidence.py); the database keeps what
+    # is known about them. A finding's ``evidence_hashes`` and a response's ``evidence``
+    # name files by SHA-256; records may name files that are not uploaded yet.
+
+    @abc.abstractmethod
+    async def add_upload(self, upload: Upload, *, quota: int | None = None) -> None:
+        """Insert a new upload. Raises AlreadyExists if the id is taken.
+
+        With ``quota``, atomically with the insert: if the inspection's stored evidence
+        (each referenced file once) plus the lengths of its other uploads still open
+        (not completed, not expired at ``upload.created_at``) plus ``upload.length``
+        exceeds ``quota``, nothing is inserted and QuotaExceeded is raised with
+        ``used`` and ``limit``. Two concurrent calls can never both squeeze in.
+        """
+
+    @abc.abstractmethod
+    async def get_upload(self, upload_id: str) -> Upload | None:
+        """The upload with that id (completed or not, expired or not), or None."""
+
+    @abc.abstractmethod
+    async def update_upload(
+        self,
+        upload_id: str,
+        *,
+        offset: int,
+        media_type: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> None:
+        """Record how many bytes are durably received (and, once known, the sniffed
+        type, and a new expiry; None keeps the current value). Raises NotFound for an
+        unknown id."""
+
+    @abc.abstractmethod
+    async def delete_upload(self, upload_id: str) -> bool:
+        """Forget an upload; False if there was none. Stored files are not touched."""
+
+    @abc.abstractmethod
+    async def complete_upload(
+        self, upload_id: str, evidence: EvidenceFile, ref: EvidenceRef, at: datetime
+    ) -> bool:
+        """In one transaction: keep the file's row unless one exists (the first upload
+        wins), add the reference of ``ref.inspection_id`` unless it exists, mark the
+        upload completed at ``at`` with its offset at its full length. Returns True if
+        the file's row is new. Raises NotFound for an unknown upload id."""
+
+    @abc.abstractmethod
+    async def expired_uploads(self, now: datetime) -> list[Upload]:
+        """Uploads whose ``expires_at`` is at or before ``now``, completed or not,
+        oldest first."""
+
+    @abc.abstractmethod
+    async def get_evidence(self, sha256: str) -> EvidenceFile | None:
+        """The stored file's row, or None if no upload of it has completed."""
+
+    @abc.abstractmethod
+    async def evidence_refs(self, sha256: str) -> list[EvidenceRef]:
+        """Every inspection's reference to a stored file, oldest first."""
+
+    @abc.abstractmethod
+    async def evidence_usage(self, inspection_id: str, now: datetime) -> int:
+        """Bytes an inspection holds: its stored files (each once) plus the lengths of
+        its uploads still open at ``now``."""
+
+    @abc.abstractmethod
+    async def evidence_references(self, sha256: str) -> list[tuple[str, str, str]]:
+        """(kind, id, inspection_id) of every live record that names the file: a
+        ``finding`` by ``evidence_hashes``, a ``response`` by ``evidence``. Whether the
+        file is stored does not matter."""
+
+    @abc.abstractmethod
+    async def missing_evidence(self, inspection_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Per inspection (only those with something missing), the sorted hashes its
+        live findings and responses name that no completed upload has stored yet."""
+
+    @abc.abstractmethod
+    async def stored_evidence(self, hashes: Sequence[str]) -> set[str]:
+        """Those of ``hashes`` that are stored (one query per 500)."""

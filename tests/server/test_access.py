@@ -154,6 +154,20 @@ ROLE_TABLE = [
     ("GET", "/api/v1/sync/devices", None, {"admin"}),
     ("GET", "/api/v1/sync/events", None, set()),  # a stream: checked in test_sync_http
     ("GET", "/api/v1/sync/history/finding/f-x", None, {"admin", "supervisor", "inspector"}),
+    # evidence: anyone may upload to (and read from) the inspections they can see; the
+    # tus routes answer 412 here (no Tus-Resumable), past the role check
+    ("POST", "/api/v1/evidence/uploads", None, {"admin", "supervisor", "inspector"}),
+    ("PATCH", "/api/v1/evidence/uploads/x", None, {"admin", "supervisor", "inspector"}),
+    ("DELETE", "/api/v1/evidence/uploads/x", None, {"admin", "supervisor", "inspector"}),
+    (
+        "GET",
+        "/api/v1/evidence/missing?inspection_id=insp-ds-routine",
+        None,
+        {"admin", "supervisor", "inspector"},
+    ),
+    ("GET", f"/api/v1/evidence/{'0' * 64}", None, {"admin", "supervisor", "inspector"}),
+    ("GET", f"/api/v1/evidence/{'0' * 64}/meta", None, {"admin", "supervisor", "inspector"}),
+    ("GET", f"/api/v1/evidence/{'0' * 64}/thumbnail", None, {"admin", "supervisor", "inspector"}),
 ]
 
 USERS = {"admin": "admin", "supervisor": "sup.js", "inspector": "insp.js1"}

@@ -12,8 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from sync.errors import AlreadyExists, NotFound, RevisionMismatch
-from sync.models import Device, Filter, RefreshToken, Role, User
+from sync.errors import AlreadyExists, NotFound, QuotaExceeded, RevisionMismatch
+from sync.models import (
+    Device,
+    EvidenceFile,
+    EvidenceRef,
+    Filter,
+    RefreshToken,
+    Role,
+    Upload,
+    User,
+)
 from sync.sqlite_store import SQLiteStore
 from sync.store import Store
 
@@ -208,3 +217,153 @@ async def test_concurrent_writers_never_collide_and_seqs_are_unique(store: Store
 async def test_ping_and_schema_version(store: Store):
     await store.ping()
     assert await store.schema_version() >= 1
+
+
+# --- evidence ------------------------------------------------------------------------
+
+H1, H2, H3 = "1" * 64, "2" * 64, "3" * 64
+
+
+def upload(uid: str, *, iid: str = "i1", length: int = 100, sha: str = H1, at=NOW) -> Upload:
+    return Upload(
+        id=uid,
+        sha256=sha,
+        length=length,
+        inspection_id=iid,
+        user_id="u1",
+        device_id="d1",
+        metadata={"sha256": sha, "filename": "IMG_1.jpg"},
+        created_at=at,
+        expires_at=at + timedelta(hours=24),
+    )
+
+
+def evidence(
+    sha: str, iid: str, *, size: int = 100, by: str = "u1"
+) -> tuple[EvidenceFile, EvidenceRef]:
+    ref = EvidenceRef(
+        sha256=sha,
+        inspection_id=iid,
+        uploaded_by=by,
+        device_id="d1",
+        captured_at="2026-03-01T08:00:00+08:00",
+        latitude=31.3,
+        longitude=120.6,
+        filename_hint="IMG_1.jpg",
+        created_at=NOW,
+    )
+    file = EvidenceFile(
+        sha256=sha,
+        size=size,
+        media_type="image/jpeg",
+        inspection_id=iid,
+        uploaded_by=by,
+        device_id="d1",
+        captured_at=ref.captured_at,
+        latitude=31.3,
+        longitude=120.6,
+        exif_captured_at="2026-03-01T08:00:00",
+        exif_latitude=31.31,
+        exif_longitude=120.59,
+        filename_hint="IMG_1.jpg",
+        created_at=NOW,
+        thumbnail=True,
+    )
+    return file, ref
+
+
+async def test_uploads_are_kept_updated_and_deleted(store: Store):
+    up = upload("a" * 32)
+    await store.add_upload(up)
+    with pytest.raises(AlreadyExists):
+        await store.add_upload(up)
+    assert await store.get_upload("a" * 32) == up
+    assert await store.get_upload("b" * 32) is None
+    later = NOW + timedelta(hours=30)
+    await store.update_upload("a" * 32, offset=40, media_type="image/png", expires_at=later)
+    got = await store.get_upload("a" * 32)
+    assert (got.offset, got.media_type, got.expires_at) == (40, "image/png", later)
+    await store.update_upload("a" * 32, offset=60)  # None keeps type and expiry
+    got = await store.get_upload("a" * 32)
+    assert (got.offset, got.media_type, got.expires_at) == (60, "image/png", later)
+    with pytest.raises(NotFound):
+        await store.update_upload("b" * 32, offset=1)
+    assert await store.expired_uploads(NOW + timedelta(hours=29)) == []
+    assert [u.id for u in await store.expired_uploads(later)] == ["a" * 32]
+    assert await store.delete_upload("a" * 32) is True
+    assert await store.delete_upload("a" * 32) is False
+
+
+async def test_the_inspection_quota_counts_stored_files_once_and_open_uploads(store: Store):
+    await store.add_upload(upload("a" * 32, length=400), quota=1000)
+    await store.add_upload(upload("b" * 32, length=500), quota=1000)
+    with pytest.raises(QuotaExceeded) as err:
+        await store.add_upload(upload("c" * 32, length=101), quota=1000)
+    assert err.value.extra == {"used": 900, "limit": 1000}
+    assert await store.get_upload("c" * 32) is None
+    await store.add_upload(upload("x" * 32, iid="i2", length=900), quota=1000)  # own budget
+    # completing one: its file counts instead of its upload, once however often stored
+    file, ref = evidence(H1, "i1", size=400)
+    assert await store.complete_upload("a" * 32, file, ref, NOW) is True
+    assert await store.evidence_usage("i1", NOW) == 900
+    await store.add_upload(upload("d" * 32, length=100), quota=1000)
+    assert await store.complete_upload("d" * 32, *evidence(H1, "i1", size=400), NOW) is False
+    assert await store.evidence_usage("i1", NOW) == 900
+    # expired uploads hold nothing
+    assert await store.evidence_usage("i1", NOW + timedelta(hours=25)) == 400
+
+
+async def test_two_concurrent_uploads_cannot_both_squeeze_under_the_quota(store: Store):
+    ups = [upload(f"{n:032x}", length=600) for n in range(6)]
+    results = await asyncio.gather(
+        *(store.add_upload(u, quota=1000) for u in ups), return_exceptions=True
+    )
+    assert sum(r is None for r in results) == 1
+    assert all(isinstance(r, QuotaExceeded) for r in results if r is not None)
+
+
+async def test_a_completed_file_is_kept_once_with_every_inspections_reference(store: Store):
+    await store.add_upload(upload("a" * 32))
+    await store.add_upload(upload("b" * 32, iid="i2"))
+    first, ref1 = evidence(H1, "i1", by="u1")
+    assert await store.complete_upload("a" * 32, first, ref1, NOW) is True
+    second, ref2 = evidence(H1, "i2", by="u2")
+    later = NOW + timedelta(minutes=5)
+    ref2.created_at = later
+    assert await store.complete_upload("b" * 32, second, ref2, later) is False
+    assert await store.get_evidence(H1) == first  # the first upload's who/where/when
+    assert await store.get_evidence(H2) is None
+    assert [(r.inspection_id, r.uploaded_by) for r in await store.evidence_refs(H1)] == [
+        ("i1", "u1"),
+        ("i2", "u2"),
+    ]
+    done = await store.get_upload("b" * 32)
+    assert done.completed_at == later and done.offset == done.length
+    assert done.media_type == "image/jpeg"
+    with pytest.raises(NotFound):
+        await store.complete_upload("c" * 32, first, ref1, NOW)
+    assert await store.stored_evidence([H1, H2, H1]) == {H1}
+
+
+async def test_records_name_evidence_and_the_missing_list_follows_uploads(store: Store):
+    await store.create_record("finding", "f1", {"inspection_id": "i1", "evidence_hashes": [H1, H2]})
+    await store.create_record("response", "i1~l~a~0", {"inspection_id": "i1", "evidence": [H2]})
+    await store.create_record("response", "i2~l~a~0", {"inspection_id": "i2", "evidence": [H3]})
+    await store.create_record("finding", "f-gone", {"inspection_id": "i2", "evidence_hashes": [H1]})
+    await store.delete_record("finding", "f-gone")
+    await store.create_record("site", "s", {"evidence_hashes": [H1]})  # not field data
+    assert await store.evidence_references(H1) == [("finding", "f1", "i1")]
+    assert await store.evidence_references(H2) == [
+        ("finding", "f1", "i1"),
+        ("response", "i1~l~a~0", "i1"),
+    ]
+    assert await store.missing_evidence(["i1", "i2", "i9"]) == {"i1": [H1, H2], "i2": [H3]}
+    await store.add_upload(upload("a" * 32, sha=H2))
+    await store.complete_upload("a" * 32, *evidence(H2, "i1"), NOW)
+    assert await store.missing_evidence(["i1"]) == {"i1": [H1]}
+    # the same, inside one snapshot of a batch (what a pull uses)
+    got = await store.read_batch(
+        lambda tx: (tx.missing_evidence(["i1", "i2"]), tx.stored_evidence([H1, H2]))
+    )
+    assert got == ({"i1": [H1], "i2": [H3]}, {H2})
+    assert await store.missing_evidence([]) == {}

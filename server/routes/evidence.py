@@ -1,0 +1,416 @@
+"""Evidence files over HTTP: tus 1.0.0 resumable uploads, and downloads with Range/ETag.
+
+Uploads (``/api/v1/evidence/uploads``) follow tus 1.0.0 core with the creation,
+checksum, termination and expiration extensions; ``docs/evidence.md`` says exactly what
+is supported. This module only translates headers to values and back: the rules live
+in :class:`sync.uploads.Uploads`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+
+from litestar import (
+    Controller,
+    HttpMethod,
+    Request,
+    Response,
+    delete,
+    get,
+    head,
+    patch,
+    route,
+)
+from litestar.connection import ASGIConnection
+from litestar.datastructures import MutableScopeHeaders
+from litestar.exceptions import HTTPException
+from litestar.params import FromPath, FromQuery
+from litestar.response import Stream
+from litestar.types import Message, Scope
+
+from server.deps import AuthedRequest, UploadsDep
+from server.guards import ANY_ROLE
+from sync.errors import NotFound
+from sync.evidence import BlobStore
+from sync.models import Upload
+from sync.uploads import CHECKSUM_ALGORITHMS, Checksum, EvidenceMeta, Uploads
+
+__all__ = ["UPLOADS_PATH", "EvidenceController", "tus_resumable_header"]
+
+log = logging.getLogger("inspectsync")
+
+TUS_VERSION = "1.0.0"
+TUS_EXTENSIONS = "creation,checksum,termination,expiration"
+UPLOADS_PATH = "/api/v1/evidence/uploads"
+_MAX_METADATA = 4096
+_SUFFIX = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/heic": ".heic",
+    "image/heif": ".heif",
+    "application/pdf": ".pdf",
+    "video/mp4": ".mp4",
+}
+_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.I)
+_DIGITS = re.compile(r"^\d{1,19}$")
+_SKIP_COMPRESSION = {"skip_compression": True}
+
+
+async def tus_resumable_header(message: Message, scope: Scope) -> None:
+    """``before_send`` hook: ``Tus-Resumable`` on every response under the uploads path,
+    problem details and 401s included (tus requires it on every response but OPTIONS's,
+    where it is harmless)."""
+    if message["type"] == "http.response.start" and scope["path"].startswith(UPLOADS_PATH):
+        MutableScopeHeaders.from_message(message)["Tus-Resumable"] = TUS_VERSION
+
+
+def _bad(detail: str, field: str) -> HTTPException:
+    return HTTPException(
+        status_code=400, detail=detail, extra={"code": "validation_failed", "field": field}
+    )
+
+
+def _check_tus(request: Request[Any, Any, Any]) -> None:
+    value = request.headers.get("Tus-Resumable")
+    if value != TUS_VERSION:
+        raise HTTPException(
+            status_code=412,
+            detail=f"this server speaks tus {TUS_VERSION}: send Tus-Resumable: {TUS_VERSION}"
+            f" (got {value!r})",
+            headers={"Tus-Version": TUS_VERSION},
+            extra={"code": "tus_version_unsupported", "field": "Tus-Resumable"},
+        )
+
+
+def _int_header(request: Request[Any, Any, Any], name: str) -> int:
+    value = request.headers.get(name)
+    if value is None or not _DIGITS.match(value.strip()):
+        raise _bad(f"{name} must be a non-negative integer", name)
+    return int(value)
+
+
+def parse_metadata(header: str) -> dict[str, str]:
+    """tus ``Upload-Metadata``: comma-separated ``key base64(value)`` pairs (a key
+    alone means an empty value). Values are UTF-8."""
+    if len(header) > _MAX_METADATA:
+        raise _bad(f"Upload-Metadata is longer than {_MAX_METADATA} characters", "Upload-Metadata")
+    found: dict[str, str] = {}
+    for pair in header.split(","):
+        pair = pair.strip()
+        if not pair:
+            continue
+        key, _, value = pair.partition(" ")
+        if not key.isascii() or not key.isprintable() or key in found:
+            raise _bad(f"bad or repeated key {key!r}", "Upload-Metadata")
+        try:
+            found[key] = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise _bad(
+                f"the value of {key!r} is not base64 of UTF-8 text", f"Upload-Metadata.{key}"
+            ) from None
+    return found
+
+
+def encode_metadata(values: dict[str, str]) -> str:
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in values.items())
+
+
+def _checksum(header: str | None) -> Checksum | None:
+    """tus ``Upload-Checksum: <algorithm> <base64 digest>``."""
+    if header is None:
+        return None
+    algorithm, _, digest = header.strip().partition(" ")
+    algorithm = algorithm.lower()
+    if algorithm not in CHECKSUM_ALGORITHMS:
+        raise _bad(
+            f"checksum algorithm {algorithm!r} is not supported"
+            f" (Tus-Checksum-Algorithm: {','.join(CHECKSUM_ALGORITHMS)})",
+            "Upload-Checksum",
+        )
+    try:
+        raw = base64.b64decode(digest.strip(), validate=True)
+    except binascii.Error:
+        raise _bad("the checksum is not base64", "Upload-Checksum") from None
+    return Checksum(algorithm, raw)
+
+
+def _http_date(value: datetime) -> str:
+    return format_datetime(value.astimezone(UTC), usegmt=True)
+
+
+def _progress_headers(up: Upload) -> dict[str, str]:
+    headers = {"Upload-Offset": str(up.offset)}
+    if up.completed_at is None:
+        headers["Upload-Expires"] = _http_date(up.expires_at)
+    return headers
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    if header.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in header.split(","))
+
+
+def _byte_range(request: Request[Any, Any, Any], size: int, etag: str) -> tuple[int, int] | None:
+    """The one byte range asked for, as [start, end), or None to send the whole file
+    (no Range, a stale If-Range, several ranges or a syntax we ignore, as RFC 9110
+    allows). Raises 416 for a range that starts past the end."""
+    header = request.headers.get("Range")
+    if not header:
+        return None
+    if_range = request.headers.get("If-Range")
+    if if_range is not None and if_range.strip() != etag:
+        return None
+    m = _RANGE.match(header)
+    if m is None:
+        return None
+    first, last = m.groups()
+    if first == "" and last == "":
+        return None
+    if first == "":  # the last N bytes
+        n = int(last)
+        if n == 0 or size == 0:
+            raise _unsatisfiable(size)
+        return max(0, size - n), size
+    start = int(first)
+    end = max(size, start + 1) if last == "" else int(last) + 1
+    if end <= start:  # last before first: not a valid range, ignored
+        return None
+    if start >= size:
+        raise _unsatisfiable(size)
+    return start, min(end, size)
+
+
+def _unsatisfiable(size: int) -> HTTPException:
+    return HTTPException(
+        status_code=416,
+        detail=f"the file has {size} bytes",
+        headers={"Content-Range": f"bytes */{size}"},
+        extra={"code": "range_not_satisfiable", "field": "Range"},
+    )
+
+
+def _serve(
+    request: Request[Any, Any, Any],
+    blobs: BlobStore,
+    key: str,
+    size: int,
+    media_type: str,
+    etag: str,
+    name: str,
+) -> Response[Any]:
+    headers = {
+        "ETag": etag,
+        "Accept-Ranges": "bytes",
+        # the content never changes, but access can: revalidate (a cheap 304) each time
+        "Cache-Control": "private, no-cache",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+        "Content-Disposition": f'inline; filename="{name}"',
+    }
+    match = request.headers.get("If-None-Match")
+    if match is not None and _etag_matches(match, etag):
+        return Response(content=b"", status_code=304, headers=headers)
+    span = _byte_range(request, size, etag)
+    if span is None:
+        body: AsyncIterator[bytes] = blobs.read_range(key)
+        return Stream(
+            body,
+            status_code=200,
+            media_type=media_type,
+            headers={**headers, "Content-Length": str(size)},
+        )
+    start, end = span
+    return Stream(
+        blobs.read_range(key, start, end),
+        status_code=206,
+        media_type=media_type,
+        headers={
+            **headers,
+            "Content-Length": str(end - start),
+            "Content-Range": f"bytes {start}-{end - 1}/{size}",
+        },
+    )
+
+
+def _token_unless_options(connection: ASGIConnection[Any, Any, Any, Any], handler: Any) -> None:
+    """ANY_ROLE, except for OPTIONS (tus discovery and CORS preflight need no token)."""
+    if connection.scope["method"] != "OPTIONS":
+        ANY_ROLE(connection, handler)
+
+
+def _discovery(uploads: Uploads) -> Response[None]:
+    return Response(
+        content=None,
+        status_code=204,
+        headers={
+            "Tus-Version": TUS_VERSION,
+            "Tus-Extension": TUS_EXTENSIONS,
+            "Tus-Max-Size": str(uploads.limits.max_file_bytes),
+            "Tus-Checksum-Algorithm": ",".join(CHECKSUM_ALGORITHMS),
+            "Allow": "OPTIONS, POST",
+        },
+    )
+
+
+class EvidenceController(Controller):
+    path = "/api/v1/evidence"
+    tags = ["evidence"]
+
+    # --- tus uploads -----------------------------------------------------------------
+
+    # One handler for both methods: Litestar gives every path a default OPTIONS handler
+    # unless one of the path's own handlers takes OPTIONS.
+    @route(
+        "/uploads",
+        http_method=[HttpMethod.POST, HttpMethod.OPTIONS],
+        guards=[_token_unless_options],
+        status_code=201,
+    )
+    async def create_upload(
+        self, request: Request[Any, Any, Any], uploads: UploadsDep
+    ) -> Response[None]:
+        """tus creation: ``Upload-Length`` and ``Upload-Metadata`` (``sha256`` and
+        ``inspection_id`` required; ``filename``, ``captured_at``, ``latitude``,
+        ``longitude``). Answers 201 with ``Location``. ``OPTIONS`` (no token): tus
+        discovery, the version, extensions, maximum size and checksum algorithms."""
+        if request.method == "OPTIONS":
+            return _discovery(uploads)
+        _check_tus(request)
+        if "Upload-Defer-Length" in request.headers:
+            raise _bad("Upload-Defer-Length is not supported: send Upload-Length", "Upload-Length")
+        length = _int_header(request, "Upload-Length")
+        metadata = parse_metadata(request.headers.get("Upload-Metadata", ""))
+        up = await uploads.create(request.user, length, metadata)
+        return Response(
+            content=None,
+            status_code=201,
+            headers={
+                "Location": f"{UPLOADS_PATH}/{up.id}",
+                "Upload-Offset": "0",
+                "Upload-Expires": _http_date(up.expires_at),
+            },
+        )
+
+    @head("/uploads/{upload_id:str}", guards=[ANY_ROLE])
+    async def upload_status(
+        self, upload_id: FromPath[str], request: AuthedRequest, uploads: UploadsDep
+    ) -> Response[None]:
+        """tus core: the durable ``Upload-Offset`` to resume from, ``Upload-Length``."""
+        _check_tus(request)
+        up = await uploads.status(request.user, upload_id)
+        headers = {
+            **_progress_headers(up),
+            "Upload-Length": str(up.length),
+            "Upload-Metadata": encode_metadata(up.metadata),
+            "Cache-Control": "no-store",
+        }
+        return Response(content=None, status_code=200, headers=headers)
+
+    @patch(
+        "/uploads/{upload_id:str}",
+        guards=[ANY_ROLE],
+        status_code=204,
+        # A chunk is bounded by the upload's own length (<= the per-file limit), not by
+        # the app's body limit; it is streamed to disk, never held whole in memory.
+        request_max_body_size=None,
+    )
+    async def upload_chunk(
+        self, upload_id: FromPath[str], request: AuthedRequest, uploads: UploadsDep
+    ) -> Response[None]:
+        """tus core + checksum: append the body at ``Upload-Offset`` (which must be the
+        server's: 409 otherwise); an ``Upload-Checksum`` that does not match is 460 and
+        stores nothing. The last chunk verifies and stores the file."""
+        _check_tus(request)
+        ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if ctype != "application/offset+octet-stream":
+            raise HTTPException(
+                status_code=415,
+                detail="a chunk is sent as Content-Type: application/offset+octet-stream",
+                extra={"code": "unsupported_media_type", "field": "Content-Type"},
+            )
+        offset = _int_header(request, "Upload-Offset")
+        checksum = _checksum(request.headers.get("Upload-Checksum"))
+        declared = (
+            _int_header(request, "Content-Length") if "Content-Length" in request.headers else None
+        )
+        up = await uploads.append(
+            request.user,
+            upload_id,
+            offset,
+            request.stream(),
+            checksum=checksum,
+            declared_length=declared,
+        )
+        return Response(content=None, status_code=204, headers=_progress_headers(up))
+
+    @delete("/uploads/{upload_id:str}", guards=[ANY_ROLE], status_code=204)
+    async def terminate_upload(
+        self, upload_id: FromPath[str], request: AuthedRequest, uploads: UploadsDep
+    ) -> None:
+        """tus termination: drop the upload and its bytes (a stored file stays)."""
+        _check_tus(request)
+        await uploads.terminate(request.user, upload_id)
+
+    # --- reading ---------------------------------------------------------------------
+
+    @get("/missing", guards=[ANY_ROLE])
+    async def missing(
+        self, inspection_id: FromQuery[str], request: AuthedRequest, uploads: UploadsDep
+    ) -> dict[str, Any]:
+        """The hashes an inspection's findings and responses name that are not
+        uploaded yet."""
+        return {
+            "inspection_id": inspection_id,
+            "missing": await uploads.missing(request.user, inspection_id),
+        }
+
+    @get("/{sha256:str}", guards=[ANY_ROLE], opt=_SKIP_COMPRESSION)
+    async def download(
+        self, sha256: FromPath[str], request: AuthedRequest, uploads: UploadsDep
+    ) -> Response[Any]:
+        """The file, if a record you can see names it (404 otherwise); ``Range`` (one
+        range: 206), ``ETag`` (the SHA-256) and ``If-None-Match`` (304)."""
+        ev = await uploads.get(request.user, sha256)
+        size = await uploads.blobs.size(ev.sha256)
+        if size is None:
+            log.error("evidence %s is recorded but missing from storage", ev.sha256)
+            raise NotFound(f"evidence {ev.sha256} is missing from storage; upload it again")
+        name = ev.sha256 + _SUFFIX.get(ev.media_type, "")
+        etag = f'"{ev.sha256}"'
+        return _serve(request, uploads.blobs, ev.sha256, size, ev.media_type, etag, name)
+
+    @get("/{sha256:str}/thumbnail", guards=[ANY_ROLE], opt=_SKIP_COMPRESSION)
+    async def thumbnail(
+        self, sha256: FromPath[str], request: AuthedRequest, uploads: UploadsDep
+    ) -> Response[Any]:
+        """A JPEG of at most 320 px (JPEG and PNG files only; 404 for others)."""
+        ev = await uploads.get(request.user, sha256)
+        size = await uploads.thumbnails.size(ev.sha256) if ev.thumbnail else None
+        if size is None:
+            raise NotFound(f"evidence {ev.sha256} has no thumbnail")
+        return _serve(
+            request,
+            uploads.thumbnails,
+            ev.sha256,
+            size,
+            "image/jpeg",
+            f'"{ev.sha256}.thumb"',
+            f"{ev.sha256}-thumb.jpg",
+        )
+
+    @get("/{sha256:str}/meta", guards=[ANY_ROLE])
+    async def meta(
+        self, sha256: FromPath[str], request: AuthedRequest, uploads: UploadsDep
+    ) -> EvidenceMeta:
+        """Size, type, EXIF time and place, thumbnail, and the uploads (who, device,
+        tablet time and place) and records of inspections you can see."""
+        result: EvidenceMeta = await uploads.meta(request.user, sha256)
+        return result
