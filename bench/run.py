@@ -299,7 +299,12 @@ class Server:
             "INSPECTSYNC_PASSWORD_MEMORY_KIB": "1024",
             "INSPECTSYNC_SQLITE_SYNCHRONOUS": self.synchronous,
         }
-        for name in ("INSPECTSYNC_DB", "INSPECTSYNC_DATA_DIR", "INSPECTSYNC_PORT"):
+        for name in (
+            "INSPECTSYNC_DB",
+            "INSPECTSYNC_DATA_DIR",
+            "INSPECTSYNC_PORT",
+            "INSPECTSYNC_EVIDENCE_DIR",
+        ):
             env.pop(name, None)
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
@@ -346,6 +351,13 @@ class Server:
                 self.proc.wait(timeout=20)
         self._log.close()
         return self.proc.returncode
+
+    def peak_rss_mb(self) -> float | None:
+        """The server's peak resident set (VmHWM), or None if it is gone."""
+        try:
+            return proc_status_kib(self.pid, "VmHWM") / 1024
+        except (OSError, AssertionError, ValueError):
+            return None
 
     def log_tail(self, lines: int = 30) -> str:
         try:

@@ -34,10 +34,7 @@ import os
 import platform
 import random
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -61,101 +58,7 @@ TUS = {"Tus-Resumable": "1.0.0"}
 MB = 1_000_000
 
 
-class BenchError(RuntimeError):
-    pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """The real server process on a fresh data directory (as bench/run.py starts it)."""
-
-    def __init__(self, data_dir: Path, synchronous: str) -> None:
-        self.data_dir = data_dir
-        self.synchronous = synchronous
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = data_dir / "server.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {
-            **os.environ,
-            "INSPECTSYNC_PASSWORD_TIME_COST": "1",
-            "INSPECTSYNC_PASSWORD_MEMORY_KIB": "1024",
-            "INSPECTSYNC_SQLITE_SYNCHRONOUS": self.synchronous,
-        }
-        for name in ("INSPECTSYNC_DB", "INSPECTSYNC_DATA_DIR", "INSPECTSYNC_PORT"):
-            env.pop(name, None)
-        env.pop("INSPECTSYNC_EVIDENCE_DIR", None)
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "server.cli",
-                "serve",
-                "--demo",
-                "--data-dir",
-                str(self.data_dir),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError(f"server exited at start:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.base}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise BenchError(f"server did not become ready in 60 s:\n{self.log_tail()}")
-
-    def stop(self) -> int | None:
-        """SIGTERM, then SIGKILL after 20 s. Returns the exit code."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=20)
-        self._log.close()
-        return self.proc.returncode
-
-    def log_tail(self, n: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def peak_rss_mb(self) -> float | None:
-        try:
-            assert self.proc is not None
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        except (OSError, AssertionError):
-            return None
-        return None
-
-
-# --- the photos -------------------------------------------------------------------------
+from bench.run import BenchError, Server  # noqa: E402  the same server start
 
 
 def base_photo(target: int) -> bytes:
