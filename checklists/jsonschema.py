@@ -14,10 +14,12 @@ cannot express (unique keys, ``show_if`` targets, ...) are checked by
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -32,8 +34,21 @@ SCHEMA_PATH = Path(__file__).parent / "schema.json"
 def generate() -> str:
     """The JSON Schema of :class:`~checklists.schema.Template`, pretty-printed with
     sorted keys and a trailing newline (stable output, so a stale file shows in a diff)."""
-    schema = msgspec.json.schema(Template)
+    schema = _clean(msgspec.json.schema(Template))
     return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _clean(node: Any) -> Any:
+    """Descriptions with docstring indentation removed: msgspec releases differ in how
+    they dedent docstrings (0.23 keeps continuation indents), the file must not."""
+    if isinstance(node, dict):
+        return {
+            k: inspect.cleandoc(v) if k == "description" and isinstance(v, str) else _clean(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_clean(v) for v in node]
+    return node
 
 
 def main(argv: Sequence[str] | None = None) -> int:
