@@ -20,6 +20,7 @@ import msgspec
 from checklists.loader import template_from_obj
 from checklists.schema import Template
 from sync.access import can_see_inspection, inspection_scope
+from sync.audit import Actor, AuditContext
 from sync.clock import Clock
 from sync.errors import Forbidden, InvalidInput, InvalidTransition, NotFound
 from sync.fielddata import POLICIES, Reason, check_fields, parse_response_id, validate
@@ -188,7 +189,16 @@ class SyncEngine:
                 got = receive(self._hlc, remote, now_ms, "server", self.config.max_skew_ms)
                 self._hlc = got.clock
                 skew, flagged = got.skew_ms, flagged or got.flagged
-                result = ctx.apply(m, str(got.effective), got.flagged)
+                hlc = str(got.effective)
+                tx.context = AuditContext(
+                    reason=m.reason,
+                    mid=m.mid,
+                    batch_id=batch_id,
+                    hlc=hlc,
+                    device_time=m.device_time.isoformat(),
+                    received_at=ctx.received_iso,
+                )
+                result = ctx.apply(m, hlc, got.flagged)
                 encoded = _result_encoder.encode(result)
                 known[key] = encoded  # a repeat later in this batch is a duplicate
                 tx.put_mutation(
@@ -221,7 +231,9 @@ class SyncEngine:
                 skew_flagged=flagged,
             )
 
-        answer, touched = await self.store.write_batch(lambda tx: (apply(tx), tx_touched))
+        answer, touched = await self.store.write_batch(
+            lambda tx: (apply(tx), tx_touched), actor=Actor.of(principal)
+        )
         self.notifier.publish(touched)
         return answer
 
@@ -419,6 +431,9 @@ class SyncEngine:
                 raise InvalidTransition("this conflict is already resolved", field="conflict_id")
             self._hlc = tick(self._hlc, self._now_ms(), "server")
             hlc = str(self._hlc)
+            tx.context = AuditContext(
+                reason=f"conflict {conflict_id}: {reason}", hlc=hlc, received_at=now.isoformat()
+            )
             kind, rid, field = (
                 conflict.data["record_kind"],
                 conflict.data["record_id"],
@@ -459,7 +474,7 @@ class SyncEngine:
                 problem = validate(kind, rid, view, self._pins(tx, insp))
                 if problem is not None:
                     raise InvalidInput(problem.message, field=f"value ({problem.field})")
-            new = tx.put_record(kind, rid, data, rev=rec.rev + 1, deleted=deleted)
+            tx.put_record(kind, rid, data, rev=rec.rev + 1, deleted=deleted, op="resolve")
             resolution = {
                 "value": value,
                 "by": principal.user_id,
@@ -473,30 +488,12 @@ class SyncEngine:
                 "resolution": resolution,
                 "winner": value,
             }
-            resolved = tx.put_record("conflict", conflict_id, cdata, rev=conflict.rev + 1)
-            tx.add_history(
-                {
-                    "seq": new.seq,
-                    "kind": kind,
-                    "record_id": rid,
-                    "inspection_id": data.get("inspection_id"),
-                    "rev": new.rev,
-                    "op": "resolve",
-                    "mid": None,
-                    "batch_id": None,
-                    "user_id": principal.user_id,
-                    "device_id": principal.device_id,
-                    "hlc": hlc,
-                    "device_time": None,
-                    "received_at": now.isoformat(),
-                    "reason": f"conflict {conflict_id}: {reason}",
-                    "old": _json({field: rec.data.get(field)}),
-                    "new": _json({field: value}),
-                }
+            resolved = tx.put_record(
+                "conflict", conflict_id, cdata, rev=conflict.rev + 1, op="resolve"
             )
             return resolved
 
-        resolved = await self.store.write_batch(write)
+        resolved = await self.store.write_batch(write, actor=Actor.of(principal))
         self.notifier.publish([resolved.data["inspection_id"]])
         return resolved
 
@@ -557,9 +554,16 @@ class _PushContext:
         self._signed: dict[str, set[str]] = {}
 
     def _put(
-        self, kind: str, rid: str, data: dict[str, Any], *, rev: int, deleted: bool = False
+        self,
+        kind: str,
+        rid: str,
+        data: dict[str, Any],
+        *,
+        rev: int,
+        deleted: bool = False,
+        op: str | None = None,
     ) -> StoredRecord:
-        rec = self.tx.put_record(kind, rid, data, rev=rev, deleted=deleted)
+        rec = self.tx.put_record(kind, rid, data, rev=rev, deleted=deleted, op=op)
         self.records[(kind, rid)] = rec
         return rec
 
@@ -713,36 +717,6 @@ class _PushContext:
             return key is not None and f"link:{key.link_id}" in scopes
         return False
 
-    def _history(
-        self,
-        m: Mutation,
-        rec: StoredRecord,
-        op: str,
-        hlc: str,
-        old: dict[str, Any],
-        new: dict[str, Any],
-    ) -> None:
-        self.tx.add_history(
-            {
-                "seq": rec.seq,
-                "kind": rec.kind,
-                "record_id": rec.id,
-                "inspection_id": rec.data.get("inspection_id"),
-                "rev": rec.rev,
-                "op": op,
-                "mid": m.mid,
-                "batch_id": self.batch_id,
-                "user_id": self.principal.user_id,
-                "device_id": self.principal.device_id,
-                "hlc": hlc,
-                "device_time": self.device_iso,
-                "received_at": self.received_iso,
-                "reason": m.reason,
-                "old": _json(old),
-                "new": _json(new),
-            }
-        )
-
     def _open_conflict(
         self, iid: str, kind: str, rid: str, fc: FieldConflict, hlc: str
     ) -> tuple[str, list[Any]]:
@@ -843,7 +817,6 @@ class _PushContext:
         data = dict(current.data)
         data["_deleted_by"] = self.principal.device_id or self.principal.user_id
         rec = self._put(m.kind, m.id, data, rev=current.rev + 1, deleted=True)
-        self._history(m, rec, "delete", hlc, public_data(current), {})
         return Applied(mid=m.mid, kind=m.kind, id=m.id, rev=rec.rev)
 
     def _upsert(
@@ -927,17 +900,7 @@ class _PushContext:
         merged["open_conflicts"] = sorted({*merged.get("open_conflicts", []), *open_fields})
         merged.pop("_deleted_by", None)
         rev = (current.rev if current else 0) + 1
-        rec = self._put(m.kind, m.id, merged, rev=rev)
-        old = {f: current.data.get(f) for f in new_stamps} if current else {}
-        self._history(
-            m,
-            rec,
-            op or ("create" if current is None else "update"),
-            hlc,
-            old,
-            {f: merged.get(f) for f in new_stamps},
-        )
-        return rec
+        return self._put(m.kind, m.id, merged, rev=rev, op=op)
 
     def _conflicted(
         self,
@@ -968,8 +931,9 @@ class _PushContext:
             data = dict(current.data)
             data["_conflict_ids"] = self._conflict_ids
             data["open_conflicts"] = sorted({*data.get("open_conflicts", []), "_deleted"})
-            rec = self._put(m.kind, m.id, data, rev=current.rev + 1, deleted=current.deleted)
-            self._history(m, rec, "conflict", hlc, {}, {"_deleted": m.op})
+            rec = self._put(
+                m.kind, m.id, data, rev=current.rev + 1, deleted=current.deleted, op="conflict"
+            )
             return Conflicted(mid=m.mid, kind=m.kind, id=m.id, rev=rec.rev, conflicts=kept)
         data = dict(merged or current.data)
         data["_conflict_ids"] = self._conflict_ids
