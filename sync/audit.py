@@ -36,6 +36,7 @@ __all__ = [
     "Verification",
     "diff",
     "event_hash",
+    "state_at",
     "verify",
 ]
 
@@ -153,3 +154,27 @@ def verify(events: Iterable[Mapping[str, Any]]) -> Verification:
             )
         prev = expected
     return Verification(ok=True, checked=checked, head=prev)
+
+
+def state_at(events: Iterable[Mapping[str, Any]], rev: int) -> dict[str, Any] | None:
+    """A record's public fields as they were at ``rev``, rebuilt from its audit events
+    (oldest first; ``old``/``new`` as JSON text or dicts). None if it had no such rev
+    or was deleted at it. Works because each event names every field that changed."""
+    state: dict[str, Any] | None = None
+    found = False
+    for event in events:
+        if event["rev"] > rev:
+            break
+        old, new = (
+            msgspec.json.decode(v) if isinstance(v, str | bytes) else dict(v or {})
+            for v in (event["old"], event["new"])
+        )
+        if event["op"] == "delete":
+            state = None
+        else:
+            state = dict(state or {})
+            for field in old.keys() - new.keys():
+                state.pop(field, None)
+            state.update(new)
+        found = event["rev"] == rev
+    return state if found else None

@@ -20,7 +20,7 @@ import msgspec
 from checklists.loader import template_from_obj
 from checklists.schema import Template
 from sync.access import can_see_inspection, inspection_scope
-from sync.audit import Actor, AuditContext
+from sync.audit import Actor, AuditContext, state_at
 from sync.clock import Clock
 from sync.errors import Forbidden, InvalidInput, InvalidTransition, NotFound
 from sync.fielddata import POLICIES, Reason, check_fields, parse_response_id, validate
@@ -45,6 +45,7 @@ from sync.protocol import (
     Rejected,
     Result,
 )
+from sync.signatures import SIGNED_FIELDS, content_hash, in_scope
 from sync.store import BatchTx, Store
 
 __all__ = ["EngineConfig", "SyncEngine", "public_data"]
@@ -497,6 +498,46 @@ class SyncEngine:
         self.notifier.publish([resolved.data["inspection_id"]])
         return resolved
 
+    # --- server-side changes (supervisors' decisions) -----------------------------
+
+    @staticmethod
+    def scope_hash(tx: BatchTx, inspection_id: str, scope: str) -> str:
+        """The content hash of what a sign-off of ``scope`` covers, as stored now."""
+        records = [
+            (rec.kind, rec.id, rec.data)
+            for kind in SIGNED_FIELDS
+            for rec in tx.records_of(kind, inspection_id)
+            if in_scope(scope, kind, rec.id, rec.data)
+        ]
+        return content_hash(records)
+
+    def server_write(
+        self,
+        tx: BatchTx,
+        principal: Principal,
+        rec: StoredRecord,
+        updates: dict[str, Any],
+        *,
+        op: str,
+        reason: str,
+    ) -> StoredRecord:
+        """Inside a write batch: change fields of a field-data record on the server's
+        side (a supervisor's decision). Each field is stamped with the server's HLC like
+        a tablet's edit, so tablets merge it as any other change and a concurrent
+        offline edit of the same field becomes a kept conflict, not a silent loss."""
+        self._hlc = tick(self._hlc, self._now_ms(), "server")
+        hlc = str(self._hlc)
+        tx.context = AuditContext(reason=reason, hlc=hlc, received_at=self.clock.now().isoformat())
+        data = dict(rec.data)
+        stamps = dict(data.get("_stamps") or {})
+        for field, value in updates.items():
+            data[field] = value
+            stamps[field] = _raw(
+                Stamp(rec.rev + 1, hlc, principal.user_id, principal.device_id or "")
+            )
+        data["_stamps"] = stamps
+        return tx.put_record(rec.kind, rec.id, data, rev=rec.rev + 1, op=op)
+
     # --- read models for admins/supervisors --------------------------------------
 
     async def device_states(self) -> list[dict[str, Any]]:
@@ -517,15 +558,43 @@ class SyncEngine:
     async def history(
         self, principal: Principal, kind: str, record_id: str
     ) -> list[dict[str, Any]]:
+        """Every audit event of one entity, oldest first. Who may read it: for a record
+        of an inspection, whoever may see the inspection; for reference data and
+        checklists, supervisors and admins; for users and devices, admins."""
+
         def read(tx: BatchTx) -> list[dict[str, Any]]:
-            rec = tx.get_record(kind, record_id, include_deleted=True)
-            iid = rec.data.get("inspection_id") if rec else None
-            insp = tx.get_record("inspection", iid) if isinstance(iid, str) else None
-            if insp is None or not can_see_inspection(principal, insp.data):
+            if kind in ("user", "device"):
+                allowed = principal.role is Role.ADMIN
+            else:
+                rec = tx.get_record(kind, record_id, include_deleted=True)
+                iid = (
+                    record_id
+                    if kind == "inspection"
+                    else (rec.data if rec else {}).get("inspection_id")
+                )
+                if rec is None:
+                    allowed = False
+                elif isinstance(iid, str):
+                    insp = tx.get_record("inspection", iid, include_deleted=True)
+                    allowed = insp is not None and can_see_inspection(principal, insp.data)
+                else:
+                    allowed = principal.role is not Role.INSPECTOR
+            events = tx.history_of(kind, record_id) if allowed else []
+            if not events:
                 raise NotFound(f"no {kind} {record_id!r}")
-            return tx.history_of(kind, record_id)
+            return events
 
         return await self.store.read_batch(read)
+
+    async def version(
+        self, principal: Principal, kind: str, record_id: str, rev: int
+    ) -> dict[str, Any]:
+        """A record as it was at ``rev`` (a signed-off answer before its change, ...),
+        rebuilt from the audit trail; the same access rule as :meth:`history`."""
+        state = state_at(await self.history(principal, kind, record_id), rev)
+        if state is None:
+            raise NotFound(f"{kind} {record_id!r} has no rev {rev}")
+        return state
 
 
 class _PushContext:
@@ -859,6 +928,11 @@ class _PushContext:
                 # the default is a change like any other: stamped, and in the history
                 merged["status"] = "draft"
                 result.stamps["status"] = Stamp(new_rev, hlc, edit.by, edit.device, edit.mid)
+        if m.kind == "signoff":
+            # bind the signature to what it signs, as the server holds it now
+            scope = str(merged.get("scope", ""))
+            merged["bound_hash"] = self.engine.scope_hash(self.tx, iid, scope)
+            merged["signed_by"] = self.principal.user_id
         view = {k: merged.get(k) for k in POLICIES[m.kind] if k in merged}
         problem = validate(m.kind, m.id, view, self.engine._pins(self.tx, insp))
         if problem is not None:

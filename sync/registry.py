@@ -29,6 +29,7 @@ from sync.models import (
     StoredRecord,
 )
 from sync.notify import Notifier
+from sync.review import undecided_and_conflicts
 from sync.store import Store
 
 __all__ = ["REFERENCE_KINDS", "TRANSITIONS", "Registry", "new_id"]
@@ -310,6 +311,17 @@ class Registry:
             data["pins"] = await self._pins(rec.data)
             data["started_at"] = now.isoformat()
         if to is InspectionStatus.CLOSED:
+            undecided, conflicts = await self.store.read_batch(
+                lambda tx: undecided_and_conflicts(tx, inspection_id)
+            )
+            if undecided or conflicts:
+                raise InvalidTransition(
+                    f"cannot close: {len(undecided)} finding(s) not decided,"
+                    f" {len(conflicts)} open conflict(s)",
+                    field="to",
+                    undecided_findings=undecided,
+                    open_conflicts=conflicts,
+                )
             data["closed_at"] = now.isoformat()
         data["status"] = to.value
         updated = await self.store.update_record(
