@@ -216,7 +216,8 @@ async def test_a_signature_stops_matching_when_the_signed_content_changes(demo, 
     assert old["value"] == "yes"  # the signed version stays readable
 
     r = await decide(sup, "f-s", decision="accept", reason="clear")
-    decision = [s for s in (await sup.get(url)).json() if s["kind"] == "decision"][0]
+    assert r.status_code == 200
+    decision = next(s for s in (await sup.get(url)).json() if s["kind"] == "decision")
     assert decision["matches"] is True and decision["meaning"] == "approved"
     assert decision["signer_name"] == "Supervisor Chen (Jiangsu)"
 
