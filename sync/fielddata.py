@@ -63,7 +63,9 @@ CLASSIFICATION_LABELS: dict[str, dict[str, str]] = {
     "other": {"pics": "other", "nmpa": "general", "nmpa_zh": "一般缺陷"},
 }
 
-FINDING_STATUSES = ("draft", "submitted", "withdrawn", "returned", "accepted")
+FINDING_STATUSES = ("draft", "submitted", "withdrawn", "returned", "accepted", "merged")
+TABLET_STATUSES = ("draft", "submitted", "withdrawn")
+"""The statuses an inspector sets; the others are supervisors' decisions (sync/review.py)."""
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MAX_TEXT = 20_000
 
@@ -277,6 +279,13 @@ def check_fields(kind: str, fields: dict[str, Any]) -> Reason | None:
     unknown = sorted(k for k in fields if k not in allowed)
     if unknown:
         return _fail("unknown_field", unknown[0], f"{kind} has no field {unknown[0]!r}")
+    if kind == "finding" and "status" in fields and fields["status"] not in TABLET_STATUSES:
+        return _fail(
+            "invalid_choice",
+            "status",
+            f"a tablet sets status to one of {list(TABLET_STATUSES)}; returned, accepted and"
+            " merged are supervisors' decisions",
+        )
     return None
 
 

@@ -244,3 +244,49 @@ async def test_review_routes_check_role_and_object(demo, tmp_path):
     events = (await admin.get("/api/v1/audit/events", params={"limit": 5})).json()
     assert len(events["events"]) == 5 and events["next_after_id"] == events["events"][-1]["id"]
     assert (await admin.get("/api/v1/audit/verify")).json()["ok"] is True
+
+
+async def test_joint_inspection_both_authorities_see_it_the_lead_decides(demo, tmp_path):
+    zhou, _ = await tablet(demo, tmp_path, "insp.zj1", "zhou")  # joint: Zhejiang leads
+    joint = "insp-joint-conj"
+    sup_zj, sup_js = await login(demo, "sup.zj"), await login(demo, "sup.js")
+    r = await sup_zj.post(f"/api/v1/inspections/{joint}/transitions", json={"to": "in_progress"})
+    assert r.status_code == 200
+    await zhou.sync()
+    sha = "ab" * 32  # a photo recorded offline, not uploaded yet
+    zhou.edit(
+        "finding",
+        "f-j",
+        {"inspection_id": joint, "title": "DAR drift", "evidence_hashes": [sha]},
+    )
+    await zhou.sync()
+    for sup in (sup_zj, sup_js):
+        rows = (await sup.get("/api/v1/review/queue", params={"has_missing_evidence": 1})).json()
+        assert [(r["id"], r["missing_evidence"]) for r in rows["items"]] == [("f-j", [sha])]
+        assert rows["items"][0]["lead_authority_id"] == "zj-mpa"
+    r = await decide(sup_js, "f-j", decision="accept", reason="x")
+    assert r.status_code == 403  # the participating authority sees, the lead decides
+    r = await decide(sup_zj, "f-j", decision="accept", reason="photo to follow")
+    assert r.status_code == 200
+    none = await sup_zj.get("/api/v1/review/queue", params={"has_missing_evidence": "false"})
+    assert none.json()["total"] == 0
+
+
+def test_no_route_changes_or_removes_audit_events(app):
+    for route in app.routes:
+        if route.path.startswith("/api/v1/audit"):
+            methods = {m for h in route.route_handlers for m in h.http_methods}
+            assert methods <= {"GET", "HEAD", "OPTIONS"}, (route.path, methods)
+
+
+async def test_an_inspector_cannot_accept_their_own_finding_from_the_tablet(demo, tmp_path):
+    li, _ = await tablet(demo, tmp_path, "insp.js1", "li")
+    li.edit("finding", "f-self", {"inspection_id": INSP, "title": "Mislabelled vial"})
+    await li.sync()
+    li.edit("finding", "f-self", {"status": "accepted"})
+    await li.sync()
+    rejected = li.results("rejected")[-1]["detail"]
+    assert (rejected["code"], rejected["field"]) == ("invalid_choice", "status")
+    sup = await login(demo, "sup.js")
+    row = (await sup.get("/api/v1/review/queue")).json()["items"][0]
+    assert (row["id"], row["status"]) == ("f-self", "draft")
