@@ -1019,7 +1019,8 @@ class Bench:
 def verify(db_path: Path, acks: list[Ack], phase4: dict[str, Any]) -> dict[str, Any]:
     """Every acknowledged mutation is in the database, once, with its value.
 
-    - history has exactly one row per acknowledged (not duplicate/rejected) mid;
+    - the audit trail (history) has exactly one event of the finding per acknowledged
+      (not duplicate/rejected) mid;
     - the mutation log has its key;
     - every value it pushed is the record's current value or kept in a conflict of
       that record and field (never silently dropped);
@@ -1029,7 +1030,12 @@ def verify(db_path: Path, acks: list[Ack], phase4: dict[str, Any]) -> dict[str, 
     """
     db = sqlite3.connect(str(db_path))
     try:
-        per_mid = dict(db.execute("SELECT mid, COUNT(*) FROM history GROUP BY mid").fetchall())
+        # the mutation's own record (the conflict records it opens have events too)
+        per_mid = dict(
+            db.execute(
+                "SELECT mid, COUNT(*) FROM history WHERE kind = 'finding' GROUP BY mid"
+            ).fetchall()
+        )
         keys = {r[0] for r in db.execute("SELECT key FROM mutations")}
         records: dict[str, tuple[int, int, dict[str, Any]]] = {}
         for rid, rev, deleted, data in db.execute(
