@@ -29,6 +29,7 @@ from server.routes.evidence import EvidenceController, tus_resumable_header
 from server.routes.health import healthz, readyz
 from server.routes.inspections import InspectionController
 from server.routes.reference import reference_routers
+from server.routes.reports import ReportsController
 from server.routes.sync import SyncController
 from server.settings import Settings
 from sync.authoring import Authoring
@@ -159,6 +160,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             ChecklistController,
             SyncController,
             EvidenceController,
+            ReportsController,
             *reference_routers(),
         ],
         dependencies={
