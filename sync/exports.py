@@ -101,7 +101,7 @@ def csv_cell(value: Any) -> str | int | float:
     if isinstance(value, int | float):
         return value
     if isinstance(value, list | tuple):
-        text = "; ".join(str(csv_cell(v)).removeprefix("'") for v in value)
+        text = "; ".join("" if v is None else str(v) for v in value)
     elif isinstance(value, dict):
         text = msgspec.json.encode(value).decode()
     else:

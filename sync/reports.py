@@ -222,6 +222,8 @@ class Dossier(msgspec.Struct, kw_only=True):
     """Every user named by a record of the inspection, by id."""
     raised_by: dict[str, PersonRef]
     """Finding id -> who created it."""
+    authorities: dict[str, AuthorityRef]
+    """The authorities of the inspection and of every person named, by id."""
 
     def link(self, link_id: str) -> CoveredLink | None:
         return next((lk for lk in self.links if lk.link_id == link_id), None)
@@ -633,6 +635,10 @@ class Reports:
             for d in rec.data.get("decisions") or []:
                 if isinstance(d, dict) and isinstance(d.get("by"), str):
                     people.setdefault(d["by"], world.person(d["by"]))
+        authorities = {a.id: a for a in [ref.lead_authority, *ref.participating_authorities]}
+        for person in people.values():
+            if person.authority_id and person.authority_id not in authorities:
+                authorities[person.authority_id] = world.authority(person.authority_id)
         return Dossier(
             generated_at=now,
             generated_by=principal.username,
@@ -654,6 +660,7 @@ class Reports:
             signoffs=signoffs,
             people=people,
             raised_by=raised_by,
+            authorities=authorities,
         )
 
 

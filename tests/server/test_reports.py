@@ -417,7 +417,11 @@ async def test_report_has_the_header_facts_and_classified_findings(world):
     assert "Classified by the inspector as" in critical_part
     assert "严重缺陷" in critical_part and "NMPA serious" in critical_part
     assert "Resin lifetime not validated" in part[major:other]
-    assert "Falsified reconciliation &lt;record&gt;" in critical_part
+    assert (
+        "reclassify (major → critical) by Supervisor Chen (Jiangsu), 2026-11-29 10:00 UTC: "
+        "Falsified reconciliation &lt;record&gt;"
+    ) in critical_part
+    assert "Raised by</dt><dd>Inspector Li (Jiangsu) (Jiangsu Medical Products" in critical_part
     # merged findings are listed apart, not as a deficiency
     assert "Duplicate of the resin finding" in part[other:]
     summary = html[html.index("6. Summary") :]
