@@ -154,6 +154,9 @@ class LinkView(msgspec.Struct, kw_only=True):
     inspections: list[InspectionRef]
     findings: list[FindingRow]
     counts: Counts
+    counts_by_authority: dict[str, Counts]
+    """The same counts split by the authority of whoever raised each finding (``""``
+    when unknown): in a joint inspection, each authority's team's share."""
 
 
 class ChainView(msgspec.Struct, kw_only=True):
@@ -523,6 +526,7 @@ class Reports:
                     inspections=by_link[lid],
                     findings=found,
                     counts=_counts_of_rows(found),
+                    counts_by_authority=_counts_by_authority(found),
                 )
             )
         return ChainView(
@@ -682,6 +686,14 @@ def _response_order(rec: StoredRecord, links: list[CoveredLink]) -> tuple[Any, .
 
 def _counts_of_rows(rows: Iterable[FindingRow]) -> Counts:
     return count_findings({"classification": r.classification, "status": r.status} for r in rows)
+
+
+def _counts_by_authority(rows: list[FindingRow]) -> dict[str, Counts]:
+    groups: dict[str, list[FindingRow]] = {}
+    for r in rows:
+        key = (r.raised_by.authority_id if r.raised_by else None) or ""
+        groups.setdefault(key, []).append(r)
+    return {k: _counts_of_rows(v) for k, v in sorted(groups.items())}
 
 
 def _sum_counts(parts: Iterable[Counts]) -> Counts:

@@ -48,6 +48,8 @@ def _attachment(name: str) -> dict[str, str]:
 class ReportsController(Controller):
     path = "/api/v1"
     tags = ["reports"]
+    # a Reports per request: it holds nothing but the app's store and clock (a cached
+    # one on this class would outlive the app that made it)
     dependencies = {"reports": Provide(provide_reports, sync_to_thread=False)}
 
     @get("/products/{record_id:str}/chain-findings", guards=[STAFF])

@@ -257,6 +257,10 @@ async def test_chain_view_shows_three_sites_in_chain_order_with_counts(world):
     assert raised["f-cj-zj"]["name"] == "Inspector Zhou (Zhejiang)"
     assert raised["f-cj-js"]["authority_id"] == "js-mpa"
     assert all(f["authority_ids"] == ["zj-mpa", "js-mpa"] for f in conj["findings"])
+    split = conj["counts_by_authority"]
+    assert sorted(split) == ["js-mpa", "zj-mpa"]
+    assert (split["js-mpa"]["major"], split["zj-mpa"]["other"]) == (1, 1)
+    assert split["js-mpa"]["total"] == split["zj-mpa"]["total"] == 1
 
 
 async def test_chain_view_is_for_supervisors_and_admins(world):
