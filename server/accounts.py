@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from server.passwords import Passwords
+from sync.audit import SYSTEM, Actor
 from sync.clock import Clock
 from sync.errors import InvalidInput, NotFound
 from sync.models import Device, Role, User
@@ -28,6 +29,7 @@ class Accounts:
         authority_id: str,
         password: str,
         user_id: str | None = None,
+        actor: Actor = SYSTEM,
     ) -> User:
         if await self.store.get_record("authority", authority_id) is None:
             raise InvalidInput(f"no authority {authority_id!r}", field="authority_id")
@@ -40,7 +42,7 @@ class Accounts:
             password_hash=self.passwords.hash(password),
             created_at=self.clock.now(),
         )
-        return await self.store.add_user(user)
+        return await self.store.add_user(user, actor=actor)
 
     async def find(self, username_or_id: str) -> User:
         user = await self.store.find_user(username_or_id) or await self.store.get_user(
@@ -50,12 +52,14 @@ class Accounts:
             raise NotFound(f"no user {username_or_id!r}")
         return user
 
-    async def set_password(self, user_id: str, password: str) -> User:
-        return await self.store.update_user(user_id, password_hash=self.passwords.hash(password))
+    async def set_password(self, user_id: str, password: str, actor: Actor = SYSTEM) -> User:
+        return await self.store.update_user(
+            user_id, password_hash=self.passwords.hash(password), actor=actor
+        )
 
-    async def set_disabled(self, user_id: str, disabled: bool) -> User:
-        return await self.store.update_user(user_id, disabled=disabled)
+    async def set_disabled(self, user_id: str, disabled: bool, actor: Actor = SYSTEM) -> User:
+        return await self.store.update_user(user_id, disabled=disabled, actor=actor)
 
-    async def revoke_device(self, device_id: str) -> Device:
+    async def revoke_device(self, device_id: str, actor: Actor = SYSTEM) -> Device:
         """Revoke a lost tablet: its tokens stop working on their next request."""
-        return await self.store.revoke_device(device_id, self.clock.now())
+        return await self.store.revoke_device(device_id, self.clock.now(), actor=actor)

@@ -30,6 +30,7 @@ from server.routes.health import healthz, readyz
 from server.routes.inspections import InspectionController
 from server.routes.reference import reference_routers
 from server.routes.reports import ReportsController
+from server.routes.review import AuditController, ReviewController
 from server.routes.sync import SyncController
 from server.settings import Settings
 from sync.authoring import Authoring
@@ -39,6 +40,7 @@ from sync.evidence import LocalBlobStore, UploadArea
 from sync.models import Principal
 from sync.notify import Notifier
 from sync.registry import Registry
+from sync.review import Review
 from sync.sqlite_store import SQLiteStore
 from sync.store import Store
 from sync.uploads import UploadLimits, Uploads
@@ -70,6 +72,7 @@ class Services:
             ),
             self.notifier,
         )
+        self.review = Review(store, self.engine, clock)
         evidence = settings.evidence_root
         self.uploads = Uploads(
             store,
@@ -161,6 +164,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             SyncController,
             EvidenceController,
             ReportsController,
+            ReviewController,
+            AuditController,
             *reference_routers(),
         ],
         dependencies={
@@ -172,6 +177,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             "engine": provide(services.engine),
             "notifier": provide(services.notifier),
             "uploads": provide(services.uploads),
+            "review": provide(services.review),
         },
         lifespan=[lifespan],
         on_app_init=[jwt_auth.on_app_init],

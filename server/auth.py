@@ -29,6 +29,7 @@ from litestar.security.jwt import Token
 
 from server.passwords import Passwords
 from server.settings import Settings
+from sync.audit import Actor
 from sync.clock import Clock
 from sync.errors import DomainError, InvalidInput, NotFound
 from sync.models import Device, Principal, RefreshToken, Role, User
@@ -237,7 +238,8 @@ class AuthService:
                     platform=device.platform,
                     app_version=device.app_version,
                     registered_at=now,
-                )
+                ),
+                actor=Actor(user.id, user.role.value),
             )
             return registered.id
         known = await self.store.get_device(device.id)

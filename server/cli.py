@@ -1,4 +1,4 @@
-"""The ``inspectsync`` command: serve, init, users, devices, checklists.
+"""The ``inspectsync`` command: serve, init, users, devices, audit, checklists.
 
 Every command reads the same settings as the server (``INSPECTSYNC_*`` variables,
 then flags). ``inspectsync <command> --help`` explains each one.
@@ -217,6 +217,38 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return _run(_settings(args), go)
 
 
+# --- audit ----------------------------------------------------------------------------
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    async def go(ctx: _Ctx) -> int:
+        if args.action == "verify":
+            found = await ctx.store.verify_audit()
+            if found.ok:
+                print(f"ok: {found.checked} audit events, chain intact; head {found.head}")
+                return 0
+            print(
+                f"TAMPERED: audit event {found.first_bad_id} does not match:"
+                f" {found.problem} ({found.checked - 1} events before it are intact)"
+            )
+            return 1
+        out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+        try:
+            after = 0
+            while True:
+                rows = await ctx.store.audit_events(after_id=after, limit=1000)
+                for row in rows:
+                    out.write(msgspec.json.encode(row).decode() + "\n")
+                if len(rows) < 1000:
+                    return 0
+                after = rows[-1]["id"]
+        finally:
+            if out is not sys.stdout:
+                out.close()
+
+    return _run(_settings(args), go)
+
+
 # --- checklists -----------------------------------------------------------------------
 
 
@@ -392,6 +424,29 @@ def build_parser() -> argparse.ArgumentParser:
     _db_flags(p)
     p.add_argument("device_id")
     devices.set_defaults(func=cmd_devices)
+
+    au = sub.add_parser(
+        "audit",
+        help="verify and export the audit trail",
+        description="The append-only, hash-chained audit trail of every change.",
+    )
+    aus2 = au.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = aus2.add_parser(
+        "verify",
+        help="walk the hash chain",
+        description="Recompute every audit event's hash in order; print the first event"
+        " that does not match (changed, removed or inserted) and exit 1, or exit 0 with"
+        " the chain's head hash (keep it elsewhere to detect events cut off the end).",
+    )
+    _db_flags(p)
+    p = aus2.add_parser(
+        "export",
+        help="write the whole trail as JSON lines",
+        description="Every audit event, oldest first, one JSON object a line.",
+    )
+    _db_flags(p)
+    p.add_argument("-o", "--output", help="file to write (default: standard output)")
+    au.set_defaults(func=cmd_audit)
 
     cl = sub.add_parser(
         "checklists",

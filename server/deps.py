@@ -14,6 +14,7 @@ from sync.engine import SyncEngine
 from sync.models import Principal
 from sync.notify import Notifier
 from sync.registry import Registry
+from sync.review import Review
 from sync.store import Store
 from sync.uploads import Uploads
 
@@ -25,6 +26,7 @@ __all__ = [
     "EngineDep",
     "NotifierDep",
     "RegistryDep",
+    "ReviewDep",
     "StoreDep",
     "UploadsDep",
 ]
@@ -37,6 +39,7 @@ AuthoringDep: TypeAlias = NamedDependency[Authoring]
 EngineDep: TypeAlias = NamedDependency[SyncEngine]
 NotifierDep: TypeAlias = NamedDependency[Notifier]
 UploadsDep: TypeAlias = NamedDependency[Uploads]
+ReviewDep: TypeAlias = NamedDependency[Review]
 
 AuthedRequest: TypeAlias = Request[Principal, Any, Any]
 """A request that passed authentication: ``request.user`` is the Principal."""

@@ -44,6 +44,7 @@ from sync.fielddata import (
     validate,
 )
 from sync.protocol import PullRequest, PullResponse, PushRequest, PushResponse
+from sync.signatures import SIGNED_FIELDS, content_hash, in_scope
 
 __all__ = ["add_tablet_parser"]
 
@@ -666,6 +667,8 @@ def cmd_finding_edit(args: argparse.Namespace) -> int:
             fields["classification"] = args.classification
         if args.evidence is not None:
             fields["objective_evidence"] = args.evidence
+        if args.status is not None:
+            fields["status"] = args.status
         items = _linked_items(args.item)
         if items:
             fields["linked_items"] = [
@@ -674,7 +677,7 @@ def cmd_finding_edit(args: argparse.Namespace) -> int:
             ]
         if not fields:
             raise DomainError(
-                "nothing to change: give --title, --classification, --evidence or --item"
+                "nothing to change: give --title, --classification, --evidence, --status or --item"
             )
         insp = t.view("inspection", str(current.get("inspection_id", "")))
         problem = _local_problem(t, insp, "finding", args.finding_id, {**current, **fields})
@@ -752,6 +755,37 @@ def cmd_finding_list(args: argparse.Namespace) -> int:
             )
         if not found:
             print("no findings on this tablet")
+    return EXIT_OK
+
+
+def cmd_signoff(args: argparse.Namespace) -> int:
+    with _Local(args) as local:
+        t = local.tablet
+        if t.view("inspection", args.inspection) is None:
+            raise DomainError(f"inspection {args.inspection!r} is not on this tablet")
+        scope = f"link:{args.link}" if args.link else "inspection"
+        signed = [
+            (kind, rid, data)
+            for kind in SIGNED_FIELDS
+            for rid, data in t.records(kind).items()
+            if data.get("inspection_id") == args.inspection and in_scope(scope, kind, rid, data)
+        ]
+        sid = t.new_id("s")
+        fields = {
+            "inspection_id": args.inspection,
+            "scope": scope,
+            "signer_name": args.name,
+            "meaning": args.meaning,
+            "content_hash": content_hash(signed),
+            "signed_at": datetime.now(UTC).isoformat(),
+        }
+        t.edit("signoff", sid, fields)
+        print(sid)
+        print(
+            f"signed {scope} of {args.inspection} ({len(signed)} records, content"
+            f" {fields['content_hash'][:12]}) offline; sync to send it",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -1003,6 +1037,11 @@ def add_tablet_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--classification", choices=classes, help="new classification")
     p.add_argument("--evidence", help="new objective evidence text")
     p.add_argument(
+        "--status",
+        choices=["draft", "submitted", "withdrawn"],
+        help="submit for review (again, after a return), or withdraw",
+    )
+    p.add_argument(
         "--item", action="append", metavar="LINK:ITEM", help="link one more checklist item"
     )
     p.add_argument("--reason", help="why (required after sign-off)")
@@ -1023,6 +1062,20 @@ def add_tablet_parser(subparsers: Any) -> argparse.ArgumentParser:
         "List findings held locally, with class, status and open conflicts.",
     )
     p.add_argument("--inspection", help="only this inspection's findings")
+
+    p = _add(
+        ts,
+        "signoff",
+        cmd_signoff,
+        "sign off an inspection or one chain link (offline)",
+        "Sign what this tablet holds for the inspection (or one link) with your printed"
+        " name and a meaning. The server binds the signature to the content's hash: a"
+        " later change shows the signature as no longer matching, and needs a reason.",
+    )
+    p.add_argument("inspection", help="inspection id")
+    p.add_argument("--link", help="sign only this chain link's section")
+    p.add_argument("--name", required=True, help="your printed name")
+    p.add_argument("--meaning", choices=["authored", "reviewed", "approved"], default="authored")
 
     p = _add(
         ts,

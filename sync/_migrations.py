@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 
 import sqlite_utils
 
+from sync.audit import GENESIS, HASHED, event_hash
+
 __all__ = ["MIGRATIONS", "apply_migrations"]
 
 
@@ -258,6 +260,32 @@ def _m3_evidence(db: sqlite_utils.Database) -> None:
     db["uploads"].create_index(["expires_at"], if_not_exists=True)  # type: ignore[union-attr]
 
 
+def _m4_audit_chain(db: sqlite_utils.Database) -> None:
+    # The history becomes the audit trail of every change: the actor's role, and a hash
+    # chain over the events (existing events are chained in id order). Triggers make
+    # the table append-only for every connection, the application's included.
+    table = db["history"]
+    for column in ("role", "prev_hash", "hash"):
+        if column not in table.columns_dict:  # type: ignore[union-attr]
+            table.add_column(column, str, not_null_default="")  # type: ignore[union-attr]
+    prev = GENESIS
+    columns = ", ".join(HASHED)  # constant column names
+    rows = db.execute(f"SELECT id, {columns} FROM history ORDER BY id").fetchall()  # noqa: S608
+    for row in rows:
+        values = list(row[1:])
+        digest = event_hash(prev, values)
+        db.execute(
+            "UPDATE history SET prev_hash = ?, hash = ? WHERE id = ?", (prev, digest, row[0])
+        )
+        prev = digest
+    for action in ("UPDATE", "DELETE"):
+        db.execute(
+            f"CREATE TRIGGER IF NOT EXISTS history_no_{action.lower()} BEFORE {action} ON history"
+            " BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END"
+        )
+    table.create_index(["inspection_id"], if_not_exists=True)  # type: ignore[union-attr]
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "users, devices, refresh tokens, records and the change sequence", _m1_initial),
     (
@@ -266,6 +294,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
         _m2_sync,
     ),
     (3, "evidence: stored files, their references, resumable uploads", _m3_evidence),
+    (4, "audit trail: actor role, hash chain, append-only history", _m4_audit_chain),
 ]
 
 

@@ -18,6 +18,7 @@ from checklists.diff import TemplateDiff, diff_templates
 from checklists.loader import ChecklistError, check_complete, template_from_obj
 from checklists.schema import StageType, Template, Text
 from sync.access import can_see_inspection, inspection_scope
+from sync.audit import Actor
 from sync.clock import Clock
 from sync.errors import AlreadyExists, Forbidden, InvalidInput, NotFound, VersionImmutable
 from sync.models import (
@@ -74,7 +75,9 @@ class Authoring:
             title_zh=title.zh,
             created_by=principal.user_id,
         )
-        return await self.store.create_record(TEMPLATE, key, msgspec.to_builtins(body))
+        return await self.store.create_record(
+            TEMPLATE, key, msgspec.to_builtins(body), actor=Actor.of(principal)
+        )
 
     async def list_templates(self, principal: Principal) -> list[StoredRecord]:
         return await self.store.list_records(TEMPLATE)
@@ -169,7 +172,7 @@ class Authoring:
             template_key=key, version=number, content=body, created_by=principal.user_id
         )
         return await self.store.create_record(
-            VERSION, version_id(key, number), msgspec.to_builtins(rec)
+            VERSION, version_id(key, number), msgspec.to_builtins(rec), actor=Actor.of(principal)
         )
 
     @staticmethod
@@ -202,7 +205,9 @@ class Authoring:
         self._require_draft(rec)
         template = await self.get_template(principal, rec.data["template_key"])
         data = {**rec.data, "content": self._check_content(content, template.id, template)}
-        return await self.store.update_record(VERSION, vid, data, expect_rev=expect_rev)
+        return await self.store.update_record(
+            VERSION, vid, data, expect_rev=expect_rev, actor=Actor.of(principal)
+        )
 
     @staticmethod
     def _require_draft(rec: StoredRecord) -> None:
@@ -247,7 +252,9 @@ class Authoring:
             "published_at": now.isoformat(),
             "effective_date": (effective_date or now.date()).isoformat(),
         }
-        return await self.store.update_record(VERSION, vid, data, expect_rev=expect_rev)
+        return await self.store.update_record(
+            VERSION, vid, data, expect_rev=expect_rev, actor=Actor.of(principal)
+        )
 
     async def retire(self, principal: Principal, vid: str) -> StoredRecord:
         _require_admin(principal)
@@ -257,7 +264,9 @@ class Authoring:
                 f"only a published version can be retired; {vid!r} is {rec.data['status']}"
             )
         data = {**rec.data, "status": "retired", "retired_at": self.clock.now().isoformat()}
-        return await self.store.update_record(VERSION, vid, data, expect_rev=rec.rev)
+        return await self.store.update_record(
+            VERSION, vid, data, expect_rev=rec.rev, actor=Actor.of(principal)
+        )
 
     async def diff(self, principal: Principal, old_vid: str, new_vid: str) -> TemplateDiff:
         old = await self.get_version(principal, old_vid)

@@ -20,6 +20,7 @@ import msgspec
 from checklists.loader import template_from_obj
 from checklists.schema import Template
 from sync.access import can_see_inspection, inspection_scope
+from sync.audit import Actor, AuditContext, state_at
 from sync.clock import Clock
 from sync.errors import Forbidden, InvalidInput, InvalidTransition, NotFound
 from sync.fielddata import POLICIES, Reason, check_fields, parse_response_id, validate
@@ -44,6 +45,7 @@ from sync.protocol import (
     Rejected,
     Result,
 )
+from sync.signatures import SIGNED_FIELDS, content_hash, in_scope
 from sync.store import BatchTx, Store
 
 __all__ = ["EngineConfig", "SyncEngine", "public_data"]
@@ -188,7 +190,16 @@ class SyncEngine:
                 got = receive(self._hlc, remote, now_ms, "server", self.config.max_skew_ms)
                 self._hlc = got.clock
                 skew, flagged = got.skew_ms, flagged or got.flagged
-                result = ctx.apply(m, str(got.effective), got.flagged)
+                hlc = str(got.effective)
+                tx.context = AuditContext(
+                    reason=m.reason,
+                    mid=m.mid,
+                    batch_id=batch_id,
+                    hlc=hlc,
+                    device_time=m.device_time.isoformat(),
+                    received_at=ctx.received_iso,
+                )
+                result = ctx.apply(m, hlc, got.flagged)
                 encoded = _result_encoder.encode(result)
                 known[key] = encoded  # a repeat later in this batch is a duplicate
                 tx.put_mutation(
@@ -221,7 +232,9 @@ class SyncEngine:
                 skew_flagged=flagged,
             )
 
-        answer, touched = await self.store.write_batch(lambda tx: (apply(tx), tx_touched))
+        answer, touched = await self.store.write_batch(
+            lambda tx: (apply(tx), tx_touched), actor=Actor.of(principal)
+        )
         self.notifier.publish(touched)
         return answer
 
@@ -419,6 +432,9 @@ class SyncEngine:
                 raise InvalidTransition("this conflict is already resolved", field="conflict_id")
             self._hlc = tick(self._hlc, self._now_ms(), "server")
             hlc = str(self._hlc)
+            tx.context = AuditContext(
+                reason=f"conflict {conflict_id}: {reason}", hlc=hlc, received_at=now.isoformat()
+            )
             kind, rid, field = (
                 conflict.data["record_kind"],
                 conflict.data["record_id"],
@@ -459,7 +475,7 @@ class SyncEngine:
                 problem = validate(kind, rid, view, self._pins(tx, insp))
                 if problem is not None:
                     raise InvalidInput(problem.message, field=f"value ({problem.field})")
-            new = tx.put_record(kind, rid, data, rev=rec.rev + 1, deleted=deleted)
+            tx.put_record(kind, rid, data, rev=rec.rev + 1, deleted=deleted, op="resolve")
             resolution = {
                 "value": value,
                 "by": principal.user_id,
@@ -473,32 +489,54 @@ class SyncEngine:
                 "resolution": resolution,
                 "winner": value,
             }
-            resolved = tx.put_record("conflict", conflict_id, cdata, rev=conflict.rev + 1)
-            tx.add_history(
-                {
-                    "seq": new.seq,
-                    "kind": kind,
-                    "record_id": rid,
-                    "inspection_id": data.get("inspection_id"),
-                    "rev": new.rev,
-                    "op": "resolve",
-                    "mid": None,
-                    "batch_id": None,
-                    "user_id": principal.user_id,
-                    "device_id": principal.device_id,
-                    "hlc": hlc,
-                    "device_time": None,
-                    "received_at": now.isoformat(),
-                    "reason": f"conflict {conflict_id}: {reason}",
-                    "old": _json({field: rec.data.get(field)}),
-                    "new": _json({field: value}),
-                }
+            resolved = tx.put_record(
+                "conflict", conflict_id, cdata, rev=conflict.rev + 1, op="resolve"
             )
             return resolved
 
-        resolved = await self.store.write_batch(write)
+        resolved = await self.store.write_batch(write, actor=Actor.of(principal))
         self.notifier.publish([resolved.data["inspection_id"]])
         return resolved
+
+    # --- server-side changes (supervisors' decisions) -----------------------------
+
+    @staticmethod
+    def scope_hash(tx: BatchTx, inspection_id: str, scope: str) -> str:
+        """The content hash of what a sign-off of ``scope`` covers, as stored now."""
+        records = [
+            (rec.kind, rec.id, rec.data)
+            for kind in SIGNED_FIELDS
+            for rec in tx.records_of(kind, inspection_id)
+            if in_scope(scope, kind, rec.id, rec.data)
+        ]
+        return content_hash(records)
+
+    def server_write(
+        self,
+        tx: BatchTx,
+        principal: Principal,
+        rec: StoredRecord,
+        updates: dict[str, Any],
+        *,
+        op: str,
+        reason: str,
+    ) -> StoredRecord:
+        """Inside a write batch: change fields of a field-data record on the server's
+        side (a supervisor's decision). Each field is stamped with the server's HLC like
+        a tablet's edit, so tablets merge it as any other change and a concurrent
+        offline edit of the same field becomes a kept conflict, not a silent loss."""
+        self._hlc = tick(self._hlc, self._now_ms(), "server")
+        hlc = str(self._hlc)
+        tx.context = AuditContext(reason=reason, hlc=hlc, received_at=self.clock.now().isoformat())
+        data = dict(rec.data)
+        stamps = dict(data.get("_stamps") or {})
+        for field, value in updates.items():
+            data[field] = value
+            stamps[field] = _raw(
+                Stamp(rec.rev + 1, hlc, principal.user_id, principal.device_id or "")
+            )
+        data["_stamps"] = stamps
+        return tx.put_record(rec.kind, rec.id, data, rev=rec.rev + 1, op=op)
 
     # --- read models for admins/supervisors --------------------------------------
 
@@ -520,15 +558,43 @@ class SyncEngine:
     async def history(
         self, principal: Principal, kind: str, record_id: str
     ) -> list[dict[str, Any]]:
+        """Every audit event of one entity, oldest first. Who may read it: for a record
+        of an inspection, whoever may see the inspection; for reference data and
+        checklists, supervisors and admins; for users and devices, admins."""
+
         def read(tx: BatchTx) -> list[dict[str, Any]]:
-            rec = tx.get_record(kind, record_id, include_deleted=True)
-            iid = rec.data.get("inspection_id") if rec else None
-            insp = tx.get_record("inspection", iid) if isinstance(iid, str) else None
-            if insp is None or not can_see_inspection(principal, insp.data):
+            if kind in ("user", "device"):
+                allowed = principal.role is Role.ADMIN
+            else:
+                rec = tx.get_record(kind, record_id, include_deleted=True)
+                iid = (
+                    record_id
+                    if kind == "inspection"
+                    else (rec.data if rec else {}).get("inspection_id")
+                )
+                if rec is None:
+                    allowed = False
+                elif isinstance(iid, str):
+                    insp = tx.get_record("inspection", iid, include_deleted=True)
+                    allowed = insp is not None and can_see_inspection(principal, insp.data)
+                else:
+                    allowed = principal.role is not Role.INSPECTOR
+            events = tx.history_of(kind, record_id) if allowed else []
+            if not events:
                 raise NotFound(f"no {kind} {record_id!r}")
-            return tx.history_of(kind, record_id)
+            return events
 
         return await self.store.read_batch(read)
+
+    async def version(
+        self, principal: Principal, kind: str, record_id: str, rev: int
+    ) -> dict[str, Any]:
+        """A record as it was at ``rev`` (a signed-off answer before its change, ...),
+        rebuilt from the audit trail; the same access rule as :meth:`history`."""
+        state = state_at(await self.history(principal, kind, record_id), rev)
+        if state is None:
+            raise NotFound(f"{kind} {record_id!r} has no rev {rev}")
+        return state
 
 
 class _PushContext:
@@ -557,9 +623,16 @@ class _PushContext:
         self._signed: dict[str, set[str]] = {}
 
     def _put(
-        self, kind: str, rid: str, data: dict[str, Any], *, rev: int, deleted: bool = False
+        self,
+        kind: str,
+        rid: str,
+        data: dict[str, Any],
+        *,
+        rev: int,
+        deleted: bool = False,
+        op: str | None = None,
     ) -> StoredRecord:
-        rec = self.tx.put_record(kind, rid, data, rev=rev, deleted=deleted)
+        rec = self.tx.put_record(kind, rid, data, rev=rev, deleted=deleted, op=op)
         self.records[(kind, rid)] = rec
         return rec
 
@@ -713,36 +786,6 @@ class _PushContext:
             return key is not None and f"link:{key.link_id}" in scopes
         return False
 
-    def _history(
-        self,
-        m: Mutation,
-        rec: StoredRecord,
-        op: str,
-        hlc: str,
-        old: dict[str, Any],
-        new: dict[str, Any],
-    ) -> None:
-        self.tx.add_history(
-            {
-                "seq": rec.seq,
-                "kind": rec.kind,
-                "record_id": rec.id,
-                "inspection_id": rec.data.get("inspection_id"),
-                "rev": rec.rev,
-                "op": op,
-                "mid": m.mid,
-                "batch_id": self.batch_id,
-                "user_id": self.principal.user_id,
-                "device_id": self.principal.device_id,
-                "hlc": hlc,
-                "device_time": self.device_iso,
-                "received_at": self.received_iso,
-                "reason": m.reason,
-                "old": _json(old),
-                "new": _json(new),
-            }
-        )
-
     def _open_conflict(
         self, iid: str, kind: str, rid: str, fc: FieldConflict, hlc: str
     ) -> tuple[str, list[Any]]:
@@ -843,7 +886,6 @@ class _PushContext:
         data = dict(current.data)
         data["_deleted_by"] = self.principal.device_id or self.principal.user_id
         rec = self._put(m.kind, m.id, data, rev=current.rev + 1, deleted=True)
-        self._history(m, rec, "delete", hlc, public_data(current), {})
         return Applied(mid=m.mid, kind=m.kind, id=m.id, rev=rec.rev)
 
     def _upsert(
@@ -886,6 +928,11 @@ class _PushContext:
                 # the default is a change like any other: stamped, and in the history
                 merged["status"] = "draft"
                 result.stamps["status"] = Stamp(new_rev, hlc, edit.by, edit.device, edit.mid)
+        if m.kind == "signoff":
+            # bind the signature to what it signs, as the server holds it now
+            scope = str(merged.get("scope", ""))
+            merged["bound_hash"] = self.engine.scope_hash(self.tx, iid, scope)
+            merged["signed_by"] = self.principal.user_id
         view = {k: merged.get(k) for k in POLICIES[m.kind] if k in merged}
         problem = validate(m.kind, m.id, view, self.engine._pins(self.tx, insp))
         if problem is not None:
@@ -927,17 +974,7 @@ class _PushContext:
         merged["open_conflicts"] = sorted({*merged.get("open_conflicts", []), *open_fields})
         merged.pop("_deleted_by", None)
         rev = (current.rev if current else 0) + 1
-        rec = self._put(m.kind, m.id, merged, rev=rev)
-        old = {f: current.data.get(f) for f in new_stamps} if current else {}
-        self._history(
-            m,
-            rec,
-            op or ("create" if current is None else "update"),
-            hlc,
-            old,
-            {f: merged.get(f) for f in new_stamps},
-        )
-        return rec
+        return self._put(m.kind, m.id, merged, rev=rev, op=op)
 
     def _conflicted(
         self,
@@ -968,8 +1005,9 @@ class _PushContext:
             data = dict(current.data)
             data["_conflict_ids"] = self._conflict_ids
             data["open_conflicts"] = sorted({*data.get("open_conflicts", []), "_deleted"})
-            rec = self._put(m.kind, m.id, data, rev=current.rev + 1, deleted=current.deleted)
-            self._history(m, rec, "conflict", hlc, {}, {"_deleted": m.op})
+            rec = self._put(
+                m.kind, m.id, data, rev=current.rev + 1, deleted=current.deleted, op="conflict"
+            )
             return Conflicted(mid=m.mid, kind=m.kind, id=m.id, rev=rec.rev, conflicts=kept)
         data = dict(merged or current.data)
         data["_conflict_ids"] = self._conflict_ids

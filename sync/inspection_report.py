@@ -205,6 +205,9 @@ def _decision(d: Dossier, x: dict[str, Any]) -> str:
         text += f": {_e(x.get('reason'))}"
     if x.get("comment"):
         text += f' <span class="muted">— comment: {_e(x.get("comment"))}</span>'
+    signature = x.get("signature")
+    if isinstance(signature, dict) and signature.get("meaning"):
+        text += f' <span class="muted">(signed: {_e(signature.get("meaning"))})</span>'
     return text
 
 
@@ -416,6 +419,11 @@ def _deficiency(d: Dossier, rec: StoredRecord, number: str) -> str:
     if hashes:
         fields.append(
             ("Evidence files", "<br>".join(f'<span class="ref">{_e(h)}</span>' for h in hashes))
+        )
+    merged_from = [m for m in data.get("merged_from") or [] if isinstance(m, str)]
+    if merged_from:
+        fields.append(
+            ("Merged from", ", ".join(f'<span class="ref">{_e(m)}</span>' for m in merged_from))
         )
     who = d.raised_by.get(rec.id)
     if who is not None:

@@ -14,6 +14,7 @@ import msgspec
 
 from checklists.schema import StageType
 from sync.access import can_see_inspection, inspection_scope
+from sync.audit import Actor
 from sync.authoring import Authoring
 from sync.clock import Clock
 from sync.errors import Forbidden, InvalidInput, InvalidTransition, NotFound
@@ -28,6 +29,7 @@ from sync.models import (
     StoredRecord,
 )
 from sync.notify import Notifier
+from sync.review import undecided_and_conflicts
 from sync.store import Store
 
 __all__ = ["REFERENCE_KINDS", "TRANSITIONS", "Registry", "new_id"]
@@ -106,7 +108,9 @@ class Registry:
         if principal.role is not Role.ADMIN:
             raise Forbidden("only an admin may write reference data")
         await self._check_reference(kind, body)
-        return await self.store.create_record(kind, record_id or new_id(kind[:4]), _body(body))
+        return await self.store.create_record(
+            kind, record_id or new_id(kind[:4]), _body(body), actor=Actor.of(principal)
+        )
 
     async def replace_reference(
         self,
@@ -119,7 +123,9 @@ class Registry:
         if principal.role is not Role.ADMIN:
             raise Forbidden("only an admin may write reference data")
         await self._check_reference(kind, body)
-        return await self.store.update_record(kind, record_id, _body(body), expect_rev=expect_rev)
+        return await self.store.update_record(
+            kind, record_id, _body(body), expect_rev=expect_rev, actor=Actor.of(principal)
+        )
 
     async def visible_reference_ids(self, principal: Principal) -> dict[str, set[str]] | None:
         """For an inspector, the reference records reachable from their inspections:
@@ -218,7 +224,10 @@ class Registry:
         )
         await self._check_inspection(body)
         return await self.store.create_record(
-            "inspection", record_id or new_id("insp"), self._derive(body, [])
+            "inspection",
+            record_id or new_id("insp"),
+            self._derive(body, []),
+            actor=Actor.of(principal),
         )
 
     async def get_inspection(self, principal: Principal, inspection_id: str) -> StoredRecord:
@@ -249,7 +258,7 @@ class Registry:
         await self._check_inspection(body)
         data = self._derive(body, current.data["team_user_ids"])
         return await self.store.update_record(
-            "inspection", inspection_id, data, expect_rev=expect_rev
+            "inspection", inspection_id, data, expect_rev=expect_rev, actor=Actor.of(principal)
         )
 
     async def list_inspections(
@@ -302,10 +311,25 @@ class Registry:
             data["pins"] = await self._pins(rec.data)
             data["started_at"] = now.isoformat()
         if to is InspectionStatus.CLOSED:
+            undecided, conflicts = await self.store.read_batch(
+                lambda tx: undecided_and_conflicts(tx, inspection_id)
+            )
+            if undecided or conflicts:
+                raise InvalidTransition(
+                    f"cannot close: {len(undecided)} finding(s) not decided,"
+                    f" {len(conflicts)} open conflict(s)",
+                    field="to",
+                    undecided_findings=undecided,
+                    open_conflicts=conflicts,
+                )
             data["closed_at"] = now.isoformat()
         data["status"] = to.value
         updated = await self.store.update_record(
-            "inspection", inspection_id, data, expect_rev=expect_rev or rec.rev
+            "inspection",
+            inspection_id,
+            data,
+            expect_rev=expect_rev or rec.rev,
+            actor=Actor.of(principal),
         )
         self.notifier.publish([inspection_id])
         return updated
@@ -356,7 +380,7 @@ class Registry:
         if body.user_id in inspection.data["team_user_ids"]:
             raise InvalidInput("the inspector is already on the team", field="user_id")
         body = msgspec.structs.replace(body, inspection_id=inspection_id)
-        async with self.store.transaction() as tx:
+        async with self.store.transaction(Actor.of(principal)) as tx:
             rec = await tx.create_record("assignment", new_id("asg"), _body(body))
             data = dict(inspection.data)
             data["team_user_ids"] = sorted({*data["team_user_ids"], body.user_id})
@@ -370,7 +394,7 @@ class Registry:
         asg = await self.store.get_record("assignment", assignment_id)
         if asg is None or asg.data["inspection_id"] != inspection_id:
             raise NotFound(f"no assignment {assignment_id!r} on this inspection")
-        async with self.store.transaction() as tx:
+        async with self.store.transaction(Actor.of(principal)) as tx:
             await tx.delete_record("assignment", assignment_id)
             data = dict(inspection.data)
             data["team_user_ids"] = [u for u in data["team_user_ids"] if u != asg.data["user_id"]]

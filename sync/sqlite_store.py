@@ -21,6 +21,17 @@ import aiosqlite
 import msgspec
 
 from sync._migrations import apply_migrations
+from sync.audit import (
+    GENESIS,
+    HASHED,
+    SYSTEM,
+    Actor,
+    AuditContext,
+    Verification,
+    diff,
+    event_hash,
+    verify,
+)
 from sync.errors import AlreadyExists, NotFound, QuotaExceeded, RevisionMismatch, StorageError
 from sync.models import (
     Device,
@@ -54,6 +65,65 @@ _decode = msgspec.json.Decoder(dict[str, Any]).decode
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+_HEAD_SQL = "SELECT hash FROM history ORDER BY id DESC LIMIT 1"
+_AUDIT_SQL = (
+    f"INSERT INTO history ({', '.join(HASHED)}, prev_hash, hash)"
+    f" VALUES ({', '.join('?' * (len(HASHED) + 2))})"
+)
+_json_text = msgspec.json.Encoder()
+
+
+def _event(
+    actor: Actor,
+    ctx: AuditContext,
+    *,
+    seq: int,
+    kind: str,
+    record_id: str,
+    inspection_id: str | None,
+    rev: int,
+    op: str,
+    old: dict[str, Any],
+    new: dict[str, Any],
+    now: str,
+) -> list[Any]:
+    """One audit event's values, in :data:`sync.audit.HASHED` order."""
+    return [
+        seq,
+        kind,
+        record_id,
+        inspection_id,
+        rev,
+        op,
+        ctx.mid,
+        ctx.batch_id,
+        actor.user_id,
+        actor.role,
+        actor.device_id,
+        ctx.hlc,
+        ctx.device_time,
+        ctx.received_at or now,
+        ctx.reason,
+        _json_text.encode(old).decode(),
+        _json_text.encode(new).decode(),
+    ]
+
+
+async def _audit_async(db: aiosqlite.Connection, values: list[Any]) -> None:
+    """Append one event to the chain inside the caller's write transaction."""
+    cur = await db.execute(_HEAD_SQL)
+    row = await cur.fetchone()
+    head = str(row[0]) if row else GENESIS
+    await db.execute(_AUDIT_SQL, (*values, head, event_hash(head, values)))
+
+
+def _op(old_deleted: bool, deleted: bool) -> str:
+    """What a write did: ``old_deleted`` is true when there was no live record."""
+    if deleted:
+        return "delete"
+    return "create" if old_deleted else "update"
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -183,9 +253,35 @@ class SQLiteStore(Store):
             created_at=datetime.fromisoformat(row["created_at"]),
         )
 
-    async def add_user(self, user: User) -> User:
+    @staticmethod
+    def _user_view(user: User) -> dict[str, Any]:
+        return {
+            "username": user.username,
+            "display_name": user.display_name,
+            "role": user.role.value,
+            "authority_id": user.authority_id,
+            "disabled": user.disabled,
+        }
+
+    async def add_user(self, user: User, *, actor: Actor = SYSTEM) -> User:
         try:
             async with self._write() as db:
+                await _audit_async(
+                    db,
+                    _event(
+                        actor,
+                        AuditContext(),
+                        seq=0,
+                        kind="user",
+                        record_id=user.id,
+                        inspection_id=None,
+                        rev=0,
+                        op="create",
+                        old={},
+                        new=self._user_view(user),
+                        now=_now(),
+                    ),
+                )
                 await db.execute(
                     "INSERT INTO users (id, username, display_name, role, authority_id,"
                     " password_hash, disabled, created_at) VALUES (?,?,?,?,?,?,?,?)",
@@ -237,9 +333,39 @@ class SQLiteStore(Store):
         ]
 
     async def update_user(
-        self, user_id: str, *, password_hash: str | None = None, disabled: bool | None = None
+        self,
+        user_id: str,
+        *,
+        password_hash: str | None = None,
+        disabled: bool | None = None,
+        actor: Actor = SYSTEM,
     ) -> User:
         async with self._write() as db:
+            cur = await db.execute("SELECT disabled FROM users WHERE id = ?", (user_id,))
+            before = await cur.fetchone()
+            if before is not None:
+                old: dict[str, Any] = {}
+                new: dict[str, Any] = {}
+                if password_hash is not None:  # the fact, never the hash
+                    old["password"], new["password"] = "(set)", "(changed)"
+                if disabled is not None and bool(before[0]) != disabled:
+                    old["disabled"], new["disabled"] = bool(before[0]), disabled
+                await _audit_async(
+                    db,
+                    _event(
+                        actor,
+                        AuditContext(),
+                        seq=0,
+                        kind="user",
+                        record_id=user_id,
+                        inspection_id=None,
+                        rev=0,
+                        op="update",
+                        old=old,
+                        new=new,
+                        now=_now(),
+                    ),
+                )
             if password_hash is not None:
                 await db.execute(
                     "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
@@ -269,9 +395,29 @@ class SQLiteStore(Store):
             last_seen_at=_dt(row["last_seen_at"]),
         )
 
-    async def add_device(self, device: Device) -> Device:
+    async def add_device(self, device: Device, *, actor: Actor = SYSTEM) -> Device:
         try:
             async with self._write() as db:
+                await _audit_async(
+                    db,
+                    _event(
+                        actor,
+                        AuditContext(),
+                        seq=0,
+                        kind="device",
+                        record_id=device.id,
+                        inspection_id=None,
+                        rev=0,
+                        op="create",
+                        old={},
+                        new={
+                            "user_id": device.user_id,
+                            "name": device.name,
+                            "platform": device.platform,
+                        },
+                        now=_now(),
+                    ),
+                )
                 await db.execute(
                     "INSERT INTO devices (id, user_id, name, platform, app_version,"
                     " registered_at, revoked_at, last_seen_at) VALUES (?,?,?,?,?,?,?,?)",
@@ -303,8 +449,27 @@ class SQLiteStore(Store):
             )
         return [self._device(r) for r in rows]
 
-    async def revoke_device(self, device_id: str, at: datetime) -> Device:
+    async def revoke_device(self, device_id: str, at: datetime, *, actor: Actor = SYSTEM) -> Device:
         async with self._write() as db:
+            cur = await db.execute("SELECT revoked_at FROM devices WHERE id = ?", (device_id,))
+            before = await cur.fetchone()
+            if before is not None and before[0] is None:
+                await _audit_async(
+                    db,
+                    _event(
+                        actor,
+                        AuditContext(),
+                        seq=0,
+                        kind="device",
+                        record_id=device_id,
+                        inspection_id=None,
+                        rev=0,
+                        op="revoke",
+                        old={"revoked_at": None},
+                        new={"revoked_at": at.isoformat()},
+                        now=_now(),
+                    ),
+                )
             await db.execute(
                 "UPDATE devices SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
                 (at.isoformat(), device_id),
@@ -388,17 +553,57 @@ class SQLiteStore(Store):
     # --- records ---------------------------------------------------------------
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Transaction]:
+    async def transaction(
+        self, actor: Actor = SYSTEM, context: AuditContext | None = None
+    ) -> AsyncIterator[Transaction]:
         async with self._write() as db:
-            yield _SQLiteTransaction(db)
+            yield _SQLiteTransaction(db, actor, context or AuditContext())
 
-    async def write_batch(self, fn: Callable[[BatchTx], T]) -> T:
+    async def write_batch(self, fn: Callable[[BatchTx], T], *, actor: Actor = SYSTEM) -> T:
         if self._writer is None:
             raise StorageError("store is not open")
         async with self._lock:
             # One hop to the writer's thread for the whole batch (aiosqlite runs the
             # function on its connection thread; see _run_on_connection).
-            return await _run_on_connection(self._writer, _batch_write, fn)
+            return await _run_on_connection(
+                self._writer, _batch_write, lambda tx: fn(_with_actor(tx, actor))
+            )
+
+    async def audit_events(
+        self,
+        *,
+        kind: str | None = None,
+        record_id: str | None = None,
+        inspection_id: str | None = None,
+        after_id: int = 0,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        where = ["id > ?"]
+        params: list[Any] = [after_id]
+        for column, value in (
+            ("kind", kind),
+            ("record_id", record_id),
+            ("inspection_id", inspection_id),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        rows = await self._fetchall(
+            f"SELECT * FROM history WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
+            (*params, limit),
+        )
+        return [dict(r) for r in rows]
+
+    async def verify_audit(self) -> Verification:
+        def walk(conn: sqlite3.Connection) -> Verification:
+            conn.execute("BEGIN")
+            try:
+                cur = conn.execute("SELECT * FROM history ORDER BY id")
+                return verify(dict(r) for r in cur)
+            finally:
+                conn.execute("ROLLBACK")
+
+        return await self._on_reader(walk)
 
     async def read_batch(self, fn: Callable[[BatchTx], T]) -> T:
         return await _run_on_connection(self._reader(), _batch_read, fn)
@@ -674,8 +879,35 @@ class SQLiteStore(Store):
 
 
 class _SQLiteTransaction(Transaction):
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, actor: Actor, context: AuditContext) -> None:
         self._db = db
+        self.actor = actor
+        self.context = context
+
+    async def _audit(
+        self,
+        rec: StoredRecord,
+        old: dict[str, Any] | None,
+        old_deleted: bool,
+        now: str,
+    ) -> None:
+        before, after = diff(old, None if rec.deleted else rec.data)
+        await _audit_async(
+            self._db,
+            _event(
+                self.actor,
+                self.context,
+                seq=rec.seq,
+                kind=rec.kind,
+                record_id=rec.id,
+                inspection_id=scope_of(rec.kind, rec.id, rec.data),
+                rev=rec.rev,
+                op=_op(old_deleted, rec.deleted),
+                old=before,
+                new=after,
+                now=now,
+            ),
+        )
 
     async def _row(self, kind: str, record_id: str) -> sqlite3.Row | None:
         cur = await self._db.execute(
@@ -707,9 +939,11 @@ class _SQLiteTransaction(Transaction):
             ),
         )
         at = datetime.fromisoformat(now)
-        return StoredRecord(
+        rec = StoredRecord(
             kind=kind, id=record_id, data=data, rev=1, seq=seq, created_at=at, updated_at=at
         )
+        await self._audit(rec, None, True, now)
+        return rec
 
     async def _replace(
         self, kind: str, record_id: str, data: dict[str, Any] | None, expect_rev: int | None
@@ -738,7 +972,7 @@ class _SQLiteTransaction(Transaction):
                 record_id,
             ),
         )
-        return StoredRecord(
+        rec = StoredRecord(
             kind=kind,
             id=record_id,
             data=new_data,
@@ -748,6 +982,8 @@ class _SQLiteTransaction(Transaction):
             created_at=datetime.fromisoformat(row["created_at"]),
             updated_at=datetime.fromisoformat(now),
         )
+        await self._audit(rec, _decode(row["data"]), False, now)
+        return rec
 
     async def update_record(
         self, kind: str, record_id: str, data: dict[str, Any], *, expect_rev: int | None = None
@@ -887,6 +1123,11 @@ def _batch_read(raw: sqlite3.Connection, fn: Callable[[BatchTx], T]) -> T:
         raw.execute("ROLLBACK")
 
 
+def _with_actor(tx: BatchTx, actor: Actor) -> BatchTx:
+    tx.actor = actor
+    return tx
+
+
 class _SQLiteBatch(BatchTx):
     def __init__(self, db: sqlite3.Connection, *, writable: bool) -> None:
         self.db = db
@@ -895,6 +1136,50 @@ class _SQLiteBatch(BatchTx):
         self._seq: int | None = None  # allocated in memory, written once at the end
         # append-only rows, written with one executemany per table at the end
         self._pending: dict[str, list[tuple[Any, ...]]] = {}
+        self.actor = SYSTEM
+        self.context = AuditContext()
+        self._head: str | None = None  # the audit chain's last hash, once read
+        # what this batch knows of records it read or wrote: (data, deleted), so that
+        # writes are audited field by field without reading the record again
+        self._known: dict[tuple[str, str], tuple[dict[str, Any], bool]] = {}
+
+    def _remember(self, rec: StoredRecord) -> StoredRecord:
+        self._known[(rec.kind, rec.id)] = (rec.data, rec.deleted)
+        return rec
+
+    def _prior(self, key: tuple[str, str]) -> tuple[dict[str, Any], bool]:
+        """The record as it is before a write: (data, deleted); a missing one counts
+        as deleted."""
+        if key in self._known:
+            return self._known[key]
+        row = self.db.execute(
+            "SELECT data, deleted FROM records WHERE kind = ? AND id = ?", key
+        ).fetchone()
+        return (_decode(row[0]), bool(row[1])) if row else ({}, True)
+
+    def _audit(self, rec: StoredRecord, op: str | None, prior: tuple[dict[str, Any], bool]) -> None:
+        old, old_deleted = prior
+        before, after = diff(None if old_deleted else old, None if rec.deleted else rec.data)
+        op = op or _op(old_deleted, rec.deleted)
+        values = _event(
+            self.actor,
+            self.context,
+            seq=rec.seq,
+            kind=rec.kind,
+            record_id=rec.id,
+            inspection_id=scope_of(rec.kind, rec.id, rec.data),
+            rev=rec.rev,
+            op=op,
+            old=before,
+            new=after,
+            now=self._now,
+        )
+        if self._head is None:
+            row = self.db.execute(_HEAD_SQL).fetchone()
+            self._head = str(row[0]) if row else GENESIS
+        digest = event_hash(self._head, values)
+        self._pending.setdefault(_AUDIT_SQL, []).append((*values, self._head, digest))
+        self._head = digest
 
     def _next_seq(self) -> int:
         if self._seq is None:
@@ -921,9 +1206,10 @@ class _SQLiteBatch(BatchTx):
         row = self.db.execute(
             "SELECT * FROM records WHERE kind = ? AND id = ?", (kind, record_id)
         ).fetchone()
-        if row is None or (row["deleted"] and not include_deleted):
+        if row is None:
             return None
-        return _record(row)
+        rec = self._remember(_record(row))
+        return None if rec.deleted and not include_deleted else rec
 
     def get_records(self, refs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredRecord]:
         by_kind: dict[str, list[str]] = {}
@@ -937,13 +1223,21 @@ class _SQLiteBatch(BatchTx):
                 rows = self.db.execute(
                     f"SELECT * FROM records WHERE kind = ? AND id IN ({marks})", [kind, *chunk]
                 ).fetchall()
-                found.update({(r["kind"], r["id"]): _record(r) for r in rows})
+                found.update({(r["kind"], r["id"]): self._remember(_record(r)) for r in rows})
         return found
 
     def put_record(
-        self, kind: str, record_id: str, data: dict[str, Any], *, rev: int, deleted: bool = False
+        self,
+        kind: str,
+        record_id: str,
+        data: dict[str, Any],
+        *,
+        rev: int,
+        deleted: bool = False,
+        op: str | None = None,
     ) -> StoredRecord:
         self._write()
+        prior = self._prior((kind, record_id))
         seq = self._next_seq()
         now = self._now
         self.db.execute(
@@ -965,7 +1259,7 @@ class _SQLiteBatch(BatchTx):
             ),
         )
         at = datetime.fromisoformat(now)
-        return StoredRecord(
+        rec = StoredRecord(
             kind=kind,
             id=record_id,
             data=data,
@@ -975,6 +1269,8 @@ class _SQLiteBatch(BatchTx):
             created_at=at,
             updated_at=at,
         )
+        self._audit(rec, op, prior)
+        return self._remember(rec)
 
     def find_records(self, kind: str, filters: Sequence[Filter] = ()) -> list[StoredRecord]:
         where, params = SQLiteStore._where(kind, filters)
@@ -1028,9 +1324,6 @@ class _SQLiteBatch(BatchTx):
 
     def add_quarantine(self, row: dict[str, Any]) -> None:
         self._insert("quarantine", row)
-
-    def add_history(self, row: dict[str, Any]) -> None:
-        self._insert("history", row)
 
     @staticmethod
     def _scope_sql(

@@ -13,6 +13,11 @@ Guarantees common to every method:
   exception attached; they are never turned into "not found".
 - Every record write takes the next value of one global, strictly increasing
   sequence as the record's ``seq``: the change feed position that pull cursors use.
+- Every record write, and every change to a user or a device, appends one audit event
+  (:mod:`sync.audit`) in the same transaction: the acting :class:`~sync.audit.Actor`,
+  the fields changed with old and new values, the caller's
+  :class:`~sync.audit.AuditContext`, and the hash chain. There is no method that
+  changes or removes an audit event.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, TypeVar
 
+from sync.audit import SYSTEM, Actor, AuditContext, Verification
 from sync.models import (
     Device,
     EvidenceFile,
@@ -46,7 +52,14 @@ class BatchTx(abc.ABC):
     transaction: a whole push batch costs one round trip to the database thread and
     commits (durably) or rolls back as a unit. ``read_batch`` runs ``fn`` on a reader
     over one consistent snapshot. Write methods raise on a read transaction.
+
+    ``actor`` is who the batch's writes are audited as (set by ``write_batch``);
+    ``context`` is what else the audit events of the next writes carry: the sync engine
+    sets it per mutation (id, batch, clock readings, reason).
     """
+
+    actor: Actor
+    context: AuditContext
 
     @abc.abstractmethod
     def get_record(
@@ -60,11 +73,20 @@ class BatchTx(abc.ABC):
 
     @abc.abstractmethod
     def put_record(
-        self, kind: str, record_id: str, data: dict[str, Any], *, rev: int, deleted: bool = False
+        self,
+        kind: str,
+        record_id: str,
+        data: dict[str, Any],
+        *,
+        rev: int,
+        deleted: bool = False,
+        op: str | None = None,
     ) -> StoredRecord:
         """Insert or replace a record at revision ``rev`` with the next ``seq``.
         The record's inspection (its scope key) is taken from ``data["inspection_id"]``
-        (an inspection is its own)."""
+        (an inspection is its own). Appends the audit event of the write: its ``op`` is
+        ``op`` if given (``conflict``, ``resolve``, ``review``...), else create, update
+        or delete as the write did."""
 
     @abc.abstractmethod
     def find_records(self, kind: str, filters: Sequence[Filter] = ()) -> list[StoredRecord]:
@@ -98,10 +120,6 @@ class BatchTx(abc.ABC):
     @abc.abstractmethod
     def add_quarantine(self, row: dict[str, Any]) -> None:
         """Keep a rejected mutation, with who, when and why."""
-
-    @abc.abstractmethod
-    def add_history(self, row: dict[str, Any]) -> None:
-        """Append one applied change (old and new field values) to the history."""
 
     @abc.abstractmethod
     def feed(
@@ -158,7 +176,7 @@ class BatchTx(abc.ABC):
 
     @abc.abstractmethod
     def history_of(self, kind: str, record_id: str) -> list[dict[str, Any]]:
-        """Every applied change of one record, oldest first."""
+        """Every audit event of one record, oldest first."""
 
     @abc.abstractmethod
     def missing_evidence(self, inspection_ids: Sequence[str]) -> dict[str, list[str]]:
@@ -229,8 +247,9 @@ class Store(abc.ABC):
     # --- users -----------------------------------------------------------------
 
     @abc.abstractmethod
-    async def add_user(self, user: User) -> User:
-        """Insert a user. Raises AlreadyExists if the id or username is taken."""
+    async def add_user(self, user: User, *, actor: Actor = SYSTEM) -> User:
+        """Insert a user (audited, without the password hash). Raises AlreadyExists if
+        the id or username is taken."""
 
     @abc.abstractmethod
     async def get_user(self, user_id: str) -> User | None:
@@ -246,9 +265,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def update_user(
-        self, user_id: str, *, password_hash: str | None = None, disabled: bool | None = None
+        self,
+        user_id: str,
+        *,
+        password_hash: str | None = None,
+        disabled: bool | None = None,
+        actor: Actor = SYSTEM,
     ) -> User:
-        """Change the given fields; raises NotFound for an unknown id."""
+        """Change the given fields (audited; a password change as a fact, never the
+        hash); raises NotFound for an unknown id."""
 
     @abc.abstractmethod
     async def auth_state(
@@ -260,8 +285,8 @@ class Store(abc.ABC):
     # --- devices ---------------------------------------------------------------
 
     @abc.abstractmethod
-    async def add_device(self, device: Device) -> Device:
-        """Register a device. Raises AlreadyExists if the id is taken."""
+    async def add_device(self, device: Device, *, actor: Actor = SYSTEM) -> Device:
+        """Register a device (audited). Raises AlreadyExists if the id is taken."""
 
     @abc.abstractmethod
     async def get_device(self, device_id: str) -> Device | None:
@@ -272,9 +297,10 @@ class Store(abc.ABC):
         """Devices, optionally of one user, oldest first."""
 
     @abc.abstractmethod
-    async def revoke_device(self, device_id: str, at: datetime) -> Device:
+    async def revoke_device(self, device_id: str, at: datetime, *, actor: Actor = SYSTEM) -> Device:
         """Mark a device revoked (kept if already revoked) and revoke every refresh
-        token bound to it, in one transaction. Raises NotFound for an unknown id."""
+        token bound to it, in one transaction (audited). Raises NotFound for an unknown
+        id."""
 
     @abc.abstractmethod
     async def touch_device(self, device_id: str, at: datetime, app_version: str | None) -> None:
@@ -302,33 +328,68 @@ class Store(abc.ABC):
     # --- records -----------------------------------------------------------------
 
     @abc.abstractmethod
-    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
-        """A write transaction for several record operations that commit together."""
+    def transaction(
+        self, actor: Actor = SYSTEM, context: AuditContext | None = None
+    ) -> AbstractAsyncContextManager[Transaction]:
+        """A write transaction for several record operations that commit together,
+        audited as made by ``actor`` with ``context``."""
 
-    async def create_record(self, kind: str, record_id: str, data: dict[str, Any]) -> StoredRecord:
+    async def create_record(
+        self, kind: str, record_id: str, data: dict[str, Any], *, actor: Actor = SYSTEM
+    ) -> StoredRecord:
         """:meth:`Transaction.create_record` in a transaction of its own."""
-        async with self.transaction() as tx:
+        async with self.transaction(actor) as tx:
             return await tx.create_record(kind, record_id, data)
 
     async def update_record(
-        self, kind: str, record_id: str, data: dict[str, Any], *, expect_rev: int | None = None
+        self,
+        kind: str,
+        record_id: str,
+        data: dict[str, Any],
+        *,
+        expect_rev: int | None = None,
+        actor: Actor = SYSTEM,
+        reason: str | None = None,
     ) -> StoredRecord:
         """:meth:`Transaction.update_record` in a transaction of its own."""
-        async with self.transaction() as tx:
+        async with self.transaction(actor, AuditContext(reason=reason)) as tx:
             return await tx.update_record(kind, record_id, data, expect_rev=expect_rev)
 
     async def delete_record(
-        self, kind: str, record_id: str, *, expect_rev: int | None = None
+        self,
+        kind: str,
+        record_id: str,
+        *,
+        expect_rev: int | None = None,
+        actor: Actor = SYSTEM,
+        reason: str | None = None,
     ) -> StoredRecord:
         """:meth:`Transaction.delete_record` in a transaction of its own."""
-        async with self.transaction() as tx:
+        async with self.transaction(actor, AuditContext(reason=reason)) as tx:
             return await tx.delete_record(kind, record_id, expect_rev=expect_rev)
 
     @abc.abstractmethod
-    async def write_batch(self, fn: Callable[[BatchTx], T]) -> T:
+    async def write_batch(self, fn: Callable[[BatchTx], T], *, actor: Actor = SYSTEM) -> T:
         """Run ``fn`` in one serialised write transaction on the writer's thread; the
         result is returned only after the commit is durable. If ``fn`` raises, nothing
-        is committed and the exception propagates."""
+        is committed and the exception propagates. Writes are audited as ``actor``'s."""
+
+    @abc.abstractmethod
+    async def audit_events(
+        self,
+        *,
+        kind: str | None = None,
+        record_id: str | None = None,
+        inspection_id: str | None = None,
+        after_id: int = 0,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Audit events with ``id > after_id`` matching the given filters, by id, at most
+        ``limit`` (page through the whole trail with ``after_id``)."""
+
+    @abc.abstractmethod
+    async def verify_audit(self) -> Verification:
+        """Walk the whole audit chain (:func:`sync.audit.verify`) over one snapshot."""
 
     @abc.abstractmethod
     async def read_batch(self, fn: Callable[[BatchTx], T]) -> T:

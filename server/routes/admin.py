@@ -8,6 +8,7 @@ from litestar.params import FromPath, JSONBody
 from server.deps import AccountsDep, AuthedRequest, StoreDep
 from server.guards import ADMIN, ANY_ROLE
 from server.schemas import DeviceOut, UserIn, UserOut, UserPatch
+from sync.audit import Actor
 from sync.errors import NotFound
 from sync.models import Role
 
@@ -23,9 +24,12 @@ class UsersController(Controller):
         return [UserOut.of(u) for u in await store.list_users()]
 
     @post("/")
-    async def add_user(self, data: JSONBody[UserIn], accounts: AccountsDep) -> UserOut:
+    async def add_user(
+        self, request: AuthedRequest, data: JSONBody[UserIn], accounts: AccountsDep
+    ) -> UserOut:
         """Create a user in an authority with a role (admin)."""
         user = await accounts.add_user(
+            actor=Actor.of(request.user),
             username=data.username,
             display_name=data.display_name,
             role=data.role,
@@ -44,14 +48,19 @@ class UsersController(Controller):
 
     @patch("/{user_id:str}")
     async def patch_user(
-        self, user_id: FromPath[str], data: JSONBody[UserPatch], accounts: AccountsDep
+        self,
+        request: AuthedRequest,
+        user_id: FromPath[str],
+        data: JSONBody[UserPatch],
+        accounts: AccountsDep,
     ) -> UserOut:
         """Disable or enable a user, or set a new password (admin)."""
         user = await accounts.find(user_id)
+        actor = Actor.of(request.user)
         if data.password is not None:
-            user = await accounts.set_password(user.id, data.password)
+            user = await accounts.set_password(user.id, data.password, actor)
         if data.disabled is not None:
-            user = await accounts.set_disabled(user.id, data.disabled)
+            user = await accounts.set_disabled(user.id, data.disabled, actor)
         return UserOut.of(user)
 
 
@@ -67,7 +76,9 @@ class DevicesController(Controller):
         return [DeviceOut.of(d) for d in devices]
 
     @post("/{device_id:str}/revoke", guards=[ADMIN], status_code=200)
-    async def revoke(self, device_id: FromPath[str], accounts: AccountsDep) -> DeviceOut:
+    async def revoke(
+        self, request: AuthedRequest, device_id: FromPath[str], accounts: AccountsDep
+    ) -> DeviceOut:
         """Revoke a lost or retired tablet (admin). From now on every request with its
         tokens gets 401 ``device_revoked``, even before they expire."""
-        return DeviceOut.of(await accounts.revoke_device(device_id))
+        return DeviceOut.of(await accounts.revoke_device(device_id, Actor.of(request.user)))

@@ -30,7 +30,9 @@ def _routes(app):
 
 
 def _fill(path: str) -> str:
-    return re.sub(r"\{(\w+):\w+\}", lambda m: f"x-{m.group(1)}", path)
+    return re.sub(
+        r"\{(\w+):(\w+)\}", lambda m: "1" if m.group(2) == "int" else f"x-{m.group(1)}", path
+    )
 
 
 async def test_every_route_needs_a_token(demo, app):
@@ -154,6 +156,24 @@ ROLE_TABLE = [
     ("GET", "/api/v1/sync/devices", None, {"admin"}),
     ("GET", "/api/v1/sync/events", None, set()),  # a stream: checked in test_sync_http
     ("GET", "/api/v1/sync/history/finding/f-x", None, {"admin", "supervisor", "inspector"}),
+    ("GET", "/api/v1/review/queue", None, {"admin", "supervisor"}),
+    # decisions: supervisors of the lead authority only (an admin gets 403 from the engine)
+    (
+        "POST",
+        "/api/v1/review/findings/f-x/decisions",
+        {"decision": "accept", "reason": "r"},
+        {"supervisor"},
+    ),
+    (
+        "GET",
+        "/api/v1/review/inspections/insp-ds-routine/signatures",
+        None,
+        {"admin", "supervisor", "inspector"},
+    ),
+    ("GET", "/api/v1/audit/history/finding/f-x", None, {"admin", "supervisor", "inspector"}),
+    ("GET", "/api/v1/audit/versions/finding/f-x/1", None, {"admin", "supervisor", "inspector"}),
+    ("GET", "/api/v1/audit/events", None, {"admin"}),
+    ("GET", "/api/v1/audit/verify", None, {"admin"}),
     # evidence: anyone may upload to (and read from) the inspections they can see; the
     # tus routes answer 412 here (no Tus-Resumable), past the role check
     ("POST", "/api/v1/evidence/uploads", None, {"admin", "supervisor", "inspector"}),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -51,7 +52,7 @@ async def _start(session: Session, iid: str) -> None:
 
 
 @pytest.fixture
-async def world(demo, app):
+async def world(demo):
     """Findings at the three sites of the ZV-101 chain:
 
     - Suzhou (drug substance, Jiangsu-led): a major on purification (linked item), a
@@ -131,34 +132,22 @@ async def world(demo, app):
         "insp-fill-pai", "f-fill-wd", "Raised in error", classification="other", status="withdrawn"
     )
 
-    # what the review workflow writes (server-side fields), straight into the store
-    store = app.state.services.store
-    rec = await store.get_record("finding", "f-ds-reclass")
-    await store.update_record(
-        "finding",
-        "f-ds-reclass",
-        {
-            **rec.data,
-            "classification": "critical",
-            "original_classification": "major",
-            "status": "accepted",
-            "decisions": [
-                {
-                    "id": "d1",
-                    "decision": "reclassify",
-                    "by": "u-sup-js",
-                    "at": "2026-11-29T10:00:00+00:00",
-                    "reason": "Falsified reconciliation <record>",
-                    "from": "major",
-                    "to": "critical",
-                }
-            ],
-        },
-    )
-    rec = await store.get_record("finding", "f-ds-dup")
-    await store.update_record(
-        "finding", "f-ds-dup", {**rec.data, "status": "merged", "merged_into": "f-ds-resin"}
-    )
+    # the review workflow (a supervisor of the lead authority) reclassifies, accepts, merges
+    sup = await login(demo, "sup.js")
+    for fid, body in (
+        (
+            "f-ds-reclass",
+            {
+                "decision": "reclassify",
+                "classification": "critical",
+                "reason": "Falsified reconciliation <record>",
+            },
+        ),
+        ("f-ds-reclass", {"decision": "accept", "reason": "Confirmed on site"}),
+        ("f-ds-dup", {"decision": "merge", "into": "f-ds-resin", "reason": "Same resin"}),
+    ):
+        r = await sup.post(f"/api/v1/review/findings/{fid}/decisions", json=body)
+        assert r.status_code == 200, r.text
     return demo
 
 
@@ -306,9 +295,12 @@ async def test_findings_csv_defuses_formulas_and_round_trips_chinese(world):
     assert resin["title"] == "Resin lifetime not validated / 树脂使用寿命未验证"
     assert resin["area_link"] == "l4-purif" and resin["area_section"] == "hp_columns"
     assert resin["references"] == "ICH Q7, 18.3"
+    assert resin["merged_from"] == "f-ds-dup"
+    assert rows[3]["merged_into"] == "f-ds-resin" and rows[3]["status"] == "merged"
     reclass = rows[1]
     assert reclass["original_classification"] == "major"
-    assert reclass["last_decision"] == "reclassify"
+    assert reclass["last_decision"] == "accept"
+    assert reclass["last_decision_reason"] == "Confirmed on site"
     assert reclass["last_decision_by"] == "Supervisor Chen (Jiangsu)"
     # no cell of the file starts a formula
     for row in rows:
@@ -421,10 +413,13 @@ async def test_report_has_the_header_facts_and_classified_findings(world):
     assert "Classified by the inspector as" in critical_part
     assert "严重缺陷" in critical_part and "NMPA serious" in critical_part
     assert "Resin lifetime not validated" in part[major:other]
-    assert (
-        "reclassify (major → critical) by Supervisor Chen (Jiangsu), 2026-11-29 10:00 UTC: "
-        "Falsified reconciliation &lt;record&gt;"
-    ) in critical_part
+    assert re.search(
+        r"reclassify \(major → critical\) by Supervisor Chen \(Jiangsu\), "
+        r"\d{4}-\d\d-\d\d \d\d:\d\d UTC: Falsified reconciliation &lt;record&gt;",
+        critical_part,
+    )
+    assert "accept by Supervisor Chen (Jiangsu)" in critical_part
+    assert "Merged from" in part[major:other]  # the survivor names what was merged in
     assert "Raised by</dt><dd>Inspector Li (Jiangsu) (Jiangsu Medical Products" in critical_part
     # merged findings are listed apart, not as a deficiency
     assert "Duplicate of the resin finding" in part[other:]

@@ -1,0 +1,157 @@
+"""Supervisor review (queue, decisions, signatures) and the audit trail's read side.
+
+Thin: decode, hand the principal to :class:`sync.review.Review` or the engine, encode.
+The audit trail has no route that changes or removes an event.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Literal
+
+import msgspec
+from litestar import Controller, get, post
+from litestar.params import FromPath, FromQuery, JSONBody
+
+from server.deps import AuthedRequest, EngineDep, ReviewDep, StoreDep
+from server.guards import ADMIN, ANY_ROLE, STAFF
+from sync.review import Decision, QueueQuery, finding_view
+
+
+class QueuePage(msgspec.Struct, kw_only=True):
+    items: list[dict[str, Any]]
+    total: int
+    limit: int
+    offset: int
+
+
+class ReviewController(Controller):
+    path = "/api/v1/review"
+    tags = ["review"]
+
+    @get("/queue", guards=[STAFF])
+    async def queue(
+        self,
+        request: AuthedRequest,
+        review: ReviewDep,
+        product_id: FromQuery[str | None] = None,
+        site_id: FromQuery[str | None] = None,
+        inspection_id: FromQuery[str | None] = None,
+        stage_type: FromQuery[str | None] = None,
+        classification: FromQuery[Literal["critical", "major", "other"] | None] = None,
+        status: FromQuery[str | None] = None,
+        inspector: FromQuery[str | None] = None,
+        date_from: FromQuery[date | None] = None,
+        date_to: FromQuery[date | None] = None,
+        has_open_conflict: FromQuery[bool | None] = None,
+        has_missing_evidence: FromQuery[bool | None] = None,
+        sort: FromQuery[
+            Literal["severity", "-updated", "updated", "raised", "-raised", "site"]
+        ] = "severity",
+        limit: FromQuery[int] = 50,
+        offset: FromQuery[int] = 0,
+    ) -> QueuePage:
+        """Findings of the inspections your authority leads or joins (admins: all),
+        filtered, sorted (``severity``: critical first) and paged. Each row says which
+        fields are in open conflict and which evidence files are still missing."""
+        q = QueueQuery(
+            product_id=product_id,
+            site_id=site_id,
+            inspection_id=inspection_id,
+            stage_type=stage_type,
+            classification=classification,
+            status=status,
+            inspector=inspector,
+            date_from=date_from,
+            date_to=date_to,
+            has_open_conflict=has_open_conflict,
+            has_missing_evidence=has_missing_evidence,
+            sort=sort,
+            limit=limit,
+            offset=offset,
+        )
+        items, total = await review.queue(request.user, q)
+        return QueuePage(items=items, total=total, limit=limit, offset=offset)
+
+    @post("/findings/{finding_id:str}/decisions", guards=[STAFF], status_code=200)
+    async def decide(
+        self,
+        request: AuthedRequest,
+        finding_id: FromPath[str],
+        data: JSONBody[Decision],
+        review: ReviewDep,
+    ) -> dict[str, Any]:
+        """Accept, return (with a comment for the inspector), reclassify, or merge into
+        another finding; a reason is required. Lead authority's supervisors only. The
+        finding as it is now; the change reaches tablets on their next pull."""
+        return finding_view(await review.decide(request.user, finding_id, data))
+
+    @get("/inspections/{inspection_id:str}/signatures", guards=[ANY_ROLE])
+    async def signatures(
+        self, request: AuthedRequest, inspection_id: FromPath[str], review: ReviewDep
+    ) -> list[dict[str, Any]]:
+        """Every signature of an inspection (sign-offs, review decisions): signer's
+        printed name, meaning, time, the signed content's hash, and whether the content
+        still matches it."""
+        return await review.signatures(request.user, inspection_id)
+
+
+class AuditController(Controller):
+    path = "/api/v1/audit"
+    tags = ["audit"]
+
+    @get("/history/{kind:str}/{record_id:str}", guards=[ANY_ROLE])
+    async def history(
+        self,
+        request: AuthedRequest,
+        kind: FromPath[str],
+        record_id: FromPath[str],
+        engine: EngineDep,
+    ) -> list[dict[str, Any]]:
+        """Every audit event of one entity, oldest first: who (user, role, device),
+        which fields with old and new values, reason, device time, server receipt
+        time, sync batch, and the chain hashes."""
+        rows: list[dict[str, Any]] = await engine.history(request.user, kind, record_id)
+        return rows
+
+    @get("/versions/{kind:str}/{record_id:str}/{rev:int}", guards=[ANY_ROLE])
+    async def version(
+        self,
+        request: AuthedRequest,
+        kind: FromPath[str],
+        record_id: FromPath[str],
+        rev: FromPath[int],
+        engine: EngineDep,
+    ) -> dict[str, Any]:
+        """A record as it was at one revision, e.g. a signed-off answer before the
+        change that needed a reason."""
+        return await engine.version(request.user, kind, record_id, rev)
+
+    @get("/events", guards=[ADMIN])
+    async def events(
+        self,
+        store: StoreDep,
+        after_id: FromQuery[int] = 0,
+        limit: FromQuery[int] = 1000,
+        kind: FromQuery[str | None] = None,
+        record_id: FromQuery[str | None] = None,
+        inspection_id: FromQuery[str | None] = None,
+    ) -> dict[str, Any]:
+        """Export of the trail (admin): events after ``after_id``, oldest first, at
+        most ``limit`` (1-5000); continue from ``next_after_id`` until it is null."""
+        limit = max(1, min(limit, 5000))
+        rows = await store.audit_events(
+            kind=kind,
+            record_id=record_id,
+            inspection_id=inspection_id,
+            after_id=after_id,
+            limit=limit,
+        )
+        more = len(rows) == limit
+        return {"events": rows, "next_after_id": rows[-1]["id"] if more else None}
+
+    @get("/verify", guards=[ADMIN])
+    async def verify(self, store: StoreDep) -> dict[str, Any]:
+        """Walk the hash chain (admin): ``ok``, events checked, the head hash, and the
+        first event that does not match if any."""
+        return msgspec.to_builtins(await store.verify_audit())  # type: ignore[no-any-return]

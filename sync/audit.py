@@ -1,0 +1,180 @@
+"""The audit trail: who changed what, when (device and server), why; hash-chained.
+
+Every write of a record (from sync, review and admin work alike), and every change to a
+user or device, appends one *audit event* in the same transaction as the change. The
+storage backend writes them (``sync/sqlite_store.py``), so no code path can change data
+without leaving an event; this module holds what is backend-independent: who acts
+(:class:`Actor`), the per-change context a caller adds (:class:`AuditContext`), the
+field-level diff, and the hash chain.
+
+The chain: each event stores ``prev_hash`` (the hash of the event before it, or
+:data:`GENESIS` for the first) and ``hash`` = SHA-256 over ``prev_hash`` and every
+column of the event (:data:`HASHED`). Editing any stored event changes its hash, which
+no longer matches; deleting or inserting one breaks the next event's ``prev_hash``.
+:func:`verify` walks the chain and reports the first event that does not match.
+The chain cannot tell that the newest events were cut off the end: ``verify`` reports the
+head it reached so it can be compared with a head kept elsewhere (see
+``docs/operations.md``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import msgspec
+
+from sync.models import Principal
+
+__all__ = [
+    "GENESIS",
+    "HASHED",
+    "SYSTEM",
+    "Actor",
+    "AuditContext",
+    "Verification",
+    "diff",
+    "event_hash",
+    "state_at",
+    "verify",
+]
+
+GENESIS = "0" * 64
+"""The ``prev_hash`` of the first event."""
+
+HASHED = (
+    "seq",
+    "kind",
+    "record_id",
+    "inspection_id",
+    "rev",
+    "op",
+    "mid",
+    "batch_id",
+    "user_id",
+    "role",
+    "device_id",
+    "hlc",
+    "device_time",
+    "received_at",
+    "reason",
+    "old",
+    "new",
+)
+"""The columns of an event that its hash covers, in hashing order (all but ``id``,
+``prev_hash`` and ``hash`` itself; ``prev_hash`` is hashed first)."""
+
+
+class Actor(msgspec.Struct, frozen=True):
+    """Who makes a change: a user in a role, from a device (or none: the web, the CLI)."""
+
+    user_id: str
+    role: str
+    device_id: str | None = None
+
+    @classmethod
+    def of(cls, principal: Principal) -> Actor:
+        return cls(principal.user_id, principal.role.value, principal.device_id)
+
+
+SYSTEM = Actor("system", "system")
+"""Changes made by the server itself or by an operator's command line."""
+
+
+class AuditContext(msgspec.Struct, kw_only=True):
+    """What a caller knows about a change beyond who makes it. The sync engine sets
+    one per mutation (its id, batch, clock readings); a review decision its reason."""
+
+    reason: str | None = None
+    mid: str | None = None
+    batch_id: str | None = None
+    hlc: str | None = None
+    device_time: str | None = None
+    received_at: str | None = None
+    """Server receipt time; the backend's clock when not given."""
+
+
+def diff(
+    old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The public fields (not ``_...`` bookkeeping) that differ, as (old values, new
+    values); a field absent on one side is absent from that side's dict."""
+    before = {k: v for k, v in (old or {}).items() if not k.startswith("_")}
+    after = {k: v for k, v in (new or {}).items() if not k.startswith("_")}
+    changed = [k for k in before.keys() | after.keys() if before.get(k) != after.get(k)]
+    changed.sort()
+    return (
+        {k: before[k] for k in changed if k in before},
+        {k: after[k] for k in changed if k in after},
+    )
+
+
+def event_hash(prev_hash: str, values: Sequence[Any]) -> str:
+    """SHA-256 (hex) of the previous hash and an event's :data:`HASHED` values."""
+    return hashlib.sha256(msgspec.json.encode([prev_hash, *values])).hexdigest()
+
+
+class Verification(msgspec.Struct, kw_only=True):
+    """What :func:`verify` found."""
+
+    ok: bool
+    checked: int
+    """Events read (up to and including the first bad one)."""
+    head: str
+    """The hash of the last good event (:data:`GENESIS` if none)."""
+    first_bad_id: int | None = None
+    problem: str | None = None
+
+
+def verify(events: Iterable[Mapping[str, Any]]) -> Verification:
+    """Walk events in ``id`` order; stop at the first whose ``prev_hash`` is not the hash
+    of the event before it, or whose ``hash`` does not match its contents."""
+    prev = GENESIS
+    checked = 0
+    for event in events:
+        checked += 1
+        if event["prev_hash"] != prev:
+            return Verification(
+                ok=False,
+                checked=checked,
+                head=prev,
+                first_bad_id=event["id"],
+                problem="prev_hash does not match the event before it"
+                " (an event was removed, inserted or reordered)",
+            )
+        expected = event_hash(prev, [event[c] for c in HASHED])
+        if event["hash"] != expected:
+            return Verification(
+                ok=False,
+                checked=checked,
+                head=prev,
+                first_bad_id=event["id"],
+                problem="hash does not match the event's contents (the event was changed)",
+            )
+        prev = expected
+    return Verification(ok=True, checked=checked, head=prev)
+
+
+def state_at(events: Iterable[Mapping[str, Any]], rev: int) -> dict[str, Any] | None:
+    """A record's public fields as they were at ``rev``, rebuilt from its audit events
+    (oldest first; ``old``/``new`` as JSON text or dicts). None if it had no such rev
+    or was deleted at it. Works because each event names every field that changed."""
+    state: dict[str, Any] | None = None
+    found = False
+    for event in events:
+        if event["rev"] > rev:
+            break
+        old, new = (
+            msgspec.json.decode(v) if isinstance(v, str | bytes) else dict(v or {})
+            for v in (event["old"], event["new"])
+        )
+        if event["op"] == "delete":
+            state = None
+        else:
+            state = dict(state or {})
+            for field in old.keys() - new.keys():
+                state.pop(field, None)
+            state.update(new)
+        found = event["rev"] == rev
+    return state if found else None

@@ -1,0 +1,400 @@
+"""Supervisor review: the queue of findings, decisions on them, and signatures.
+
+A decision (accept, return to the inspector, reclassify, merge duplicates) is a change
+made on the server's side through :meth:`SyncEngine.server_write`: stamped with the
+server's hybrid logical clock, audited with its reason, and delivered to tablets by the
+next pull like any other change. Each decision is kept on the finding (``decisions``)
+with the supervisor's signature bound to the finding's content
+(:mod:`sync.signatures`); nothing is ever removed (a merged finding points to the
+survivor, a reclassified one keeps ``original_classification``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Any, Literal
+
+import msgspec
+
+from sync.access import can_see_inspection, inspection_scope
+from sync.audit import Actor
+from sync.clock import Clock
+from sync.engine import SyncEngine, public_data
+from sync.errors import Forbidden, InvalidInput, InvalidTransition, NotFound, RevisionMismatch
+from sync.fielddata import CLASSIFICATION_LABELS
+from sync.models import Principal, Role, StoredRecord
+from sync.signatures import content_hash
+from sync.store import BatchTx, Store
+
+__all__ = [
+    "DECIDED",
+    "Decision",
+    "QueueQuery",
+    "Review",
+    "undecided_and_conflicts",
+]
+
+DECIDED = ("accepted", "merged", "withdrawn")
+"""Finding statuses that need nothing more from a supervisor before closing."""
+
+_SEVERITY = {"critical": 0, "major": 1, "other": 2}
+_REVIEWABLE = ("in_progress", "fieldwork_done", "under_review")
+
+
+class Decision(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A supervisor's decision on one finding."""
+
+    decision: Literal["accept", "return", "reclassify", "merge"]
+    reason: str
+    """Why; required for every decision (it is audited and signed)."""
+    comment: str | None = None
+    """For ``return``: what the inspector should fix (reaches the tablet)."""
+    classification: Literal["critical", "major", "other"] | None = None
+    """For ``reclassify``: the new classification."""
+    into: str | None = None
+    """For ``merge``: the id of the surviving finding (same inspection)."""
+    expect_rev: int | None = None
+    """If given, the decision applies only to this revision of the finding."""
+
+
+class QueueQuery(msgspec.Struct, kw_only=True):
+    """Filters, order and page of the review queue; every filter is optional."""
+
+    product_id: str | None = None
+    site_id: str | None = None
+    inspection_id: str | None = None
+    stage_type: str | None = None
+    classification: str | None = None
+    status: str | None = None
+    inspector: str | None = None
+    """User id of the inspector who raised the finding."""
+    date_from: date | None = None
+    date_to: date | None = None
+    has_open_conflict: bool | None = None
+    has_missing_evidence: bool | None = None
+    sort: Literal["severity", "-updated", "updated", "raised", "-raised", "site"] = "severity"
+    limit: int = 50
+    offset: int = 0
+
+
+def undecided_and_conflicts(tx: BatchTx, inspection_id: str) -> tuple[list[str], list[str]]:
+    """Ids of the inspection's findings no supervisor has decided, and of its open
+    conflicts: closing needs both empty."""
+    undecided = [
+        f.id
+        for f in tx.records_of("finding", inspection_id)
+        if f.data.get("status", "draft") not in DECIDED
+    ]
+    conflicts = [
+        c.id for c in tx.records_of("conflict", inspection_id) if c.data["status"] == "open"
+    ]
+    return undecided, conflicts
+
+
+def _raised_by(data: dict[str, Any]) -> str | None:
+    """Who created a finding: its ``inspection_id`` is set once, at creation."""
+    stamp = (data.get("_stamps") or {}).get("inspection_id")
+    return str(stamp[2]) if stamp else None
+
+
+class Review:
+    def __init__(self, store: Store, engine: SyncEngine, clock: Clock) -> None:
+        self.store = store
+        self.engine = engine
+        self.clock = clock
+
+    # --- the queue -----------------------------------------------------------------
+
+    async def queue(self, principal: Principal, q: QueueQuery) -> tuple[list[dict[str, Any]], int]:
+        """Findings of the inspections the principal's authority leads or joins (all,
+        for an admin), with what a reviewer filters on, sorted and paged."""
+        if principal.role is Role.INSPECTOR:
+            raise Forbidden("the review queue is for supervisors")
+        if not 1 <= q.limit <= 500:
+            raise InvalidInput("limit is 1 to 500", field="limit")
+        if q.offset < 0:
+            raise InvalidInput("offset is 0 or more", field="offset")
+
+        def read(tx: BatchTx) -> list[dict[str, Any]]:
+            inspections = [
+                i
+                for i in tx.find_records("inspection", inspection_scope(principal))
+                if q.inspection_id in (None, i.id) and q.site_id in (None, i.data["site_id"])
+            ]
+            missing = tx.missing_evidence([i.id for i in inspections])
+            out: list[dict[str, Any]] = []
+            for insp in inspections:
+                chain = tx.get_record("chain", insp.data["chain_id"])
+                product_id = chain.data["product_id"] if chain else None
+                if q.product_id not in (None, product_id):
+                    continue
+                site = tx.get_record("site", insp.data["site_id"])
+                product = tx.get_record("product", product_id) if product_id else None
+                stages = {
+                    link["id"]: link["stage_type"]
+                    for link in (chain.data["links"] if chain else [])
+                }
+                gone = set(missing.get(insp.id, ()))
+                for f in tx.records_of("finding", insp.id):
+                    out.append(self._row(insp, f, site, product, stages, gone))
+            return out
+
+        rows = [r for r in await self.store.read_batch(read) if self._matches(r, q)]
+        key = {
+            "severity": lambda r: (_SEVERITY.get(r["classification"], 3), r["raised_at"]),
+            "updated": lambda r: r["updated_at"],
+            "-updated": lambda r: r["updated_at"],
+            "raised": lambda r: r["raised_at"],
+            "-raised": lambda r: r["raised_at"],
+            "site": lambda r: (r["site_name"], r["raised_at"]),
+        }[q.sort]
+        rows.sort(key=key, reverse=q.sort.startswith("-"))
+        return rows[q.offset : q.offset + q.limit], len(rows)
+
+    @staticmethod
+    def _row(
+        insp: StoredRecord,
+        f: StoredRecord,
+        site: StoredRecord | None,
+        product: StoredRecord | None,
+        stages: dict[str, str],
+        missing: set[str],
+    ) -> dict[str, Any]:
+        links = sorted(
+            {ref.partition(":")[0] for ref in f.data.get("linked_items") or []}
+            or set(insp.data["link_ids"])
+        )
+        cls = f.data.get("classification")
+        return {
+            "id": f.id,
+            "rev": f.rev,
+            "title": f.data.get("title", ""),
+            "classification": cls,
+            "labels": CLASSIFICATION_LABELS.get(cls or "", {}),
+            "original_classification": f.data.get("original_classification"),
+            "status": f.data.get("status", "draft"),
+            "raised_by": _raised_by(f.data),
+            "raised_at": f.created_at.isoformat(),
+            "updated_at": f.updated_at.isoformat(),
+            "inspection_id": insp.id,
+            "inspection_title": insp.data["title"],
+            "inspection_status": insp.data["status"],
+            "lead_authority_id": insp.data["lead_authority_id"],
+            "site_id": insp.data["site_id"],
+            "site_name": site.data["name"] if site else "",
+            "province": site.data["province"] if site else "",
+            "product_id": product.id if product else None,
+            "product_name": product.data["name"] if product else "",
+            "link_ids": links,
+            "stage_types": sorted({stages[link] for link in links if link in stages}),
+            "open_conflicts": f.data.get("open_conflicts", []),
+            "missing_evidence": sorted(set(f.data.get("evidence_hashes") or []) & missing),
+            "decisions": len(f.data.get("decisions") or []),
+        }
+
+    @staticmethod
+    def _matches(r: dict[str, Any], q: QueueQuery) -> bool:
+        raised = date.fromisoformat(r["raised_at"][:10])
+        return (
+            q.stage_type in (None, *r["stage_types"])
+            and q.classification in (None, r["classification"])
+            and q.status in (None, r["status"])
+            and q.inspector in (None, r["raised_by"])
+            and (q.date_from is None or raised >= q.date_from)
+            and (q.date_to is None or raised <= q.date_to)
+            and q.has_open_conflict in (None, bool(r["open_conflicts"]))
+            and q.has_missing_evidence in (None, bool(r["missing_evidence"]))
+        )
+
+    # --- decisions -----------------------------------------------------------------
+
+    async def decide(self, principal: Principal, finding_id: str, d: Decision) -> StoredRecord:
+        """Apply a decision in one transaction; the finding (and, for a merge, the
+        survivor) change together, audited with the reason and signed."""
+        if principal.role is not Role.SUPERVISOR:
+            raise Forbidden("only a supervisor decides on findings")
+        if not d.reason.strip():
+            raise InvalidInput("a decision needs a reason", field="reason")
+        user = await self.store.get_user(principal.user_id)
+        name = user.display_name if user else principal.username
+        now = self.clock.now().isoformat()
+
+        def write(tx: BatchTx) -> StoredRecord:
+            rec = tx.get_record("finding", finding_id)
+            insp = tx.get_record("inspection", rec.data["inspection_id"]) if rec else None
+            if rec is None or insp is None or not can_see_inspection(principal, insp.data):
+                raise NotFound(f"no finding {finding_id!r}")
+            if insp.data["lead_authority_id"] != principal.authority_id:
+                raise Forbidden("only a supervisor of the lead authority decides on findings")
+            if insp.data["status"] not in _REVIEWABLE:
+                raise InvalidTransition(
+                    f"the inspection is {insp.data['status']}", field="finding_id"
+                )
+            if d.expect_rev is not None and d.expect_rev != rec.rev:
+                raise RevisionMismatch(
+                    f"the finding is at rev {rec.rev}, not {d.expect_rev}", current_rev=rec.rev
+                )
+            status = rec.data.get("status", "draft")
+            if status in ("merged", "withdrawn"):
+                raise InvalidTransition(f"the finding is {status}", field="decision")
+            entry: dict[str, Any] = {
+                "id": f"dec_{uuid.uuid4().hex[:12]}",
+                "decision": d.decision,
+                "by": principal.user_id,
+                "by_name": name,
+                "at": now,
+                "reason": d.reason,
+            }
+            updates, survivor = self._updates(tx, rec, d, entry, name, now)
+            after = {**rec.data, **updates}
+            entry["signature"] = {
+                "signer_name": name,
+                "meaning": "approved" if d.decision == "accept" else "reviewed",
+                "signed_at": now,
+                "content_hash": content_hash([("finding", rec.id, after)]),
+            }
+            updates["decisions"] = [*(rec.data.get("decisions") or []), entry]
+            op = f"review:{d.decision}"
+            new = self.engine.server_write(tx, principal, rec, updates, op=op, reason=d.reason)
+            if survivor is not None:
+                merged_from = sorted({*(survivor.data.get("merged_from") or []), rec.id})
+                evidence = sorted(
+                    {
+                        *(survivor.data.get("evidence_hashes") or []),
+                        *(rec.data.get("evidence_hashes") or []),
+                    }
+                )
+                self.engine.server_write(
+                    tx,
+                    principal,
+                    survivor,
+                    {"merged_from": merged_from, "evidence_hashes": evidence},
+                    op=op,
+                    reason=f"{rec.id} merged into it: {d.reason}",
+                )
+            return new
+
+        new = await self.store.write_batch(write, actor=Actor.of(principal))
+        self.engine.notifier.publish([new.data["inspection_id"]])
+        return new
+
+    @staticmethod
+    def _updates(
+        tx: BatchTx,
+        rec: StoredRecord,
+        d: Decision,
+        entry: dict[str, Any],
+        name: str,
+        now: str,
+    ) -> tuple[dict[str, Any], StoredRecord | None]:
+        open_fields = rec.data.get("open_conflicts") or []
+        match d.decision:
+            case "accept":
+                if open_fields:
+                    raise InvalidTransition(
+                        f"resolve the open conflicts first ({', '.join(open_fields)})",
+                        field="decision",
+                    )
+                return {"status": "accepted"}, None
+            case "return":
+                if not (d.comment and d.comment.strip()):
+                    raise InvalidInput("say what the inspector should fix", field="comment")
+                entry["comment"] = d.comment
+                comment = {
+                    "id": entry["id"],
+                    "by": entry["by"],
+                    "by_name": name,
+                    "at": now,
+                    "text": d.comment,
+                    "kind": "return",
+                }
+                comments = [*(rec.data.get("comments") or []), comment]
+                return {"status": "returned", "comments": comments}, None
+            case "reclassify":
+                current = rec.data.get("classification")
+                if d.classification is None:
+                    raise InvalidInput("give the new classification", field="classification")
+                if d.classification == current:
+                    raise InvalidInput(f"the finding is already {current}", field="classification")
+                if "classification" in open_fields:
+                    raise InvalidTransition(
+                        "the classification is in an open conflict: resolve it instead",
+                        field="classification",
+                    )
+                entry["from"], entry["to"] = current, d.classification
+                updates: dict[str, Any] = {"classification": d.classification}
+                if "original_classification" not in rec.data:
+                    updates["original_classification"] = current
+                return updates, None
+            case "merge":
+                survivor = tx.get_record("finding", d.into) if d.into else None
+                if (
+                    survivor is None
+                    or survivor.id == rec.id
+                    or survivor.data.get("inspection_id") != rec.data.get("inspection_id")
+                    or survivor.data.get("status") == "merged"
+                ):
+                    raise InvalidInput(
+                        "merge into another live finding of the same inspection", field="into"
+                    )
+                entry["into"] = survivor.id
+                return {"status": "merged", "merged_into": survivor.id}, survivor
+        raise InvalidInput(f"unknown decision {d.decision!r}", field="decision")
+
+    # --- signatures ----------------------------------------------------------------
+
+    async def signatures(self, principal: Principal, inspection_id: str) -> list[dict[str, Any]]:
+        """Every signature of an inspection (inspectors' sign-offs, supervisors'
+        decisions) and whether it still matches the content it signed."""
+
+        def read(tx: BatchTx) -> list[dict[str, Any]]:
+            insp = tx.get_record("inspection", inspection_id)
+            if insp is None or not can_see_inspection(principal, insp.data):
+                raise NotFound(f"no inspection {inspection_id!r}")
+            out: list[dict[str, Any]] = []
+            for s in tx.records_of("signoff", inspection_id):
+                now = self.engine.scope_hash(tx, inspection_id, s.data.get("scope", ""))
+                bound = s.data.get("bound_hash")
+                out.append(
+                    {
+                        "kind": "signoff",
+                        "id": s.id,
+                        "scope": s.data.get("scope"),
+                        "signer_name": s.data.get("signer_name"),
+                        "signed_by": s.data.get("signed_by"),
+                        "meaning": s.data.get("meaning"),
+                        "signed_at": s.data.get("signed_at"),
+                        "content_hash": bound,
+                        "current_hash": now,
+                        "matches": now == bound,
+                        "device_hash_matched": s.data.get("content_hash") in (None, bound),
+                    }
+                )
+            for f in tx.records_of("finding", inspection_id):
+                now = content_hash([("finding", f.id, f.data)])
+                for dec in f.data.get("decisions") or []:
+                    sig = dec.get("signature") or {}
+                    out.append(
+                        {
+                            "kind": "decision",
+                            "id": dec["id"],
+                            "finding_id": f.id,
+                            "decision": dec["decision"],
+                            "signer_name": sig.get("signer_name"),
+                            "signed_by": dec.get("by"),
+                            "meaning": sig.get("meaning"),
+                            "signed_at": sig.get("signed_at"),
+                            "content_hash": sig.get("content_hash"),
+                            "current_hash": now,
+                            "matches": now == sig.get("content_hash"),
+                        }
+                    )
+            return out
+
+        return await self.store.read_batch(read)
+
+
+def finding_view(rec: StoredRecord) -> dict[str, Any]:
+    """A finding as reviewers see it (public fields, id and rev)."""
+    return {"id": rec.id, "rev": rec.rev, **public_data(rec)}

@@ -1,0 +1,150 @@
+"""The audit trail: every change leaves a hash-chained event; tampering is found."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sync.audit import GENESIS, HASHED, Actor, diff, event_hash, verify
+from sync.models import Assignment, Role
+from sync.protocol import Mutation, PushRequest
+from tests.sync.conftest import principal
+
+INSP = "insp-ds-routine"
+
+_values = st.one_of(st.none(), st.integers(-5, 5), st.text(max_size=5))
+
+
+def _chain(bodies: list[list[Any]]) -> list[dict[str, Any]]:
+    events, prev = [], GENESIS
+    for n, values in enumerate(bodies, start=1):
+        digest = event_hash(prev, values)
+        events.append(
+            {"id": n, **dict(zip(HASHED, values, strict=True)), "prev_hash": prev, "hash": digest}
+        )
+        prev = digest
+    return events
+
+
+_bodies = st.lists(
+    st.lists(_values, min_size=len(HASHED), max_size=len(HASHED)), min_size=2, max_size=8
+)
+
+
+@given(_bodies, st.data())
+def test_verify_finds_the_first_changed_removed_or_inserted_event(bodies, data):
+    events = _chain(bodies)
+    assert verify(events).ok and verify(events).head == events[-1]["hash"]
+    n = data.draw(st.integers(0, len(events) - 1))
+    column = data.draw(st.sampled_from(HASHED))
+    changed = [dict(e) for e in events]
+    new = data.draw(_values.filter(lambda v: v != changed[n][column]))
+    changed[n][column] = new
+    found = verify(changed)
+    assert not found.ok and found.first_bad_id == events[n]["id"]
+    if n < len(events) - 1:  # removing one breaks the link of the next
+        found = verify(events[:n] + events[n + 1 :])
+        assert not found.ok and found.first_bad_id == events[n + 1]["id"]
+
+
+def test_diff_names_only_public_fields_that_changed():
+    old = {"title": "a", "status": "draft", "_stamps": {"title": 1}, "gone": 1}
+    new = {"title": "b", "status": "draft", "_stamps": {"title": 2}, "added": [1]}
+    assert diff(old, new) == ({"gone": 1, "title": "a"}, {"added": [1], "title": "b"})
+    assert diff(None, {"x": 1}) == ({}, {"x": 1})
+
+
+async def test_every_kind_of_change_is_audited_with_who_and_the_chain_holds(world, clock):
+    store = world.store
+    admin = await principal(world, "admin")
+    sup = await principal(world, "sup.js")
+    insp = await principal(world, "insp.js1", "tab-1")
+    start = (await store.audit_events(limit=100_000))[-1]["id"]
+
+    # admin work: a user, reference data, a revoked device
+    user = await world.accounts.add_user(
+        username="insp.new",
+        display_name="New Inspector",
+        role=Role.INSPECTOR,
+        authority_id="js-mpa",
+        password="long-enough-pw",
+        actor=Actor.of(admin),
+    )
+    # supervisor work: staffing an inspection
+    await world.registry.assign(sup, INSP, Assignment(inspection_id=INSP, user_id=user.id))
+    # sync: a tablet creates a finding, then edits it
+    fields = {"inspection_id": INSP, "title": "Door seal torn", "classification": "major"}
+    for n, f in enumerate([fields, {"title": "Door seal torn, Grade B"}], start=1):
+        await world.engine.push(
+            insp,
+            PushRequest(
+                mutations=[
+                    Mutation(
+                        mid=f"tab-1:{n}",
+                        kind="finding",
+                        id="f-aud",
+                        op="upsert",
+                        base_rev=n - 1,
+                        fields=f,
+                        hlc=f"{int(clock.now().timestamp() * 1000):015d}.00000.tab-1",
+                        device_time=clock.now(),
+                    )
+                ]
+            ),
+        )
+    events = await store.audit_events(after_id=start)
+    by = {(e["kind"], e["op"]): e for e in events}
+    assert by[("user", "create")]["user_id"] == admin.user_id
+    assert by[("user", "create")]["role"] == "admin"
+    assert "password" not in by[("user", "create")]["new"]  # never the hash
+    assert by[("assignment", "create")]["user_id"] == sup.user_id
+    assert by[("inspection", "update")]["user_id"] == sup.user_id
+    assert '"team_user_ids"' in by[("inspection", "update")]["old"]
+    created, edited = (e for e in events if e["record_id"] == "f-aud")
+    assert (created["op"], edited["op"]) == ("create", "update")
+    assert edited["user_id"] == insp.user_id and edited["role"] == "inspector"
+    assert edited["device_id"] == "tab-1" and edited["mid"] == "tab-1:2"
+    assert edited["batch_id"] and edited["device_time"] and edited["received_at"]
+    assert edited["old"] == '{"title":"Door seal torn"}'
+    assert edited["new"] == '{"title":"Door seal torn, Grade B"}'
+
+    result = await store.verify_audit()
+    assert result.ok and result.checked >= len(events)
+
+
+def _verify(path: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", "audit", "verify", "--db", path],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_the_trail_is_append_only_and_verify_finds_a_row_edited_in_the_file(world):
+    await world.store.close()
+    path = world.settings.database
+    db = sqlite3.connect(path)
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        db.execute("UPDATE history SET user_id = 'someone-else' WHERE id = 3")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        db.execute("DELETE FROM history WHERE id = 3")
+    ok = _verify(path)
+    assert ok.returncode == 0 and "chain intact" in ok.stdout
+
+    # someone with the file drops the guard and rewrites who did something
+    db.execute("DROP TRIGGER history_no_update")
+    db.execute("UPDATE history SET user_id = 'someone-else' WHERE id = 3")
+    db.commit()
+    db.close()
+    found = _verify(path)
+    out = found.stdout
+    assert found.returncode == 1
+    assert "TAMPERED: audit event 3 " in out and "2 events before it are intact" in out
+    await world.store.open()
