@@ -491,7 +491,49 @@ def _deficiency_list(d: Dossier, numbers: dict[str, str]) -> str:
     )
 
 
-def _summary(d: Dossier) -> str:
+def _signatures(d: Dossier, signatures: list[dict[str, Any]] | None) -> str:
+    if signatures is None:
+        rows = [
+            (
+                _e(s.data.get("signer_name")),
+                _e(s.data.get("meaning")),
+                _e(s.data.get("scope")),
+                _when(s.data.get("signed_at")),
+            )
+            for s in d.signoffs
+        ]
+        if not rows:
+            return '<p class="muted">No sign-off recorded.</p>'
+        return "<h3>Sign-offs</h3>" + _table(["Signed by", "Meaning", "Scope", "Signed at"], rows)
+    if not signatures:
+        return '<p class="muted">No signature recorded.</p>'
+    checked: list[tuple[str, ...]] = []
+    for sig in signatures:
+        if sig.get("kind") == "decision":
+            what = f"{_e(sig.get('decision'))} of finding " + (
+                f'<span class="ref">{_e(sig.get("finding_id"))}</span>'
+            )
+        else:
+            what = f"sign-off of {_e(sig.get('scope'))}"
+        ok = sig.get("matches")
+        state = (
+            "matches" if ok else '<strong class="critical">content changed since signing</strong>'
+        )
+        checked.append(
+            (
+                _e(sig.get("signer_name")),
+                _e(sig.get("meaning")),
+                what,
+                _when(sig.get("signed_at")),
+                state,
+            )
+        )
+    return "<h3>Signatures</h3>" + _table(
+        ["Signed by", "Meaning", "What", "Signed at", "Signed content"], checked
+    )
+
+
+def _summary(d: Dossier, signatures: list[dict[str, Any]] | None) -> str:
     counts = count_findings(r.data for r in d.findings)
     rows = []
     for cls in CLASSES:
@@ -526,20 +568,7 @@ def _summary(d: Dossier) -> str:
     status_table = (
         _table(["Finding status", "Findings"], status_rows, num={1}) if status_rows else ""
     )
-    signs = [
-        (
-            _e(s.data.get("signer_name")),
-            _e(s.data.get("meaning")),
-            _e(s.data.get("scope")),
-            _when(s.data.get("signed_at")),
-        )
-        for s in d.signoffs
-    ]
-    sign_table = (
-        "<h3>Sign-offs</h3>" + _table(["Signed by", "Meaning", "Scope", "Signed at"], signs)
-        if signs
-        else '<p class="muted">No sign-off recorded.</p>'
-    )
+    sign_table = _signatures(d, signatures)
     return (
         '<section class="part"><h2>6. Summary <span class="zh">检查结论摘要</span></h2>'
         f"<h3>Deficiencies by classification</h3>{table}"
@@ -547,8 +576,12 @@ def _summary(d: Dossier) -> str:
     )
 
 
-def render_report(dossier: Dossier) -> str:
-    """The report of one inspection as a complete HTML document (UTF-8)."""
+def render_report(dossier: Dossier, signatures: list[dict[str, Any]] | None = None) -> str:
+    """The report of one inspection as a complete HTML document (UTF-8).
+
+    ``signatures`` are the inspection's signatures as the review service checks them
+    (sign-offs and review decisions, each with ``matches``: whether the signed content
+    is unchanged); without them the sign-off records are listed unchecked."""
     numbers = _numbering(dossier.findings)
     title = _e(dossier.inspection.get("title") or dossier.inspection_id)
     body = "".join(
@@ -558,7 +591,7 @@ def render_report(dossier: Dossier) -> str:
             _areas(dossier),
             _findings_by_area(dossier, numbers),
             _deficiency_list(dossier, numbers),
-            _summary(dossier),
+            _summary(dossier, signatures),
         ]
     )
     footer = (

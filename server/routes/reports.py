@@ -11,7 +11,7 @@ from litestar import Controller, Response, get
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
 
-from server.deps import AuthedRequest, RegistryDep
+from server.deps import AuthedRequest, RegistryDep, ReviewDep
 from server.guards import ANY_ROLE, STAFF
 from sync.exports import export_json, findings_csv, responses_csv
 from sync.inspection_report import render_report
@@ -106,12 +106,18 @@ class ReportsController(Controller):
         media_type="text/html; charset=utf-8",
     )
     async def report_html(
-        self, inspection_id: FromPath[str], request: AuthedRequest, reports: ReportsDep
+        self,
+        inspection_id: FromPath[str],
+        request: AuthedRequest,
+        reports: ReportsDep,
+        review: ReviewDep,
     ) -> Response[bytes]:
-        """The inspection report: one self-contained HTML document that prints on A4."""
+        """The inspection report: one self-contained HTML document that prints on A4,
+        with every signature checked against the content it signed."""
         dossier = await reports.dossier(request.user, inspection_id)
+        signatures = await review.signatures(request.user, inspection_id)
         return Response(
-            content=render_report(dossier).encode("utf-8"),
+            content=render_report(dossier, signatures).encode("utf-8"),
             media_type="text/html; charset=utf-8",
             headers={**_SAFE, "Content-Security-Policy": _REPORT_CSP},
         )

@@ -28,9 +28,10 @@ class Pusher:
         self.s = session
         self.n = 0
 
-    async def put(self, kind: str, rid: str, **fields) -> None:
+    async def put(self, kind: str, rid: str, base_rev: int = 0, **fields) -> None:
         self.n += 1
         mutation = {
+            "base_rev": base_rev,
             "mid": f"{self.s.tokens['user_id']}:{self.n}",
             "kind": kind,
             "id": rid,
@@ -447,3 +448,23 @@ async def test_report_of_a_planned_inspection(demo):
     assert r.status_code == 200
     assert "not pinned (inspection not started)" in r.text
     assert "No findings recorded." in r.text
+
+
+async def test_report_checks_every_signature_against_its_content(world, app):
+    sup = await login(world, "sup.js")
+    url = "/api/v1/inspections/insp-ds-routine/report.html"
+    html = (await sup.get(url)).text
+    part = html[html.index("<h3>Signatures</h3>") :]
+    assert part.count("<td>matches</td>") == 3  # reclassify, accept, merge
+    assert "content changed since signing" not in part
+    # the inspector changes the accepted finding's text afterwards
+    js1 = Pusher(await login(world, "insp.js1", device={"name": "js1-again"}))
+    js1.n = 100
+    rec = await app.state.services.store.get_record("finding", "f-ds-reclass")
+    await js1.put(
+        "finding", "f-ds-reclass", base_rev=rec.rev, title="Cell bank inventory reconciled late"
+    )
+    html = (await sup.get(url)).text
+    part = html[html.index("<h3>Signatures</h3>") :]
+    assert part.count("content changed since signing") == 2  # the decisions on it
+    assert part.count("<td>matches</td>") == 1  # the merge, on another finding
