@@ -29,6 +29,7 @@ from server.routes.evidence import EvidenceController, tus_resumable_header
 from server.routes.health import healthz, readyz
 from server.routes.inspections import InspectionController
 from server.routes.reference import reference_routers
+from server.routes.reports import ReportsController
 from server.routes.review import AuditController, ReviewController
 from server.routes.sync import SyncController
 from server.settings import Settings
@@ -162,6 +163,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             ChecklistController,
             SyncController,
             EvidenceController,
+            ReportsController,
             ReviewController,
             AuditController,
             *reference_routers(),

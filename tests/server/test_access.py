@@ -188,6 +188,26 @@ ROLE_TABLE = [
     ("GET", f"/api/v1/evidence/{'0' * 64}", None, {"admin", "supervisor", "inspector"}),
     ("GET", f"/api/v1/evidence/{'0' * 64}/meta", None, {"admin", "supervisor", "inspector"}),
     ("GET", f"/api/v1/evidence/{'0' * 64}/thumbnail", None, {"admin", "supervisor", "inspector"}),
+    # read models: the chain view is for staff; exports and the report follow the scope
+    ("GET", "/api/v1/products/prod-zv101/chain-findings", None, {"admin", "supervisor"}),
+    (
+        "GET",
+        "/api/v1/inspections/insp-ds-routine/export.csv",
+        None,
+        {"admin", "supervisor", "inspector"},
+    ),
+    (
+        "GET",
+        "/api/v1/inspections/insp-ds-routine/export.json",
+        None,
+        {"admin", "supervisor", "inspector"},
+    ),
+    (
+        "GET",
+        "/api/v1/inspections/insp-ds-routine/report.html",
+        None,
+        {"admin", "supervisor", "inspector"},
+    ),
 ]
 
 USERS = {"admin": "admin", "supervisor": "sup.js", "inspector": "insp.js1"}

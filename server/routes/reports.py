@@ -1,0 +1,123 @@
+"""Read models for supervisors: the chain view of a product's findings, an inspection's
+exports (CSV, JSON) and its printable report (HTML). The rules and the rendering live
+in ``sync/reports.py``, ``sync/exports.py`` and ``sync/inspection_report.py``."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal, TypeAlias
+
+from litestar import Controller, Response, get
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, QueryParameter
+
+from server.deps import AuthedRequest, RegistryDep, ReviewDep
+from server.guards import ANY_ROLE, STAFF
+from sync.exports import export_json, findings_csv, responses_csv
+from sync.inspection_report import render_report
+from sync.reports import ChainFindings, Reports
+
+__all__ = ["ReportsController"]
+
+What = Annotated[
+    Literal["findings", "responses"],
+    QueryParameter(name="what", description="findings (default) or responses"),
+]
+
+# Exported files are built from data people typed: keep browsers from sniffing or
+# running anything in them.
+ReportsDep: TypeAlias = NamedDependency[Reports]
+
+_SAFE = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
+_REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+
+
+def provide_reports(registry: RegistryDep) -> Reports:
+    return Reports(registry.store, registry.clock)
+
+
+def _filename(inspection_id: str, suffix: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", inspection_id)[:80] or "inspection"
+    return f"{stem}-{suffix}"
+
+
+def _attachment(name: str) -> dict[str, str]:
+    return {**_SAFE, "Content-Disposition": f'attachment; filename="{name}"'}
+
+
+class ReportsController(Controller):
+    path = "/api/v1"
+    tags = ["reports"]
+    # a Reports per request: it holds nothing but the app's store and clock (a cached
+    # one on this class would outlive the app that made it)
+    dependencies = {"reports": Provide(provide_reports, sync_to_thread=False)}
+
+    @get("/products/{record_id:str}/chain-findings", guards=[STAFF])
+    async def chain_findings(
+        self, record_id: FromPath[str], request: AuthedRequest, reports: ReportsDep
+    ) -> ChainFindings:
+        """Every finding of every inspection of every site of the product's chains,
+        grouped by link in chain order, with counts per classification per link, per
+        chain and in all (supervisors and admins; across authorities, read-only)."""
+        return await reports.chain_findings(request.user, record_id)
+
+    @get(
+        "/inspections/{inspection_id:str}/export.csv",
+        guards=[ANY_ROLE],
+        media_type="text/csv; charset=utf-8",
+    )
+    async def csv_export(
+        self,
+        inspection_id: FromPath[str],
+        request: AuthedRequest,
+        reports: ReportsDep,
+        what: What = "findings",
+    ) -> Response[bytes]:
+        """The inspection's findings (``?what=findings``, default) or responses
+        (``?what=responses``) as CSV: UTF-8 with a BOM, formulas defused."""
+        dossier = await reports.dossier(request.user, inspection_id)
+        text = findings_csv(dossier) if what == "findings" else responses_csv(dossier)
+        return Response(
+            content=text.encode("utf-8"),
+            media_type="text/csv; charset=utf-8",
+            headers=_attachment(_filename(inspection_id, f"{what}.csv")),
+        )
+
+    @get(
+        "/inspections/{inspection_id:str}/export.json",
+        guards=[ANY_ROLE],
+        media_type="application/json",
+    )
+    async def json_export(
+        self, inspection_id: FromPath[str], request: AuthedRequest, reports: ReportsDep
+    ) -> Response[bytes]:
+        """One JSON document: the inspection header, its findings, responses and
+        sign-offs."""
+        dossier = await reports.dossier(request.user, inspection_id)
+        return Response(
+            content=export_json(dossier),
+            media_type="application/json",
+            headers=_attachment(_filename(inspection_id, "export.json")),
+        )
+
+    @get(
+        "/inspections/{inspection_id:str}/report.html",
+        guards=[ANY_ROLE],
+        media_type="text/html; charset=utf-8",
+    )
+    async def report_html(
+        self,
+        inspection_id: FromPath[str],
+        request: AuthedRequest,
+        reports: ReportsDep,
+        review: ReviewDep,
+    ) -> Response[bytes]:
+        """The inspection report: one self-contained HTML document that prints on A4,
+        with every signature checked against the content it signed."""
+        dossier = await reports.dossier(request.user, inspection_id)
+        signatures = await review.signatures(request.user, inspection_id)
+        return Response(
+            content=render_report(dossier, signatures).encode("utf-8"),
+            media_type="text/html; charset=utf-8",
+            headers={**_SAFE, "Content-Security-Policy": _REPORT_CSP},
+        )
