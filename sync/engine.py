@@ -300,11 +300,19 @@ class SyncEngine:
             rows = rows[:limit]
             last = rows[-1].seq if rows else max(cursor.seq, 0)
             nxt = _Cursor(last, target_key)
+            has_more = has_more or target_key != now_key
+            # Only the page that ends the pull, and only when asked: the query reads
+            # every finding and response of the scope (see docs/evidence.md). Without
+            # more pages the target is the scope now, and this is the same snapshot.
+            missing = None
+            if request.want_missing_evidence and not has_more:
+                missing = tx.missing_evidence(target.inspections)
             page = self._page(
                 [self._change(r) for r in rows],
                 evict,
                 _encode_cursor(nxt),
-                has_more or target_key != now_key,
+                has_more,
+                missing=missing,
             )
             return page, [(target_key, msgspec.json.encode(target).decode())]
 
@@ -362,6 +370,7 @@ class SyncEngine:
         has_more: bool,
         *,
         resync: bool = False,
+        missing: dict[str, list[str]] | None = None,
     ) -> PullResponse:
         return PullResponse(
             protocol=PROTOCOL_VERSION,
@@ -372,6 +381,7 @@ class SyncEngine:
             resync_required=resync,
             server_time=self.clock.now(),
             hlc=str(self._hlc),
+            missing_evidence=missing,
         )
 
     async def purge_tombstones(self) -> int:
