@@ -217,7 +217,6 @@ class HttpTransport:
         """
         size = path.stat().st_size
         chunk_size = chunk_size or self.chunk_size
-        tus = {"Tus-Resumable": "1.0.0", "Authorization": f"Bearer {self.access_token}"}
         restarts = 0  # uploads that vanished under this call
         stuck = 0  # chunk answers in a row that moved nothing
         lock_waits = 0  # 423s in a row
@@ -235,12 +234,12 @@ class HttpTransport:
             with path.open("rb") as f:
                 while url is None or offset < size:
                     if url is None:
-                        url = await self._create_upload(size, metadata, tus)
+                        url = await self._create_upload(size, metadata)
                         on_url(url)
                         offset = 0
                     elif ask:
                         ask = False
-                        known = await self._offset(url, tus)
+                        known = await self._offset(url)
                         if known is None:
                             vanished()
                             url = None
@@ -250,15 +249,15 @@ class HttpTransport:
                     f.seek(offset)
                     chunk = f.read(chunk_size)
                     digest = base64.b64encode(hashlib.sha256(chunk).digest()).decode()
-                    r = await self._client.patch(
+                    r = await self._tus(
+                        "PATCH",
                         url,
-                        content=chunk,
-                        headers={
-                            **tus,
+                        {
                             "Upload-Offset": str(offset),
                             "Content-Type": "application/offset+octet-stream",
                             "Upload-Checksum": f"sha256 {digest}",
                         },
+                        chunk,
                     )
                     if r.status_code == 204:
                         offset = int(r.headers["Upload-Offset"])
@@ -288,19 +287,47 @@ class HttpTransport:
         except httpx.TransportError as exc:
             raise TransportError(str(exc)) from exc
 
-    async def _create_upload(self, size: int, metadata: dict[str, str], tus: dict[str, str]) -> str:
+    async def _tus(
+        self, method: str, url: str, headers: dict[str, str], content: bytes | None = None
+    ) -> httpx.Response:
+        """One tus request with the current access token; an expired token (401 other
+        than ``device_revoked``) is refreshed once and the request sent again, so a
+        long series of uploads outlives the 15-minute token."""
+        for attempt in range(2):
+            r = await self._client.request(
+                method,
+                url,
+                content=content,
+                headers={
+                    "Tus-Resumable": "1.0.0",
+                    "Authorization": f"Bearer {self.access_token}",
+                    **headers,
+                },
+            )
+            if (
+                r.status_code == 401
+                and attempt == 0
+                and _problem_code(r) != "device_revoked"
+                and await self._refresh()
+            ):
+                continue
+            return r
+        raise AssertionError("unreachable")
+
+    async def _create_upload(self, size: int, metadata: dict[str, str]) -> str:
         meta = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in metadata.items())
-        r = await self._client.post(
+        r = await self._tus(
+            "POST",
             f"{self.base_url}/api/v1/evidence/uploads",
-            headers={**tus, "Upload-Length": str(size), "Upload-Metadata": meta},
+            {"Upload-Length": str(size), "Upload-Metadata": meta},
         )
         self._check_upload(r, (201,))
         return str(httpx.URL(self.base_url).join(r.headers["Location"]))
 
-    async def _offset(self, url: str, tus: dict[str, str]) -> int | None:
+    async def _offset(self, url: str) -> int | None:
         """The server's offset of an upload (tus ``HEAD``); None if it is gone (404,
         410): the caller creates a new one."""
-        r = await self._client.head(url, headers=tus)
+        r = await self._tus("HEAD", url, {})
         if r.status_code in (404, 410):
             return None
         self._check_upload(r, (200,))

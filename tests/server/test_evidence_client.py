@@ -333,6 +333,23 @@ async def test_an_upload_gone_mid_way_starts_again_from_zero(demo, app, js1, how
     assert js1.stored(app, data) == data
 
 
+async def test_an_access_token_that_expires_mid_upload_is_refreshed(demo, app, js1):
+    """A series of uploads on a slow network outlives the access token: the tablet
+    refreshes it and goes on with the same upload."""
+    path, data = big_photo(path_of(js1), 11)
+    old = js1.transport.access_token
+
+    async def expired(request: httpx.Request, body: bytes) -> httpx.Response:
+        return problem(401, "token_invalid")
+
+    js1.relay.hooks[("PATCH", 2)] = expired
+    await js1.upload(path, data)
+    assert ("POST", "/api/v1/auth/refresh", 200) in js1.relay.log
+    assert js1.transport.access_token != old
+    assert js1.relay.count("POST", CREATE) == 1
+    assert js1.stored(app, data) == data
+
+
 async def test_a_remembered_upload_resumes_where_the_server_is(demo, app, js1):
     """A tablet restarted mid-upload sends only the rest."""
     path, data = big_photo(path_of(js1), 8)
