@@ -301,12 +301,9 @@ class SyncEngine:
             last = rows[-1].seq if rows else max(cursor.seq, 0)
             nxt = _Cursor(last, target_key)
             has_more = has_more or target_key != now_key
-            # Only the page that ends the pull, and only when asked: the query reads
-            # every finding and response of the scope (see docs/evidence.md). Without
-            # more pages the target is the scope now, and this is the same snapshot.
             missing = None
             if request.want_missing_evidence and not has_more:
-                missing = tx.missing_evidence(target.inspections)
+                missing = self._missing_evidence(tx, target.inspections)
             page = self._page(
                 [self._change(r) for r in rows],
                 evict,
@@ -341,6 +338,20 @@ class SyncEngine:
             if device is not None and note_device:
                 self._pull_noted[device] = self._now_ms()
         return page
+
+    @staticmethod
+    def _missing_evidence(tx: BatchTx, inspection_ids: list[str]) -> dict[str, list[str]]:
+        """What the inspections that still take evidence (all but closed ones) miss, in
+        this page's snapshot. Only the page that ends a pull, and only when asked,
+        because it reads every finding and response of the scope (section 7.5 of
+        docs/sync-protocol.md); without more pages the target is the scope now."""
+        found = tx.get_records([("inspection", i) for i in inspection_ids])
+        taking = [
+            rec.id
+            for rec in found.values()
+            if not rec.deleted and rec.data.get("status") != "closed"
+        ]
+        return tx.missing_evidence(sorted(taking))
 
     @staticmethod
     def _snapshot(tx: BatchTx, key: str) -> _Scope | None:

@@ -194,10 +194,11 @@ class PullResponse(msgspec.Struct, kw_only=True):
     hlc: str
     missing_evidence: dict[str, list[str]] | None = None
     """Only on the page that ends a pull (``has_more`` false) whose request asked
-    (``want_missing_evidence``), else null: per inspection of the caller's scope (only
-    those with something missing), the sorted SHA-256s its live findings and responses
-    name that no completed upload for that inspection has stored. A tablet uploads those
-    it holds, for that inspection; ``{}`` means nothing is missing."""
+    (``want_missing_evidence``), else null: per inspection of the caller's scope that is
+    not closed (only those with something missing), the sorted SHA-256s its live
+    findings and responses name that no completed upload for that inspection has
+    stored. A tablet uploads those it holds, for that inspection; ``{}`` means nothing
+    is missing."""
 
 
 _json_encoder = msgspec.json.Encoder()

@@ -122,3 +122,21 @@ def push(fid: str, fields: dict[str, Any]) -> PushRequest:
             )
         ]
     )
+
+
+async def test_a_closed_inspection_asks_for_nothing_more(world):
+    """A closed inspection takes no more evidence (uploads to it are refused), so the
+    pull answer does not ask tablets for its missing files; the review list (Store /
+    the /missing route) still shows them."""
+    js1 = await principal(world, "insp.js1", "tab-a")
+    a = photo(4)
+    answer = await world.engine.push(
+        js1, push("f-a", {"inspection_id": INSP, "title": "x", "evidence_hashes": [sha(a)]})
+    )
+    assert isinstance(answer.results[0], Applied), answer.results
+    assert (await pull_all(world, js1))[-1].missing_evidence == {INSP: [sha(a)]}
+    sup = await principal(world, "sup.js")
+    for status in ("fieldwork_done", "under_review", "closed"):
+        await world.registry.transition(sup, INSP, InspectionStatus(status))
+    assert (await pull_all(world, js1))[-1].missing_evidence == {}
+    assert await world.uploads.missing(js1, INSP) == [sha(a)]
