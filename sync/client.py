@@ -208,6 +208,8 @@ class HttpTransport:
           wait ``Retry-After`` (at least, growing each time), ask ``HEAD``, go on;
         - 404 or 410 (the upload expired, was purged or terminated): create a new
           upload and send the file from the start;
+        - 401 (the access token expired; to any tus request): refresh it once, send
+          the request again;
         - anything else: as for creating (below).
 
         Raises :class:`TransportError` on a network failure, a 5xx, or when chunks keep
