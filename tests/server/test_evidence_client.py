@@ -2,8 +2,8 @@
 
 Requests go through :class:`Relay`, an httpx transport in front of the app that can act
 before a chosen request (terminate the upload, expire it, deliver a chunk twice) or
-answer in the app's place when the app cannot produce the case (a 423 on demand, a 409
-that is not an offset conflict).
+answer in the app's place when the app cannot readily produce the case (a 423 on demand,
+a 409 that is not an offset conflict, an expired access token).
 """
 
 from __future__ import annotations
