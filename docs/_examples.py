@@ -246,8 +246,10 @@ async def run(world: Services, clock: FakeClock, tmp: Path, ex: Examples) -> Non
     a._apply_results(pending, answer)
     await a.pull()
 
-    # --- B pulls: several kinds, a tombstone --------------------------------------------
-    page = await engine.pull(pb, PullRequest(cursor=cursor_b, limit=50))
+    # --- B pulls: several kinds, a tombstone; which evidence is missing -----------------
+    asking = PullRequest(cursor=cursor_b, limit=50, want_missing_evidence=True)
+    ex.add("PullRequest", "PullRequest: asking which evidence the server still needs", asking)
+    page = await engine.pull(pb, asking)
     seen = [(c.kind, c.id) for c in page.changes]
     ex.note(f"B's incremental page: {seen}")
     keep = [k for k in seen if k[0] != "conflict"][:6]

@@ -105,13 +105,28 @@ class HttpTransport:
         timeout: float = 30.0,
         on_tokens: Callable[[dict[str, Any]], None] | None = None,
         client: httpx.AsyncClient | None = None,
+        chunk_size: int = 1 << 20,
+        upload_attempts: int = 8,
+        upload_restarts: int = 2,
+        lock_backoff: float = 1.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """``chunk_size``: bytes per tus ``PATCH`` (1 MiB suits a weak network);
+        ``upload_attempts``: chunk answers in a row without progress (409, 423,
+        460) before an upload gives up for now; ``upload_restarts``: how many times one
+        upload call creates a new upload after the old one vanished (404, 410);
+        ``lock_backoff``: the first wait after a 423 when the server names none."""
         self.base_url = base_url.rstrip("/")
         self.access_token = access_token
         self.refresh_token = refresh_token
         self.media = MSGPACK if msgpack else "application/json"
         self.on_tokens = on_tokens
         self._client = client or httpx.AsyncClient(timeout=timeout)
+        self.chunk_size = chunk_size
+        self.upload_attempts = upload_attempts
+        self.upload_restarts = upload_restarts
+        self.lock_backoff = lock_backoff
+        self._sleep = sleep
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -179,62 +194,155 @@ class HttpTransport:
         metadata: dict[str, str],
         url: str | None,
         on_url: Callable[[str | None], None],
-        chunk_size: int = 1 << 20,
+        chunk_size: int | None = None,
     ) -> None:
         """Upload one file with the tus protocol, resuming from the server's offset.
 
-        ``url`` is an upload created earlier (kept by the caller across restarts); a
-        gone or expired one is created again. Raises :class:`TransportError` on a
-        network failure (the next attempt resumes), :class:`UploadRefused` when the
-        server will never accept the file (type, size, hash).
+        ``url`` is an upload created earlier (kept by the caller across restarts). What
+        each answer to a chunk leads to:
+
+        - 204: go on from the new ``Upload-Offset``;
+        - 409 ``offset_mismatch``: ask ``HEAD`` for the server's offset, go on from it;
+        - 460 (the chunk was damaged on the way): send it again;
+        - 423 (another request still writes this upload, e.g. one we gave up on):
+          wait ``Retry-After`` (at least, growing each time), ask ``HEAD``, go on;
+        - 404 or 410 (the upload expired, was purged or terminated): create a new
+          upload and send the file from the start;
+        - 401 (the access token expired; to any tus request): refresh it once, send
+          the request again;
+        - anything else: as for creating (below).
+
+        Raises :class:`TransportError` on a network failure, a 5xx, or when chunks keep
+        being refused without progress (the next attempt resumes), and
+        :class:`UploadRefused` when the server will never accept the file (type, size,
+        hash, an inspection closed or no longer visible, an unknown 4xx).
         """
         size = path.stat().st_size
-        tus = {"Tus-Resumable": "1.0.0", "Authorization": f"Bearer {self.access_token}"}
+        chunk_size = chunk_size or self.chunk_size
+        restarts = 0  # uploads that vanished under this call
+        stuck = 0  # chunk answers in a row that moved nothing
+        lock_waits = 0  # 423s in a row
+        offset = 0
+        ask = url is not None  # the server's offset is unknown: ask HEAD first
+
+        def vanished() -> None:
+            nonlocal restarts
+            restarts += 1
+            if restarts > self.upload_restarts:
+                raise TransportError("upload: new uploads keep vanishing")
+            on_url(None)
+
         try:
-            offset = 0
-            if url is not None:
-                r = await self._client.head(url, headers=tus)
-                if r.status_code == 200:
-                    offset = int(r.headers["Upload-Offset"])
-                else:
-                    url = None
-                    on_url(None)
-            if url is None:
-                meta = ",".join(
-                    f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in metadata.items()
-                )
-                r = await self._client.post(
-                    f"{self.base_url}/api/v1/evidence/uploads",
-                    headers={**tus, "Upload-Length": str(size), "Upload-Metadata": meta},
-                )
-                self._check_upload(r, (201,))
-                url = str(httpx.URL(self.base_url).join(r.headers["Location"]))
-                on_url(url)
             with path.open("rb") as f:
-                while offset < size:
+                while url is None or offset < size:
+                    if url is None:
+                        url = await self._create_upload(size, metadata)
+                        on_url(url)
+                        offset = 0
+                    elif ask:
+                        ask = False
+                        known = await self._offset(url)
+                        if known is None:
+                            vanished()
+                            url = None
+                        else:
+                            offset = known  # the loop ends if the server has it all
+                        continue
                     f.seek(offset)
                     chunk = f.read(chunk_size)
                     digest = base64.b64encode(hashlib.sha256(chunk).digest()).decode()
-                    r = await self._client.patch(
+                    r = await self._tus(
+                        "PATCH",
                         url,
-                        content=chunk,
-                        headers={
-                            **tus,
+                        {
                             "Upload-Offset": str(offset),
                             "Content-Type": "application/offset+octet-stream",
                             "Upload-Checksum": f"sha256 {digest}",
                         },
+                        chunk,
                     )
-                    if r.status_code == 409:  # our offset is stale: ask again
-                        head = await self._client.head(url, headers=tus)
-                        offset = int(head.headers.get("Upload-Offset", 0))
+                    if r.status_code == 204:
+                        offset = int(r.headers["Upload-Offset"])
+                        stuck = lock_waits = 0
                         continue
-                    if r.status_code == 460:  # chunk damaged on the way: send it again
+                    code = _problem_code(r)
+                    if r.status_code in (404, 410):  # expired, purged or terminated
+                        vanished()
+                        url = None
                         continue
-                    self._check_upload(r, (204,))
-                    offset = int(r.headers["Upload-Offset"])
+                    resumable = r.status_code in (423, 460) or (
+                        r.status_code == 409 and code == "offset_mismatch"
+                    )
+                    if not resumable:
+                        self._check_upload(r, (204,))
+                    stuck += 1
+                    if stuck > self.upload_attempts:
+                        raise TransportError(
+                            f"upload: {stuck} chunks in a row refused ({r.status_code} {code})"
+                        )
+                    if r.status_code == 423:  # locked: wait, then see where it stands
+                        await self._sleep(self._lock_delay(r, lock_waits))
+                        lock_waits += 1
+                    # 409 offset_mismatch and 423: ask HEAD; 460 (damaged on the way):
+                    # send the same chunk again
+                    ask = r.status_code != 460
         except httpx.TransportError as exc:
             raise TransportError(str(exc)) from exc
+
+    async def _tus(
+        self, method: str, url: str, headers: dict[str, str], content: bytes | None = None
+    ) -> httpx.Response:
+        """One tus request with the current access token; an expired token (401 other
+        than ``device_revoked``) is refreshed once and the request sent again, so a
+        long series of uploads outlives the 15-minute token."""
+        for attempt in range(2):
+            r = await self._client.request(
+                method,
+                url,
+                content=content,
+                headers={
+                    "Tus-Resumable": "1.0.0",
+                    "Authorization": f"Bearer {self.access_token}",
+                    **headers,
+                },
+            )
+            if (
+                r.status_code == 401
+                and attempt == 0
+                and _problem_code(r) != "device_revoked"
+                and await self._refresh()
+            ):
+                continue
+            return r
+        raise AssertionError("unreachable")
+
+    async def _create_upload(self, size: int, metadata: dict[str, str]) -> str:
+        meta = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in metadata.items())
+        r = await self._tus(
+            "POST",
+            f"{self.base_url}/api/v1/evidence/uploads",
+            {"Upload-Length": str(size), "Upload-Metadata": meta},
+        )
+        self._check_upload(r, (201,))
+        return str(httpx.URL(self.base_url).join(r.headers["Location"]))
+
+    async def _offset(self, url: str) -> int | None:
+        """The server's offset of an upload (tus ``HEAD``); None if it is gone (404,
+        410): the caller creates a new one."""
+        r = await self._tus("HEAD", url, {})
+        if r.status_code in (404, 410):
+            return None
+        self._check_upload(r, (200,))
+        return int(r.headers["Upload-Offset"])
+
+    def _lock_delay(self, r: httpx.Response, waits: int) -> float:
+        """Seconds to wait after a 423: the server's ``Retry-After`` at least, and a
+        backoff that doubles with every wait in a row, at most a minute."""
+        try:
+            asked = float(r.headers.get("Retry-After", "0"))
+        except ValueError:
+            asked = 0.0
+        return min(max(asked, self.lock_backoff * 2.0**waits), 60.0)
 
     @staticmethod
     def _check_upload(r: httpx.Response, ok: tuple[int, ...]) -> None:
@@ -242,7 +350,7 @@ class HttpTransport:
             return
         if r.status_code == 401 and _problem_code(r) == "device_revoked":
             raise DeviceRevoked("the server has revoked this device")
-        if r.status_code >= 500 or r.status_code in (401, 429):
+        if r.status_code >= 500 or r.status_code in (401, 423, 429):
             raise TransportError(f"upload: server answered {r.status_code}")
         raise UploadRefused(f"{r.status_code} {_problem_code(r) or r.text[:200]}")
 
@@ -292,7 +400,9 @@ _SCHEMA: dict[str, tuple[dict[str, Any], str | tuple[str, ...]]] = {
             "state": str,  # pending, uploaded, refused
             "detail": str,
         },
-        "sha256",
+        # one row per file and inspection: a file is readable in an inspection only
+        # once it was uploaded for it (docs/evidence.md)
+        ("sha256", "inspection_id"),
     ),
 }
 
@@ -318,6 +428,9 @@ class Tablet:
         for name, (columns, pk) in _SCHEMA.items():
             if name not in self.db.table_names():
                 self.db[name].create(columns, pk=pk)  # type: ignore[union-attr]
+        evidence = self.db.table("evidence")
+        if evidence.pks == ["sha256"]:  # a local file of an earlier version
+            evidence.transform(pk=("sha256", "inspection_id"))
         self.transport = transport
         self.evidence_dir = Path(path).parent / f"{Path(path).stem}-evidence"
         self.evidence_dir.mkdir(parents=True, exist_ok=True)
@@ -461,9 +574,11 @@ class Tablet:
         *,
         captured_at: datetime | None = None,
     ) -> str:
-        """Keep a photo or file as evidence; returns its SHA-256, which records
-        reference (e.g. a finding's ``evidence_hashes``). The file is copied into the
-        tablet's store, so the record can sync before the file uploads."""
+        """Keep a photo or file as evidence of an inspection; returns its SHA-256,
+        which that inspection's records reference (e.g. a finding's
+        ``evidence_hashes``). The file is copied into the tablet's store, so the record
+        can sync before the file uploads. The same file attached to two inspections is
+        uploaded for each (the server stores it once)."""
         source = Path(path)
         data = source.read_bytes()
         sha = hashlib.sha256(data).hexdigest()
@@ -486,8 +601,55 @@ class Tablet:
         return sha
 
     def evidence(self, state: str | None = None) -> list[dict[str, Any]]:
-        rows = [dict(r) for r in self.db.query("SELECT * FROM evidence ORDER BY sha256")]
+        rows = [
+            dict(r) for r in self.db.query("SELECT * FROM evidence ORDER BY sha256, inspection_id")
+        ]
         return [r for r in rows if state in (None, r["state"])]
+
+    def missing_on_server(self) -> dict[str, list[str]]:
+        """What the server said it still needs at the end of the last pull that asked
+        (per inspection, hashes named by its records and not uploaded for it), whether
+        this tablet holds the files or not."""
+        return dict(json.loads(self._meta("missing_evidence", "{}")))
+
+    def _note_missing(self, missing: dict[str, list[str]]) -> None:
+        """Queue for upload every file the server says an inspection still needs that
+        this tablet holds: a row uploaded before goes back to pending (the server lost
+        it, e.g. restored from a backup), a file held for another inspection gets a row
+        for this one. Refused files stay refused. Runs inside the page's transaction."""
+        self._set_meta("missing_evidence", json.dumps(missing, sort_keys=True))
+        for iid, hashes in missing.items():
+            for sha in hashes:
+                rows = [
+                    dict(r)
+                    for r in self.db.query(
+                        "SELECT * FROM evidence WHERE sha256 = ? ORDER BY inspection_id != ?",
+                        [sha, iid],
+                    )
+                ]
+                held = next((r for r in rows if Path(r["path"]).is_file()), None)
+                if held is None:
+                    continue
+                if rows[0]["inspection_id"] == iid:
+                    self.db.execute(
+                        "UPDATE evidence SET state = 'pending' WHERE sha256 = ?"
+                        " AND inspection_id = ? AND state = 'uploaded'",
+                        [sha, iid],
+                    )
+                    continue
+                self.db.execute(
+                    "INSERT INTO evidence (sha256, path, inspection_id, size, filename,"
+                    " captured_at, upload_url, state, detail)"
+                    " VALUES (?,?,?,?,?,?,NULL,'pending','')",
+                    [
+                        sha,
+                        held["path"],
+                        iid,
+                        held["size"],
+                        held["filename"],
+                        held["captured_at"],
+                    ],
+                )
 
     async def upload_evidence(self) -> int:
         """Upload pending evidence (after the records that reference it), resuming
@@ -498,36 +660,46 @@ class Tablet:
             return 0
         done = 0
         for row in self.evidence("pending"):
-            sha = row["sha256"]
-
-            def remember(url: str | None, sha: str = sha) -> None:
-                self.db.execute("UPDATE evidence SET upload_url = ? WHERE sha256 = ?", [url, sha])
-
+            sha, iid = row["sha256"], row["inspection_id"]
+            key = [sha, iid]
             metadata = {
                 "sha256": sha,
-                "inspection_id": row["inspection_id"],
+                "inspection_id": iid,
                 "filename": row["filename"],
                 "captured_at": row["captured_at"],
             }
-            try:
-                await self._retry(
-                    partial(
-                        upload,
-                        sha,
-                        Path(row["path"]),
-                        metadata=metadata,
-                        url=row["upload_url"],
-                        on_url=remember,
-                    )
+
+            def remember(url: str | None, key: list[str] = key) -> None:
+                self.db.execute(
+                    "UPDATE evidence SET upload_url = ? WHERE sha256 = ? AND inspection_id = ?",
+                    [url, *key],
                 )
+
+            async def attempt(
+                row: dict[str, Any] = row,
+                key: list[str] = key,
+                metadata: dict[str, str] = metadata,
+                remember: Callable[[str | None], None] = remember,
+            ) -> None:
+                # the upload created by a failed attempt is resumed, not made again
+                url = self.db.execute(
+                    "SELECT upload_url FROM evidence WHERE sha256 = ? AND inspection_id = ?", key
+                ).fetchone()[0]
+                await upload(key[0], Path(row["path"]), metadata=metadata, url=url, on_url=remember)
+
+            try:
+                await self._retry(attempt)
             except UploadRefused as exc:
                 self.db.execute(
-                    "UPDATE evidence SET state = 'refused', detail = ? WHERE sha256 = ?",
-                    [str(exc), sha],
+                    "UPDATE evidence SET state = 'refused', detail = ?"
+                    " WHERE sha256 = ? AND inspection_id = ?",
+                    [str(exc), sha, iid],
                 )
                 continue
             self.db.execute(
-                "UPDATE evidence SET state = 'uploaded', upload_url = NULL WHERE sha256 = ?", [sha]
+                "UPDATE evidence SET state = 'uploaded', upload_url = NULL"
+                " WHERE sha256 = ? AND inspection_id = ?",
+                [sha, iid],
             )
             done += 1
         return done
@@ -552,11 +724,16 @@ class Tablet:
                 delay = min(delay * 2, 30.0)
         raise AssertionError("unreachable")
 
-    async def pull(self) -> int:
-        """Pull every page; returns how many changes were applied."""
+    async def pull(self, *, check_evidence: bool = True) -> int:
+        """Pull every page; returns how many changes were applied. With
+        ``check_evidence``, a tablet that holds evidence files asks which of them the
+        server still needs (answered on the last page) and queues those."""
         total = 0
+        ask = check_evidence and self.db.execute("SELECT 1 FROM evidence").fetchone() is not None
         while True:
-            request = PullRequest(cursor=self.cursor, limit=self.page_size)
+            request = PullRequest(
+                cursor=self.cursor, limit=self.page_size, want_missing_evidence=ask
+            )
             page: PullResponse = await self._retry(partial(self.transport.pull, request))
             if page.resync_required:
                 with self.db.conn:
@@ -587,6 +764,8 @@ class Tablet:
                     )
             self._set_meta("cursor", page.cursor)
             self._merge_clock(page.hlc)
+            if page.missing_evidence is not None:
+                self._note_missing(page.missing_evidence)
 
     async def push(self) -> list[Any]:
         """Push the outbox in batches; acknowledged mutations leave it."""
@@ -646,7 +825,8 @@ class Tablet:
         """Pull, push, pull, then upload evidence (records always go before their
         files). Raises :class:`DeviceRevoked` after wiping local data."""
         try:
-            pulled = await self.pull()
+            # the missing evidence is asked for once, by the pull that ends the sync
+            pulled = await self.pull(check_evidence=not self.pending())
             pushed = await self.push()
             pulled += await self.pull() if pushed else 0
             uploaded = await self.upload_evidence()
@@ -670,6 +850,7 @@ class Tablet:
             "rejected": len(self.results("rejected")),
             "evidence_pending": len(self.evidence("pending")),
             "evidence_refused": len(self.evidence("refused")),
+            "evidence_missing_on_server": sum(len(v) for v in self.missing_on_server().values()),
             "open_conflict_records": sum(
                 1 for c in self.records("conflict").values() if c.get("status") == "open"
             ),

@@ -313,11 +313,16 @@ class SyncEngine:
             rows = rows[:limit]
             last = rows[-1].seq if rows else max(cursor.seq, 0)
             nxt = _Cursor(last, target_key)
+            has_more = has_more or target_key != now_key
+            missing = None
+            if request.want_missing_evidence and not has_more:
+                missing = self._missing_evidence(tx, target.inspections)
             page = self._page(
                 [self._change(r) for r in rows],
                 evict,
                 _encode_cursor(nxt),
-                has_more or target_key != now_key,
+                has_more,
+                missing=missing,
             )
             return page, [(target_key, msgspec.json.encode(target).decode())]
 
@@ -348,6 +353,20 @@ class SyncEngine:
         return page
 
     @staticmethod
+    def _missing_evidence(tx: BatchTx, inspection_ids: list[str]) -> dict[str, list[str]]:
+        """What the inspections that still take evidence (all but closed ones) miss, in
+        this page's snapshot. Only the page that ends a pull, and only when asked,
+        because it reads every finding and response of the scope (section 7.5 of
+        docs/sync-protocol.md); without more pages the target is the scope now."""
+        found = tx.get_records([("inspection", i) for i in inspection_ids])
+        taking = [
+            rec.id
+            for rec in found.values()
+            if not rec.deleted and rec.data.get("status") != "closed"
+        ]
+        return tx.missing_evidence(sorted(taking))
+
+    @staticmethod
     def _snapshot(tx: BatchTx, key: str) -> _Scope | None:
         if key == _EMPTY_KEY:
             return _EMPTY
@@ -375,6 +394,7 @@ class SyncEngine:
         has_more: bool,
         *,
         resync: bool = False,
+        missing: dict[str, list[str]] | None = None,
     ) -> PullResponse:
         return PullResponse(
             protocol=PROTOCOL_VERSION,
@@ -385,6 +405,7 @@ class SyncEngine:
             resync_required=resync,
             server_time=self.clock.now(),
             hlc=str(self._hlc),
+            missing_evidence=missing,
         )
 
     async def purge_tombstones(self) -> int:

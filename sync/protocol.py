@@ -158,6 +158,10 @@ class PullRequest(msgspec.Struct, kw_only=True):
     cursor: str | None = None
     """Opaque: the ``cursor`` of the last page received; none for a first sync."""
     limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE)] = 1000
+    want_missing_evidence: bool = False
+    """Ask for ``missing_evidence`` on the page that ends the pull. Finding it reads
+    every finding and response of the caller's inspections, so a tablet asks only when
+    it holds evidence files, once per sync."""
 
 
 class RecordRef(msgspec.Struct, frozen=True, array_like=False):
@@ -188,6 +192,13 @@ class PullResponse(msgspec.Struct, kw_only=True):
     outbox) and pull again from no cursor."""
     server_time: datetime
     hlc: str
+    missing_evidence: dict[str, list[str]] | None = None
+    """Only on the page that ends a pull (``has_more`` false) whose request asked
+    (``want_missing_evidence``), else null: per inspection of the caller's scope that is
+    not closed (only those with something missing), the sorted SHA-256s its live
+    findings and responses name that no completed upload for that inspection has
+    stored. A tablet uploads those it holds, for that inspection; ``{}`` means nothing
+    is missing."""
 
 
 _json_encoder = msgspec.json.Encoder()

@@ -1043,7 +1043,8 @@ def _missing_evidence(db: sqlite3.Connection, inspection_ids: list[str]) -> dict
             f" json_each(r.data, {_EVIDENCE_PATH}) j"
             f" WHERE r.inspection_id IN ({','.join('?' * len(chunk))})"
             " AND r.kind IN ('finding', 'response') AND r.deleted = 0 AND j.type = 'text'"
-            " AND NOT EXISTS (SELECT 1 FROM evidence e WHERE e.sha256 = j.value)"
+            " AND NOT EXISTS (SELECT 1 FROM evidence_refs f"
+            " WHERE f.sha256 = j.value AND f.inspection_id = r.inspection_id)"
             " ORDER BY r.inspection_id, j.value",
             chunk,
         ).fetchall()

@@ -474,7 +474,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def evidence_refs(self, sha256: str) -> list[EvidenceRef]:
-        """Every inspection's reference to a stored file, oldest first."""
+        """Every inspection's completed upload of a stored file (one per inspection,
+        the first kept), oldest first: the inspections for which someone proved to
+        hold the bytes."""
 
     @abc.abstractmethod
     async def evidence_usage(self, inspection_id: str, now: datetime) -> int:
@@ -490,7 +492,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def missing_evidence(self, inspection_ids: Sequence[str]) -> dict[str, list[str]]:
         """Per inspection (only those with something missing), the sorted hashes its
-        live findings and responses name that no completed upload has stored yet."""
+        live findings and responses name that no completed upload *for that inspection*
+        has stored (no ``evidence_refs`` row of the hash and the inspection): a file
+        stored for another inspection only is missing here, because naming it does not
+        grant reading it (see :meth:`evidence_refs` and ``docs/evidence.md``)."""
 
     @abc.abstractmethod
     async def stored_evidence(self, hashes: Sequence[str]) -> set[str]:

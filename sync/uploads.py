@@ -19,7 +19,10 @@ What is guaranteed here:
   expired ones (file and row).
 - A stored file is readable only by someone who may see a live record (a finding's
   ``evidence_hashes``, a response's ``evidence``) that names it, in an inspection they
-  can see; to anyone else it does not exist.
+  can see *and for which the file was uploaded* (a completed upload for that inspection,
+  deduplicated or not); to anyone else it does not exist. Naming a hash in a record
+  therefore grants nothing by itself: whoever wants a file readable in an inspection
+  sends its bytes for that inspection once (they are stored once either way).
 """
 
 from __future__ import annotations
@@ -545,6 +548,10 @@ class Uploads:
     async def _visible(
         self, principal: Principal, sha256: str
     ) -> tuple[EvidenceFile, list[tuple[str, str, str]], set[str]]:
+        """The file, the live records naming it, and the inspections of those records
+        the caller can see. NotFound unless one of those inspections also had the file
+        uploaded for it: a record grants reading a file only in an inspection for which
+        someone sent the bytes, so knowing a hash is not enough to read the file."""
         if not is_sha256(sha256):
             raise NotFound(f"no evidence {sha256!r}")
         evidence = await self.store.get_evidence(sha256)
@@ -552,7 +559,8 @@ class Uploads:
             raise NotFound(f"no evidence {sha256}")
         refs = await self.store.evidence_references(sha256)
         visible = await self._visible_inspections(principal, [r[2] for r in refs])
-        if not visible:
+        uploaded_for = {r.inspection_id for r in await self.store.evidence_refs(sha256)}
+        if not visible & uploaded_for:
             raise NotFound(f"no evidence {sha256}")
         return evidence, refs, visible
 
@@ -601,8 +609,9 @@ class Uploads:
         )
 
     async def missing(self, principal: Principal, inspection_id: str) -> list[str]:
-        """The hashes an inspection's live findings and responses name that are not
-        stored yet (NotFound for an inspection the caller cannot see)."""
+        """The hashes an inspection's live findings and responses name that no upload
+        for that inspection has stored yet (NotFound for an inspection the caller
+        cannot see)."""
         insp = await self.store.get_record("inspection", inspection_id)
         if insp is None or not can_see_inspection(principal, insp.data):
             raise NotFound(f"no inspection {inspection_id!r}", field="inspection_id")

@@ -29,6 +29,7 @@ from tests.conftest import login
 from tests.server.test_sync_http import push_body
 
 INSP = "insp-ds-routine"
+OTHER = "insp-conj-forcause"  # planned; insp.zj2 (lead), Zhejiang
 UPLOADS = "/api/v1/evidence/uploads"
 TUS = {"Tus-Resumable": "1.0.0"}
 CHUNK = {**TUS, "Content-Type": "application/offset+octet-stream"}
@@ -412,6 +413,58 @@ async def test_someone_elses_evidence_cannot_be_fetched(demo):
         assert (await s.delete(url, headers=TUS)).status_code == 404
     r = await create(zj, data)
     assert r.status_code == 404 and r.json()["field"] == "Upload-Metadata.inspection_id"
+
+
+async def start(demo, inspection: str) -> None:
+    admin = await login(demo, "admin")
+    r = await admin.post(
+        f"/api/v1/inspections/{inspection}/transitions", json={"to": "in_progress"}
+    )
+    assert r.status_code == 200, r.text
+
+
+async def test_knowing_a_hash_does_not_open_the_file_from_another_inspection(demo, app):
+    """insp.zj2 learns the SHA-256 of a photo stored for insp-ds-routine and names it
+    in a finding of their own inspection: that grants nothing. The file is theirs to
+    read only once they send its bytes for their inspection."""
+    js1 = await login(demo, "insp.js1")
+    data = jpeg(35)
+    h = await upload(js1, data)
+    await reference(js1, "li:1", "f-photo", [h])
+    await start(demo, OTHER)
+    zj2 = await login(demo, "insp.zj2", device={"name": "xu"})
+    body = push_body("xu:1", "f-borrowed", inspection_id=OTHER, title="x", evidence_hashes=[h])
+    r = await zj2.post(
+        "/api/v1/sync/push",
+        content=msgspec.json.encode(body),
+        headers={"content-type": "application/json"},
+    )
+    assert r.json()["results"][0]["status"] == "applied", r.text
+    for who in ("insp.zj2", "sup.zj"):  # both see insp-conj-forcause, not insp-ds-routine
+        s = await login(demo, who)
+        for path in ("", "/meta", "/thumbnail"):
+            r = await s.get(f"/api/v1/evidence/{h}{path}")
+            assert r.status_code == 404 and r.json()["code"] == "not_found", (who, path)
+    # to them the file is missing, exactly like one never uploaded: nothing is revealed
+    r = await zj2.get("/api/v1/evidence/missing", params={"inspection_id": OTHER})
+    assert r.json()["missing"] == [h]
+    pull = await zj2.post("/api/v1/sync/pull", json={"want_missing_evidence": True})
+    assert pull.json()["missing_evidence"] == {OTHER: [h]}
+    # those who see insp-ds-routine still read it, through the record there
+    for who in ("insp.js1", "admin"):
+        r = await (await login(demo, who)).get(f"/api/v1/evidence/{h}")
+        assert r.status_code == 200 and r.content == data, who
+
+    # holding the bytes is what counts: zj2 uploads them for their inspection
+    await upload(zj2, data, inspection=OTHER)
+    r = await zj2.get(f"/api/v1/evidence/{h}")
+    assert r.status_code == 200 and r.content == data
+    meta = (await zj2.get(f"/api/v1/evidence/{h}/meta")).json()
+    assert [u["inspection_id"] for u in meta["uploads"]] == [OTHER]
+    assert meta["records"] == [{"kind": "finding", "id": "f-borrowed", "inspection_id": OTHER}]
+    r = await zj2.post("/api/v1/sync/pull", json={"want_missing_evidence": True})
+    assert r.json()["missing_evidence"] == {}
+    assert [p.name for p in blob_files(app)] == [h]  # still stored once
 
 
 async def test_metadata_shows_exif_tablet_place_who_and_which_record(demo):

@@ -367,3 +367,9 @@ async def test_records_name_evidence_and_the_missing_list_follows_uploads(store:
     )
     assert got == ({"i1": [H1], "i2": [H3]}, {H2})
     assert await store.missing_evidence([]) == {}
+    # stored for i1 only: a record of i2 naming it still misses it (naming grants nothing)
+    await store.create_record("finding", "f2", {"inspection_id": "i2", "evidence_hashes": [H2]})
+    assert await store.missing_evidence(["i1", "i2"]) == {"i1": [H1], "i2": [H2, H3]}
+    await store.add_upload(upload("d" * 32, iid="i2", sha=H2))
+    await store.complete_upload("d" * 32, *evidence(H2, "i2"), NOW)  # sent again for i2
+    assert await store.missing_evidence(["i1", "i2"]) == {"i1": [H1], "i2": [H3]}
