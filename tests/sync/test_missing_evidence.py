@@ -10,6 +10,7 @@ from typing import Any
 
 from sync.models import InspectionStatus
 from sync.protocol import Applied, Mutation, PullRequest, PullResponse, PushRequest
+from sync.review import Decision
 from tests.sync.conftest import principal
 
 INSP = "insp-ds-routine"  # in progress; team insp.js1 + insp.js2
@@ -136,7 +137,9 @@ async def test_a_closed_inspection_asks_for_nothing_more(world):
     assert isinstance(answer.results[0], Applied), answer.results
     assert (await pull_all(world, js1))[-1].missing_evidence == {INSP: [sha(a)]}
     sup = await principal(world, "sup.js")
-    for status in ("fieldwork_done", "under_review", "closed"):
+    for status in ("fieldwork_done", "under_review"):
         await world.registry.transition(sup, INSP, InspectionStatus(status))
+    await world.review.decide(sup, "f-a", Decision(decision="accept", reason="photo to follow"))
+    await world.registry.transition(sup, INSP, InspectionStatus.CLOSED)
     assert (await pull_all(world, js1))[-1].missing_evidence == {}
     assert await world.uploads.missing(js1, INSP) == [sha(a)]
