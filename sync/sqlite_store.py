@@ -755,7 +755,13 @@ class SQLiteStore(Store):
             return cur.rowcount > 0
 
     async def complete_upload(
-        self, upload_id: str, evidence: EvidenceFile, ref: EvidenceRef, at: datetime
+        self,
+        upload_id: str,
+        evidence: EvidenceFile,
+        ref: EvidenceRef,
+        at: datetime,
+        *,
+        actor: Actor = SYSTEM,
     ) -> bool:
         async with self._write() as db:
             cur = await db.execute(
@@ -789,6 +795,29 @@ class SQLiteStore(Store):
                 ),
             )
             new = cur.rowcount > 0
+            await _audit_async(
+                db,
+                _event(
+                    actor,
+                    AuditContext(received_at=_utc(at)),
+                    seq=0,
+                    kind="evidence",
+                    record_id=evidence.sha256,
+                    inspection_id=ref.inspection_id,
+                    rev=0,
+                    op="upload" if new else "upload:dedup",
+                    old={},
+                    new={
+                        "size": evidence.size,
+                        "media_type": evidence.media_type,
+                        "captured_at": ref.captured_at,
+                        "latitude": ref.latitude,
+                        "longitude": ref.longitude,
+                        "filename": ref.filename_hint,
+                    },
+                    now=_now(),
+                ),
+            )
             await db.execute(
                 "INSERT OR IGNORE INTO evidence_refs (sha256, inspection_id, uploaded_by,"
                 " device_id, captured_at, latitude, longitude, filename_hint, created_at)"

@@ -456,12 +456,20 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def complete_upload(
-        self, upload_id: str, evidence: EvidenceFile, ref: EvidenceRef, at: datetime
+        self,
+        upload_id: str,
+        evidence: EvidenceFile,
+        ref: EvidenceRef,
+        at: datetime,
+        *,
+        actor: Actor = SYSTEM,
     ) -> bool:
         """In one transaction: keep the file's row unless one exists (the first upload
         wins), add the reference of ``ref.inspection_id`` unless it exists, mark the
-        upload completed at ``at`` with its offset at its full length. Returns True if
-        the file's row is new. Raises NotFound for an unknown upload id."""
+        upload completed at ``at`` with its offset at its full length, and append the
+        audit event of the evidence (op ``upload``, or ``upload:dedup`` when the file was
+        stored already). Returns True if the file's row is new. Raises NotFound for an
+        unknown upload id."""
 
     @abc.abstractmethod
     async def expired_uploads(self, now: datetime) -> list[Upload]:

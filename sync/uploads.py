@@ -39,6 +39,7 @@ from typing import Any
 import msgspec
 
 from sync.access import can_see_inspection
+from sync.audit import Actor
 from sync.clock import Clock
 from sync.errors import (
     ChecksumMismatch,
@@ -355,11 +356,16 @@ class Uploads:
                     field="Content-Length",
                     limit=up.length,
                 )
-            received = await self._receive(up, chunks, room, checksum)
-            return await self._advance(up, received)
+            received = await self._receive(up, chunks, room, checksum, principal)
+            return await self._advance(up, received, principal)
 
     async def _receive(
-        self, up: Upload, chunks: AsyncIterator[bytes], room: int, checksum: Checksum | None
+        self,
+        up: Upload,
+        chunks: AsyncIterator[bytes],
+        room: int,
+        checksum: Checksum | None,
+        principal: Principal,
     ) -> int:
         """Write the chunk; return how many bytes are now durable past ``up.offset``."""
         hasher = hashlib.new(checksum.algorithm, usedforsecurity=False) if checksum else None
@@ -393,7 +399,7 @@ class Uploads:
                 # trusted, so the chunk is dropped whole.
                 if hasher is None and writer.written:
                     await writer.commit()
-                    await self._advance(up, writer.written)
+                    await self._advance(up, writer.written, principal)
                 else:
                     await writer.rollback()
                 raise
@@ -410,7 +416,7 @@ class Uploads:
         finally:
             writer.close()
 
-    async def _advance(self, up: Upload, received: int) -> Upload:
+    async def _advance(self, up: Upload, received: int, principal: Principal) -> Upload:
         """Record ``received`` more durable bytes; sniff the type once enough bytes are
         in; complete the upload when it is whole."""
         if not received:
@@ -428,7 +434,7 @@ class Uploads:
                 )
         if new_offset == up.length:
             up.media_type = media
-            return await self._complete(up)
+            return await self._complete(up, principal)
         expires = self.clock.now() + self.limits.ttl
         await self.store.update_upload(
             up.id, offset=new_offset, media_type=media, expires_at=expires
@@ -440,7 +446,7 @@ class Uploads:
         await asyncio.to_thread(self.area.delete, up.id)
         await self.store.delete_upload(up.id)
 
-    async def _complete(self, up: Upload) -> Upload:
+    async def _complete(self, up: Upload, principal: Principal) -> Upload:
         """Verify the whole file, keep it once by hash, record who/where/when."""
         path = self.area.path(up.id)
         actual = await asyncio.to_thread(hash_file, path)
@@ -498,7 +504,7 @@ class Uploads:
             created_at=now,
             thumbnail=thumbnail,
         )
-        await self.store.complete_upload(up.id, evidence, ref, now)
+        await self.store.complete_upload(up.id, evidence, ref, now, actor=Actor.of(principal))
         up.offset, up.completed_at = up.length, now
         return up
 

@@ -539,6 +539,13 @@ async def test_the_same_photo_uploaded_twice_is_stored_once(demo, app):
     ]
     meta = (await js2.get(f"/api/v1/evidence/{sha(data)}/meta")).json()
     assert [u["inspection_id"] for u in meta["uploads"]] == [INSP]  # not the joint one
+    admin = await login(demo, "admin")  # each upload is in the audit trail, once stored
+    events = (await admin.get("/api/v1/audit/events", params={"kind": "evidence"})).json()
+    assert [(e["op"], e["user_id"], e["inspection_id"]) for e in events["events"]] == [
+        ("upload", js1.tokens["user_id"], INSP),
+        ("upload:dedup", js2.tokens["user_id"], INSP),
+        ("upload:dedup", js1.tokens["user_id"], "insp-joint-conj"),
+    ]
 
 
 async def test_a_finding_synced_before_its_photo_then_the_missing_list_empties(demo, app):
