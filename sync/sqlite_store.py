@@ -119,6 +119,38 @@ async def _audit_async(db: aiosqlite.Connection, values: list[Any]) -> None:
     await db.execute(_AUDIT_SQL, (*values, head, event_hash(head, values)))
 
 
+async def _audit_entity(
+    db: aiosqlite.Connection,
+    actor: Actor,
+    kind: str,
+    entity_id: str,
+    op: str,
+    old: dict[str, Any],
+    new: dict[str, Any],
+    *,
+    inspection_id: str | None = None,
+    context: AuditContext | None = None,
+) -> None:
+    """The audit event of a change to something that is not a record (a user, a
+    device, a stored evidence file): no revision, no feed position."""
+    await _audit_async(
+        db,
+        _event(
+            actor,
+            context or AuditContext(),
+            seq=0,
+            kind=kind,
+            record_id=entity_id,
+            inspection_id=inspection_id,
+            rev=0,
+            op=op,
+            old=old,
+            new=new,
+            now=_now(),
+        ),
+    )
+
+
 def _op(old_deleted: bool, deleted: bool) -> str:
     """What a write did: ``old_deleted`` is true when there was no live record."""
     if deleted:
@@ -266,22 +298,7 @@ class SQLiteStore(Store):
     async def add_user(self, user: User, *, actor: Actor = SYSTEM) -> User:
         try:
             async with self._write() as db:
-                await _audit_async(
-                    db,
-                    _event(
-                        actor,
-                        AuditContext(),
-                        seq=0,
-                        kind="user",
-                        record_id=user.id,
-                        inspection_id=None,
-                        rev=0,
-                        op="create",
-                        old={},
-                        new=self._user_view(user),
-                        now=_now(),
-                    ),
-                )
+                await _audit_entity(db, actor, "user", user.id, "create", {}, self._user_view(user))
                 await db.execute(
                     "INSERT INTO users (id, username, display_name, role, authority_id,"
                     " password_hash, disabled, created_at) VALUES (?,?,?,?,?,?,?,?)",
@@ -350,22 +367,7 @@ class SQLiteStore(Store):
                     old["password"], new["password"] = "(set)", "(changed)"
                 if disabled is not None and bool(before[0]) != disabled:
                     old["disabled"], new["disabled"] = bool(before[0]), disabled
-                await _audit_async(
-                    db,
-                    _event(
-                        actor,
-                        AuditContext(),
-                        seq=0,
-                        kind="user",
-                        record_id=user_id,
-                        inspection_id=None,
-                        rev=0,
-                        op="update",
-                        old=old,
-                        new=new,
-                        now=_now(),
-                    ),
-                )
+                await _audit_entity(db, actor, "user", user_id, "update", old, new)
             if password_hash is not None:
                 await db.execute(
                     "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
@@ -398,25 +400,18 @@ class SQLiteStore(Store):
     async def add_device(self, device: Device, *, actor: Actor = SYSTEM) -> Device:
         try:
             async with self._write() as db:
-                await _audit_async(
+                await _audit_entity(
                     db,
-                    _event(
-                        actor,
-                        AuditContext(),
-                        seq=0,
-                        kind="device",
-                        record_id=device.id,
-                        inspection_id=None,
-                        rev=0,
-                        op="create",
-                        old={},
-                        new={
-                            "user_id": device.user_id,
-                            "name": device.name,
-                            "platform": device.platform,
-                        },
-                        now=_now(),
-                    ),
+                    actor,
+                    "device",
+                    device.id,
+                    "create",
+                    {},
+                    {
+                        "user_id": device.user_id,
+                        "name": device.name,
+                        "platform": device.platform,
+                    },
                 )
                 await db.execute(
                     "INSERT INTO devices (id, user_id, name, platform, app_version,"
@@ -454,21 +449,9 @@ class SQLiteStore(Store):
             cur = await db.execute("SELECT revoked_at FROM devices WHERE id = ?", (device_id,))
             before = await cur.fetchone()
             if before is not None and before[0] is None:
-                await _audit_async(
-                    db,
-                    _event(
-                        actor,
-                        AuditContext(),
-                        seq=0,
-                        kind="device",
-                        record_id=device_id,
-                        inspection_id=None,
-                        rev=0,
-                        op="revoke",
-                        old={"revoked_at": None},
-                        new={"revoked_at": at.isoformat()},
-                        now=_now(),
-                    ),
+                revoked = {"revoked_at": at.isoformat()}
+                await _audit_entity(
+                    db, actor, "device", device_id, "revoke", {"revoked_at": None}, revoked
                 )
             await db.execute(
                 "UPDATE devices SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
@@ -795,28 +778,23 @@ class SQLiteStore(Store):
                 ),
             )
             new = cur.rowcount > 0
-            await _audit_async(
+            await _audit_entity(
                 db,
-                _event(
-                    actor,
-                    AuditContext(received_at=_utc(at)),
-                    seq=0,
-                    kind="evidence",
-                    record_id=evidence.sha256,
-                    inspection_id=ref.inspection_id,
-                    rev=0,
-                    op="upload" if new else "upload:dedup",
-                    old={},
-                    new={
-                        "size": evidence.size,
-                        "media_type": evidence.media_type,
-                        "captured_at": ref.captured_at,
-                        "latitude": ref.latitude,
-                        "longitude": ref.longitude,
-                        "filename": ref.filename_hint,
-                    },
-                    now=_now(),
-                ),
+                actor,
+                "evidence",
+                evidence.sha256,
+                "upload" if new else "upload:dedup",
+                {},
+                {
+                    "size": evidence.size,
+                    "media_type": evidence.media_type,
+                    "captured_at": ref.captured_at,
+                    "latitude": ref.latitude,
+                    "longitude": ref.longitude,
+                    "filename": ref.filename_hint,
+                },
+                inspection_id=ref.inspection_id,
+                context=AuditContext(received_at=_utc(at)),
             )
             await db.execute(
                 "INSERT OR IGNORE INTO evidence_refs (sha256, inspection_id, uploaded_by,"
