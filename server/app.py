@@ -14,11 +14,11 @@ from litestar import Litestar
 from litestar.config.compression import CompressionConfig
 from litestar.di import Provide
 from litestar.logging import LoggingConfig
-from litestar.middleware.logging import LoggingMiddlewareConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.security.jwt import JWTAuth
 
+from server.access_log import AccessLogMiddleware
 from server.accounts import Accounts
 from server.auth import REQUIRED_CLAIMS, AuthService, KeyedToken, Passwords
 from server.problems import problem_details_plugin
@@ -189,12 +189,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             exclude_opt_key="skip_compression",  # evidence files: Range needs raw bytes
         ),
         logging_config=logging_config,
-        middleware=[
-            LoggingMiddlewareConfig(
-                request_log_fields=["method", "path", "query"],
-                response_log_fields=["status_code"],
-            ).middleware
-        ],
+        middleware=[AccessLogMiddleware],
         request_max_body_size=settings.max_body_bytes,
         before_send=[tus_resumable_header],
         debug=False,

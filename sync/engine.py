@@ -256,10 +256,18 @@ class SyncEngine:
                 refs.add(("organisation", site.data["organisation_id"]))
         return _Scope(sorted(i.id for i in inspections), sorted(refs))
 
-    async def pull(self, principal: Principal, request: PullRequest) -> PullResponse:
-        """One page of the change feed for this principal's scope."""
+    async def pull(
+        self, principal: Principal, request: PullRequest, *, json_data: bool = False
+    ) -> PullResponse:
+        """One page of the change feed for this principal's scope.
+
+        With ``json_data`` each change's ``data`` is a ``msgspec.Raw`` holding the
+        record's public JSON, taken from the stored text without building the record:
+        for a caller that encodes the page as JSON, which splices it in as is. Encoding
+        such a page as MessagePack would embed JSON text, so that caller leaves it off."""
         cursor = _decode_cursor(request.cursor) if request.cursor else _Cursor(0, _EMPTY_KEY)
         limit = request.limit
+        feed = _json_feed if json_data else _decoded_feed
 
         def read(tx: BatchTx) -> tuple[PullResponse, list[tuple[str, str]]]:
             now_scope = self._scope(tx, principal)
@@ -283,25 +291,24 @@ class SyncEngine:
             if target_key != cursor.snap and not cursor.pos:
                 evict = self._evictions(tx, held, target)
             if (added_i or added_r) and cursor.seq:
-                rows = tx.feed(
-                    cursor.pos, added_i, added_r, limit + 1, max_seq=cursor.seq, live_only=True
+                changes = feed(
+                    tx, cursor.pos, added_i, added_r, limit + 1, max_seq=cursor.seq, live_only=True
                 )
-                if len(rows) > limit:
-                    rows = rows[:limit]
-                    nxt = _Cursor(cursor.seq, cursor.snap, target_key, rows[-1].seq)
+                if len(changes) > limit:
+                    changes = changes[:limit]
+                    nxt = _Cursor(cursor.seq, cursor.snap, target_key, changes[-1].seq)
                 else:
                     nxt = _Cursor(cursor.seq, target_key)
-                changes = [self._change(r) for r in rows]
                 return self._page(changes, evict, _encode_cursor(nxt), True), [
                     (target_key, msgspec.json.encode(target).decode())
                 ]
-            rows = tx.feed(cursor.seq, target.inspections, target.refs, limit + 1)
-            has_more = len(rows) > limit
-            rows = rows[:limit]
-            last = rows[-1].seq if rows else max(cursor.seq, 0)
+            changes = feed(tx, cursor.seq, target.inspections, target.refs, limit + 1)
+            has_more = len(changes) > limit
+            changes = changes[:limit]
+            last = changes[-1].seq if changes else max(cursor.seq, 0)
             nxt = _Cursor(last, target_key)
             page = self._page(
-                [self._change(r) for r in rows],
+                changes,
                 evict,
                 _encode_cursor(nxt),
                 has_more or target_key != now_key,
@@ -347,12 +354,6 @@ class SyncEngine:
         refs = [RecordRef(k, i) for k, i in tx.bound_refs(gone_i)]
         refs += [RecordRef(k, i) for k, i in sorted(set(held.refs) - set(target.refs))]
         return refs
-
-    @staticmethod
-    def _change(rec: StoredRecord) -> Change:
-        if rec.deleted:
-            return Change(kind=rec.kind, id=rec.id, rev=rec.rev, seq=rec.seq, deleted=True)
-        return Change(kind=rec.kind, id=rec.id, rev=rec.rev, seq=rec.seq, data=public_data(rec))
 
     def _page(
         self,
@@ -529,6 +530,43 @@ class SyncEngine:
             return tx.history_of(kind, record_id)
 
         return await self.store.read_batch(read)
+
+
+def _change(rec: StoredRecord) -> Change:
+    if rec.deleted:
+        return Change(kind=rec.kind, id=rec.id, rev=rec.rev, seq=rec.seq, deleted=True)
+    return Change(kind=rec.kind, id=rec.id, rev=rec.rev, seq=rec.seq, data=public_data(rec))
+
+
+def _decoded_feed(tx: BatchTx, *args: Any, **kw: Any) -> list[Change]:
+    return [_change(r) for r in tx.feed(*args, **kw)]
+
+
+_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_json_encoder = msgspec.json.Encoder()
+
+
+def _public_json(stored: str) -> msgspec.Raw:
+    """``public_data`` on JSON text: the top-level fields whose names do not start with
+    ``_``, their values copied as they are (never decoded)."""
+    if '"_' not in stored:  # nothing private anywhere in it
+        return msgspec.Raw(stored)
+    fields = _top_level.decode(stored)
+    return msgspec.Raw(
+        _json_encoder.encode({k: v for k, v in fields.items() if not k.startswith("_")})
+    )
+
+
+def _json_feed(tx: BatchTx, *args: Any, **kw: Any) -> list[Change]:
+    out: list[Change] = []
+    for r in tx.feed_json(*args, **kw):
+        if r.deleted:
+            out.append(Change(kind=r.kind, id=r.id, rev=r.rev, seq=r.seq, deleted=True))
+        else:
+            # ``data`` holds the Raw JSON; see ``SyncEngine.pull(json_data=True)``
+            data: Any = _public_json(r.data)
+            out.append(Change(kind=r.kind, id=r.id, rev=r.rev, seq=r.seq, data=data))
+    return out
 
 
 class _PushContext:

@@ -26,6 +26,7 @@ from sync.models import (
     Device,
     EvidenceFile,
     EvidenceRef,
+    FeedRow,
     Filter,
     RefreshToken,
     Role,
@@ -76,6 +77,7 @@ class SQLiteStore(Store):
         self.synchronous = synchronous
         self._writer: aiosqlite.Connection | None = None
         self._readers: list[aiosqlite.Connection] = []
+        self._auth_conn: sqlite3.Connection | None = None  # see auth_state
         self._next_reader = 0
         self.reader_count = readers
         self._lock = asyncio.Lock()
@@ -95,6 +97,7 @@ class SQLiteStore(Store):
             await asyncio.to_thread(apply_migrations, self.path)
             self._writer = await self._connect()
             self._readers = [await self._connect() for _ in range(max(1, self.reader_count))]
+            self._auth_conn = self._connect_auth()
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open database {self.path}", original=exc) from exc
 
@@ -110,10 +113,25 @@ class SQLiteStore(Store):
             await conn.execute(pragma)
         return conn
 
+    def _connect_auth(self) -> sqlite3.Connection:
+        """A plain connection used on the event loop's own thread for the per-request
+        authentication read: two primary-key lookups take microseconds, less than the
+        hop to a reader thread and back. ``busy_timeout`` 0: if the database is ever
+        busy for a reader (WAL recovery), ``auth_state`` takes the reader-thread path
+        and waits there instead of blocking the loop."""
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout=0")
+        conn.execute("PRAGMA query_only=ON")
+        return conn
+
     async def close(self) -> None:
         for conn in (self._writer, *self._readers):
             if conn is not None:
                 await conn.close()
+        if self._auth_conn is not None:
+            self._auth_conn.close()
+        self._auth_conn = None
         self._writer = None
         self._readers = []
 
@@ -222,6 +240,11 @@ class SQLiteStore(Store):
                 d = conn.execute("SELECT * FROM devices WHERE id = ?", (device_id,)).fetchone()
             return (self._user(u) if u else None, self._device(d) if d else None)
 
+        if self._auth_conn is not None:
+            try:
+                return both(self._auth_conn)
+            except sqlite3.OperationalError:
+                pass  # busy: read on a reader thread, which may wait
         reader = self._reader()
         try:
             result: tuple[User | None, Device | None] = await reader._execute(  # type: ignore[no-untyped-call]
@@ -1058,6 +1081,22 @@ class _SQLiteBatch(BatchTx):
         max_seq: int | None = None,
         live_only: bool = False,
     ) -> list[StoredRecord]:
+        sql, args = self._feed_sql(
+            "*", after_seq, inspection_ids, refs, limit, max_seq=max_seq, live_only=live_only
+        )
+        return [_record(r) for r in self.db.execute(sql, args).fetchall()]
+
+    def _feed_sql(
+        self,
+        columns: str,
+        after_seq: int,
+        inspection_ids: Sequence[str],
+        refs: Sequence[tuple[str, str]],
+        limit: int,
+        *,
+        max_seq: int | None,
+        live_only: bool,
+    ) -> tuple[str, list[Any]]:
         scope, params = self._scope_sql(inspection_ids, refs)
         # Pick the page's seqs first (index only), then read just those rows: sorting
         # whole rows of everything after the cursor costs more than the page itself.
@@ -1070,8 +1109,30 @@ class _SQLiteBatch(BatchTx):
             sub += " AND deleted = 0"
         sub += " ORDER BY seq LIMIT ?"
         args.append(limit)
-        sql = f"SELECT * FROM records WHERE seq IN ({sub}) ORDER BY seq"
-        return [_record(r) for r in self.db.execute(sql, args).fetchall()]
+        return f"SELECT {columns} FROM records WHERE seq IN ({sub}) ORDER BY seq", args
+
+    def feed_json(
+        self,
+        after_seq: int,
+        inspection_ids: Sequence[str],
+        refs: Sequence[tuple[str, str]],
+        limit: int,
+        *,
+        max_seq: int | None = None,
+        live_only: bool = False,
+    ) -> list[FeedRow]:
+        sql, args = self._feed_sql(
+            "kind, id, rev, seq, deleted, data",
+            after_seq,
+            inspection_ids,
+            refs,
+            limit,
+            max_seq=max_seq,
+            live_only=live_only,
+        )
+        cur = self.db.execute(sql, args)
+        cur.row_factory = None  # plain tuples: no sqlite3.Row per record
+        return [FeedRow(k, i, rv, sq, bool(d), data) for k, i, rv, sq, d, data in cur]
 
     def bound_refs(self, inspection_ids: Sequence[str]) -> list[tuple[str, str]]:
         if not inspection_ids:
