@@ -81,6 +81,7 @@ class SQLiteStore(Store):
         self._next_reader = 0
         self.reader_count = readers
         self._lock = asyncio.Lock()
+        self._queued: list[_Queued] = []  # write batches waiting for the writer
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -416,12 +417,51 @@ class SQLiteStore(Store):
             yield _SQLiteTransaction(db)
 
     async def write_batch(self, fn: Callable[[BatchTx], T]) -> T:
+        """Group commit: batches that queue while the writer is busy run together,
+        each in its own savepoint, under one ``COMMIT`` (one fsync). A batch that
+        raises rolls back to its savepoint alone; every answer is given only after the
+        commit, and if the commit fails every batch of the group gets the error."""
         if self._writer is None:
             raise StorageError("store is not open")
-        async with self._lock:
-            # One hop to the writer's thread for the whole batch (aiosqlite runs the
+        mine = _Queued(fn, asyncio.get_running_loop().create_future())
+        # if this caller is cancelled after its batch was taken into a group, nobody
+        # awaits the answer: retrieve it so a failure is not reported as unretrieved
+        mine.done.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._queued.append(mine)
+        try:
+            async with self._lock:
+                if not mine.done.done():  # nobody took it along: lead a group
+                    group, self._queued = self._queued, []
+                    # shielded: were this request cancelled, the others still get
+                    # their answers (the group runs to its end on the writer's thread)
+                    await asyncio.shield(self._run_group(group))
+        except asyncio.CancelledError:
+            if mine in self._queued:  # still waiting: it will not run
+                self._queued.remove(mine)
+            raise
+        result: T = await mine.done
+        return result
+
+    async def _run_group(self, group: list[_Queued]) -> None:
+        assert self._writer is not None
+        try:
+            # One hop to the writer's thread for the whole group (aiosqlite runs the
             # function on its connection thread; see _run_on_connection).
-            return await _run_on_connection(self._writer, _batch_write, fn)
+            outcomes = await _run_on_connection(self._writer, _group_write, [q.fn for q in group])
+        except BaseException as exc:  # the commit (or the transaction) failed: all fail
+            for q in group:
+                if not q.done.done():
+                    q.done.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for q, (ok, value) in zip(group, outcomes, strict=True):
+            if q.done.done():
+                continue
+            if ok:
+                q.done.set_result(value)
+            else:
+                q.done.set_exception(value)
 
     async def read_batch(self, fn: Callable[[BatchTx], T]) -> T:
         return await _run_on_connection(self._reader(), _batch_read, fn)
@@ -871,9 +911,7 @@ async def _next_seq(db: aiosqlite.Connection) -> int:
     return int(row[0])
 
 
-async def _run_on_connection(
-    conn: aiosqlite.Connection, runner: Callable[..., T], fn: Callable[[BatchTx], Any]
-) -> T:
+async def _run_on_connection(conn: aiosqlite.Connection, runner: Callable[..., T], fn: Any) -> T:
     """Run ``runner(sqlite3_connection, fn)`` on the aiosqlite connection's own thread.
 
     aiosqlite serialises everything on one thread per connection; ``_execute`` is how
@@ -886,6 +924,55 @@ async def _run_on_connection(
     except sqlite3.Error as exc:
         raise StorageError(f"batch failed: {exc}", original=exc) from exc
     return result
+
+
+class _Queued:
+    """A batch waiting for the writer, and where its answer goes."""
+
+    __slots__ = ("done", "fn")
+
+    def __init__(self, fn: Callable[[BatchTx], Any], done: asyncio.Future[Any]) -> None:
+        self.fn = fn
+        self.done = done
+
+
+def _group_write(
+    raw: sqlite3.Connection, fns: list[Callable[[BatchTx], Any]]
+) -> list[tuple[bool, Any]]:
+    """Run batches one after the other in one transaction, each in a savepoint, then
+    commit once. Returns (True, result) or (False, exception) per batch; raises if the
+    transaction itself fails (then nothing is committed)."""
+    if len(fns) == 1:  # the common case when the writer is idle: no savepoint
+        try:
+            return [(True, _batch_write(raw, fns[0]))]
+        except sqlite3.Error as exc:
+            return [(False, StorageError(f"batch failed: {exc}", original=exc))]
+        except Exception as exc:
+            return [(False, exc)]
+    outcomes: list[tuple[bool, Any]] = []
+    raw.execute("BEGIN IMMEDIATE")
+    try:
+        for fn in fns:
+            raw.execute("SAVEPOINT batch")
+            try:
+                batch = _SQLiteBatch(raw, writable=True)
+                result = fn(batch)
+                batch.finish()
+            except Exception as exc:
+                raw.execute("ROLLBACK TO batch")
+                raw.execute("RELEASE batch")
+                if isinstance(exc, sqlite3.Error):
+                    exc = StorageError(f"batch failed: {exc}", original=exc)
+                outcomes.append((False, exc))
+                continue
+            raw.execute("RELEASE batch")
+            outcomes.append((True, result))
+        raw.execute("COMMIT")
+    except BaseException:
+        if raw.in_transaction:
+            raw.execute("ROLLBACK")
+        raise
+    return outcomes
 
 
 def _batch_write(raw: sqlite3.Connection, fn: Callable[[BatchTx], T]) -> T:
