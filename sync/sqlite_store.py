@@ -9,6 +9,7 @@ connections open.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -38,6 +39,7 @@ from sync.store import BatchTx, Store, Transaction
 
 __all__ = ["SQLiteStore"]
 
+_CHECKPOINT_EVERY = 8  # commits between background checkpoints
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 T = TypeVar("T")
 
@@ -82,6 +84,9 @@ class SQLiteStore(Store):
         self.reader_count = readers
         self._lock = asyncio.Lock()
         self._queued: list[_Queued] = []  # write batches waiting for the writer
+        self._ckpt: aiosqlite.Connection | None = None  # see _after_commit
+        self._ckpt_task: asyncio.Task[None] | None = None
+        self._since_ckpt = 0
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -97,6 +102,10 @@ class SQLiteStore(Store):
         try:
             await asyncio.to_thread(apply_migrations, self.path)
             self._writer = await self._connect()
+            # the writer's commits never checkpoint: _after_commit does it on its own
+            # connection and thread, off the path of the answer
+            await self._writer.execute("PRAGMA wal_autocheckpoint=0")
+            self._ckpt = await self._connect()
             self._readers = [await self._connect() for _ in range(max(1, self.reader_count))]
             self._auth_conn = self._connect_auth()
         except sqlite3.Error as exc:
@@ -127,12 +136,16 @@ class SQLiteStore(Store):
         return conn
 
     async def close(self) -> None:
-        for conn in (self._writer, *self._readers):
+        if self._ckpt_task is not None:
+            await asyncio.gather(self._ckpt_task, return_exceptions=True)
+            self._ckpt_task = None
+        for conn in (self._writer, self._ckpt, *self._readers):
             if conn is not None:
                 await conn.close()
         if self._auth_conn is not None:
             self._auth_conn.close()
         self._auth_conn = None
+        self._ckpt = None
         self._writer = None
         self._readers = []
 
@@ -168,6 +181,27 @@ class SQLiteStore(Store):
             except sqlite3.Error as exc:
                 await db.execute("ROLLBACK")
                 raise StorageError("commit failed", original=exc) from exc
+            self._after_commit()
+
+    def _after_commit(self) -> None:
+        """Every few commits, a PASSIVE checkpoint (WAL pages copied into the database
+        file) on the checkpoint connection's thread. It never blocks the writer or
+        readers, and durability does not depend on it (a commit is durable in the WAL);
+        with SQLite's automatic checkpoint, every thousand pages one commit paid for
+        writing 4 MB and two fsyncs before its answer."""
+        self._since_ckpt += 1
+        if self._since_ckpt < _CHECKPOINT_EVERY or self._ckpt is None:
+            return
+        if self._ckpt_task is not None and not self._ckpt_task.done():
+            return
+        self._since_ckpt = 0
+        self._ckpt_task = asyncio.get_running_loop().create_task(self._checkpoint(self._ckpt))
+
+    @staticmethod
+    async def _checkpoint(conn: aiosqlite.Connection) -> None:
+        # busy or closing: a later one catches up
+        with contextlib.suppress(sqlite3.Error, ValueError):
+            await conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _reader(self) -> aiosqlite.Connection:
         """Readers in turn: each has its own thread, so reads run side by side (WAL)."""
@@ -455,6 +489,7 @@ class SQLiteStore(Store):
             if not isinstance(exc, Exception):
                 raise
             return
+        self._after_commit()
         for q, (ok, value) in zip(group, outcomes, strict=True):
             if q.done.done():
                 continue
