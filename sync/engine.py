@@ -593,6 +593,7 @@ class _PushContext:
         self.received_at = received_at
         self._inspections: dict[str, StoredRecord | None] = {}
         self._signed: dict[str, set[str]] = {}
+        self._pinned: dict[str, dict[str, Template]] = {}
 
     def _put(
         self, kind: str, rid: str, data: dict[str, Any], *, rev: int, deleted: bool = False
@@ -605,6 +606,14 @@ class _PushContext:
         if iid not in self._inspections:
             self._inspections[iid] = self.tx.get_record("inspection", iid)
         return self._inspections[iid]
+
+    def _pins(self, insp: StoredRecord) -> dict[str, Template]:
+        """The inspection's pinned templates, looked up once per batch (pushes do not
+        change pins)."""
+        pins = self._pinned.get(insp.id)
+        if pins is None:
+            pins = self._pinned[insp.id] = self.engine._pins(self.tx, insp)
+        return pins
 
     def _signed_scopes(self, iid: str) -> set[str]:
         if iid not in self._signed:
@@ -925,7 +934,7 @@ class _PushContext:
                 merged["status"] = "draft"
                 result.stamps["status"] = Stamp(new_rev, hlc, edit.by, edit.device, edit.mid)
         view = {k: merged.get(k) for k in POLICIES[m.kind] if k in merged}
-        problem = validate(m.kind, m.id, view, self.engine._pins(self.tx, insp))
+        problem = validate(m.kind, m.id, view, self._pins(insp))
         if problem is not None:
             return self.reject(m, problem, iid)
         if result.conflicts:
