@@ -11,16 +11,16 @@ from datetime import timedelta
 from typing import Any
 
 from litestar import Litestar
-from litestar.config.compression import CompressionConfig
 from litestar.di import Provide
 from litestar.logging import LoggingConfig
-from litestar.middleware.logging import LoggingMiddlewareConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.security.jwt import JWTAuth
 
+from server.access_log import AccessLogMiddleware
 from server.accounts import Accounts
 from server.auth import REQUIRED_CLAIMS, AuthService, KeyedToken, Passwords
+from server.compression import GzipMiddleware
 from server.problems import problem_details_plugin
 from server.routes.admin import DevicesController, UsersController
 from server.routes.auth import AuthController
@@ -190,19 +190,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             path="/schema",
             render_plugins=[ScalarRenderPlugin()],
         ),
-        compression_config=CompressionConfig(
-            backend="gzip",
-            minimum_size=1024,
-            gzip_compress_level=1,
-            exclude_opt_key="skip_compression",  # evidence files: Range needs raw bytes
-        ),
         logging_config=logging_config,
-        middleware=[
-            LoggingMiddlewareConfig(
-                request_log_fields=["method", "path", "query"],
-                response_log_fields=["status_code"],
-            ).middleware
-        ],
+        # gzip (ISA-L, level 1) for answers >= 1 KiB when accepted; never for handlers
+        # with opt skip_compression (evidence files: Range needs the raw bytes)
+        middleware=[AccessLogMiddleware, GzipMiddleware],
         request_max_body_size=settings.max_body_bytes,
         before_send=[tus_resumable_header],
         debug=False,

@@ -269,10 +269,18 @@ class SyncEngine:
                 refs.add(("organisation", site.data["organisation_id"]))
         return _Scope(sorted(i.id for i in inspections), sorted(refs))
 
-    async def pull(self, principal: Principal, request: PullRequest) -> PullResponse:
-        """One page of the change feed for this principal's scope."""
+    async def pull(
+        self, principal: Principal, request: PullRequest, *, json_data: bool = False
+    ) -> PullResponse:
+        """One page of the change feed for this principal's scope.
+
+        With ``json_data`` each change's ``data`` is a ``msgspec.Raw`` holding the
+        record's public JSON, taken from the stored text without building the record:
+        for a caller that encodes the page as JSON, which splices it in as is. Encoding
+        such a page as MessagePack would embed JSON text, so that caller leaves it off."""
         cursor = _decode_cursor(request.cursor) if request.cursor else _Cursor(0, _EMPTY_KEY)
         limit = request.limit
+        feed = _json_feed if json_data else _decoded_feed
 
         def read(tx: BatchTx) -> tuple[PullResponse, list[tuple[str, str]]]:
             now_scope = self._scope(tx, principal)
@@ -296,29 +304,28 @@ class SyncEngine:
             if target_key != cursor.snap and not cursor.pos:
                 evict = self._evictions(tx, held, target)
             if (added_i or added_r) and cursor.seq:
-                rows = tx.feed(
-                    cursor.pos, added_i, added_r, limit + 1, max_seq=cursor.seq, live_only=True
+                changes = feed(
+                    tx, cursor.pos, added_i, added_r, limit + 1, max_seq=cursor.seq, live_only=True
                 )
-                if len(rows) > limit:
-                    rows = rows[:limit]
-                    nxt = _Cursor(cursor.seq, cursor.snap, target_key, rows[-1].seq)
+                if len(changes) > limit:
+                    changes = changes[:limit]
+                    nxt = _Cursor(cursor.seq, cursor.snap, target_key, changes[-1].seq)
                 else:
                     nxt = _Cursor(cursor.seq, target_key)
-                changes = [self._change(r) for r in rows]
                 return self._page(changes, evict, _encode_cursor(nxt), True), [
                     (target_key, msgspec.json.encode(target).decode())
                 ]
-            rows = tx.feed(cursor.seq, target.inspections, target.refs, limit + 1)
-            has_more = len(rows) > limit
-            rows = rows[:limit]
-            last = rows[-1].seq if rows else max(cursor.seq, 0)
+            changes = feed(tx, cursor.seq, target.inspections, target.refs, limit + 1)
+            has_more = len(changes) > limit
+            changes = changes[:limit]
+            last = changes[-1].seq if changes else max(cursor.seq, 0)
             nxt = _Cursor(last, target_key)
             has_more = has_more or target_key != now_key
             missing = None
             if request.want_missing_evidence and not has_more:
                 missing = self._missing_evidence(tx, target.inspections)
             page = self._page(
-                [self._change(r) for r in rows],
+                changes,
                 evict,
                 _encode_cursor(nxt),
                 has_more,
@@ -379,12 +386,6 @@ class SyncEngine:
         refs = [RecordRef(k, i) for k, i in tx.bound_refs(gone_i)]
         refs += [RecordRef(k, i) for k, i in sorted(set(held.refs) - set(target.refs))]
         return refs
-
-    @staticmethod
-    def _change(rec: StoredRecord) -> Change:
-        if rec.deleted:
-            return Change(kind=rec.kind, id=rec.id, rev=rec.rev, seq=rec.seq, deleted=True)
-        return Change(kind=rec.kind, id=rec.id, rev=rec.rev, seq=rec.seq, data=public_data(rec))
 
     def _page(
         self,
@@ -618,6 +619,43 @@ class SyncEngine:
         return state
 
 
+def _change(rec: StoredRecord) -> Change:
+    if rec.deleted:
+        return Change(kind=rec.kind, id=rec.id, rev=rec.rev, seq=rec.seq, deleted=True)
+    return Change(kind=rec.kind, id=rec.id, rev=rec.rev, seq=rec.seq, data=public_data(rec))
+
+
+def _decoded_feed(tx: BatchTx, *args: Any, **kw: Any) -> list[Change]:
+    return [_change(r) for r in tx.feed(*args, **kw)]
+
+
+_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_json_encoder = msgspec.json.Encoder()
+
+
+def _public_json(stored: str) -> msgspec.Raw:
+    """``public_data`` on JSON text: the top-level fields whose names do not start with
+    ``_``, their values copied as they are (never decoded)."""
+    if '"_' not in stored:  # nothing private anywhere in it
+        return msgspec.Raw(stored)
+    fields = _top_level.decode(stored)
+    return msgspec.Raw(
+        _json_encoder.encode({k: v for k, v in fields.items() if not k.startswith("_")})
+    )
+
+
+def _json_feed(tx: BatchTx, *args: Any, **kw: Any) -> list[Change]:
+    out: list[Change] = []
+    for r in tx.feed_json(*args, **kw):
+        if r.deleted:
+            out.append(Change(kind=r.kind, id=r.id, rev=r.rev, seq=r.seq, deleted=True))
+        else:
+            # ``data`` holds the Raw JSON; see ``SyncEngine.pull(json_data=True)``
+            data: Any = _public_json(r.data)
+            out.append(Change(kind=r.kind, id=r.id, rev=r.rev, seq=r.seq, data=data))
+    return out
+
+
 class _PushContext:
     """The state of one push batch inside its transaction."""
 
@@ -642,6 +680,7 @@ class _PushContext:
         self.received_at = received_at
         self._inspections: dict[str, StoredRecord | None] = {}
         self._signed: dict[str, set[str]] = {}
+        self._pinned: dict[str, dict[str, Template]] = {}
 
     def _put(
         self,
@@ -661,6 +700,14 @@ class _PushContext:
         if iid not in self._inspections:
             self._inspections[iid] = self.tx.get_record("inspection", iid)
         return self._inspections[iid]
+
+    def _pins(self, insp: StoredRecord) -> dict[str, Template]:
+        """The inspection's pinned templates, looked up once per batch (pushes do not
+        change pins)."""
+        pins = self._pinned.get(insp.id)
+        if pins is None:
+            pins = self._pinned[insp.id] = self.engine._pins(self.tx, insp)
+        return pins
 
     def _signed_scopes(self, iid: str) -> set[str]:
         if iid not in self._signed:
@@ -955,7 +1002,7 @@ class _PushContext:
             merged["bound_hash"] = self.engine.scope_hash(self.tx, iid, scope)
             merged["signed_by"] = self.principal.user_id
         view = {k: merged.get(k) for k in POLICIES[m.kind] if k in merged}
-        problem = validate(m.kind, m.id, view, self.engine._pins(self.tx, insp))
+        problem = validate(m.kind, m.id, view, self._pins(insp))
         if problem is not None:
             return self.reject(m, problem, iid)
         if result.conflicts:

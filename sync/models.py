@@ -27,6 +27,7 @@ __all__ = [
     "Device",
     "EvidenceFile",
     "EvidenceRef",
+    "FeedRow",
     "Filter",
     "Inspection",
     "InspectionStatus",
@@ -105,6 +106,19 @@ class StoredRecord(msgspec.Struct, kw_only=True):
     deleted: bool = False
     created_at: datetime
     updated_at: datetime
+
+
+class FeedRow(msgspec.Struct, array_like=True):
+    """A change-feed row as stored, its ``data`` still JSON text: what a pull page
+    needs, without decoding the record (see ``BatchTx.feed_json``)."""
+
+    kind: str
+    id: str
+    rev: int
+    seq: int
+    deleted: bool
+    data: str
+    """The record's ``data`` as JSON, engine bookkeeping included."""
 
 
 FilterOp = Literal["eq", "ne", "in", "contains", "gte", "lte"]

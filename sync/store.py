@@ -28,11 +28,14 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, TypeVar
 
+import msgspec
+
 from sync.audit import SYSTEM, Actor, AuditContext, Verification
 from sync.models import (
     Device,
     EvidenceFile,
     EvidenceRef,
+    FeedRow,
     Filter,
     RefreshToken,
     StoredRecord,
@@ -135,6 +138,28 @@ class BatchTx(abc.ABC):
         """Records (tombstones included unless ``live_only``) with ``after_seq < seq
         [<= max_seq]`` that belong to one of ``inspection_ids`` or are one of ``refs``
         (kind, id), in seq order, at most ``limit``."""
+
+    def feed_json(
+        self,
+        after_seq: int,
+        inspection_ids: Sequence[str],
+        refs: Sequence[tuple[str, str]],
+        limit: int,
+        *,
+        max_seq: int | None = None,
+        live_only: bool = False,
+    ) -> list[FeedRow]:
+        """The same rows as :meth:`feed`, each record's data left as JSON text.
+
+        A pull answered in JSON splices the text into the page instead of decoding
+        and re-encoding every record. This default encodes what ``feed`` decoded; a
+        backend that stores JSON overrides it to hand the stored text over as is."""
+        return [
+            FeedRow(r.kind, r.id, r.rev, r.seq, r.deleted, msgspec.json.encode(r.data).decode())
+            for r in self.feed(
+                after_seq, inspection_ids, refs, limit, max_seq=max_seq, live_only=live_only
+            )
+        ]
 
     @abc.abstractmethod
     def bound_refs(self, inspection_ids: Sequence[str]) -> list[tuple[str, str]]:

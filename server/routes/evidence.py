@@ -240,10 +240,12 @@ def _serve(
     )
 
 
-def _token_unless_options(connection: ASGIConnection[Any, Any, Any, Any], handler: Any) -> None:
+async def _token_unless_options(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: Any
+) -> None:
     """ANY_ROLE, except for OPTIONS (tus discovery and CORS preflight need no token)."""
     if connection.scope["method"] != "OPTIONS":
-        ANY_ROLE(connection, handler)
+        await ANY_ROLE(connection, handler)
 
 
 def _discovery(uploads: Uploads) -> Response[None]:

@@ -61,7 +61,9 @@ class SyncController(Controller):
         """One page of changes in your scope after ``cursor``: see docs/sync-protocol.md.
         Body: ``PullRequest``; answer: ``PullResponse``."""
         req = await _body(request, PullRequest)
-        return _answer(request, await engine.pull(request.user, req))
+        # a JSON answer takes each record's stored JSON as it is (no decode, no re-encode)
+        as_json = _media(request, "accept") != MSGPACK
+        return _answer(request, await engine.pull(request.user, req, json_data=as_json))
 
     @post("/push", guards=[ANY_ROLE], status_code=200)
     async def push(
