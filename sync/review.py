@@ -296,6 +296,11 @@ class Review:
                         f"resolve the open conflicts first ({', '.join(open_fields)})",
                         field="decision",
                     )
+                if rec.data.get("classification") not in _SEVERITY:
+                    raise InvalidInput(
+                        "classify the finding before accepting it (reclassify)",
+                        field="classification",
+                    )
                 return {"status": "accepted"}, None
             case "return":
                 if not (d.comment and d.comment.strip()):

@@ -183,7 +183,14 @@ async def test_a_signature_stops_matching_when_the_signed_content_changes(demo, 
     rid = f"{INSP}~l2-cellbank~cb_history~0"
     li.edit("response", rid, {"value": "yes"})
     li.edit(
-        "finding", "f-s", {"inspection_id": INSP, "title": "Vial labels", "linked_items": [ITEM]}
+        "finding",
+        "f-s",
+        {
+            "inspection_id": INSP,
+            "title": "Vial labels",
+            "classification": "other",
+            "linked_items": [ITEM],
+        },
     )
     await li.sync()
     li.edit(
@@ -257,7 +264,12 @@ async def test_joint_inspection_both_authorities_see_it_the_lead_decides(demo, t
     zhou.edit(
         "finding",
         "f-j",
-        {"inspection_id": joint, "title": "DAR drift", "evidence_hashes": [sha]},
+        {
+            "inspection_id": joint,
+            "title": "DAR drift",
+            "classification": "major",
+            "evidence_hashes": [sha],
+        },
     )
     await zhou.sync()
     for sup in (sup_zj, sup_js):

@@ -132,7 +132,16 @@ async def test_a_closed_inspection_asks_for_nothing_more(world):
     js1 = await principal(world, "insp.js1", "tab-a")
     a = photo(4)
     answer = await world.engine.push(
-        js1, push("f-a", {"inspection_id": INSP, "title": "x", "evidence_hashes": [sha(a)]})
+        js1,
+        push(
+            "f-a",
+            {
+                "inspection_id": INSP,
+                "title": "x",
+                "classification": "other",
+                "evidence_hashes": [sha(a)],
+            },
+        ),
     )
     assert isinstance(answer.results[0], Applied), answer.results
     assert (await pull_all(world, js1))[-1].missing_evidence == {INSP: [sha(a)]}

@@ -1,4 +1,5 @@
-"""Several tablets and a supervisor edit offline at random and sync in random orders.
+"""Several tablets and a supervisor edit offline at random and sync in random orders,
+while the supervisor also resolves conflicts and decides on findings on the server.
 
 At the end, after everyone syncs: every replica equals the server within its scope,
 and every value the server ever acknowledged is current, kept in a conflict, or in the
@@ -23,9 +24,11 @@ from server.app import build_services
 from server.settings import Settings
 from sync.client import InProcessTransport, Tablet
 from sync.clock import FakeClock
+from sync.errors import DomainError
 from sync.fielddata import response_id
 from sync.models import Principal, Role
 from sync.protocol import Applied, Conflicted, Duplicate, Merged, PullRequest
+from sync.review import Decision
 from tests.conftest import FAST, SECRET
 
 INSP = "insp-ds-routine"
@@ -164,6 +167,25 @@ class SyncMachine(RuleBasedStateMachine):
             self.run(self.services.engine.resolve_conflict(sup, c.id, chosen, "reviewed"))
         except Exception as exc:  # an invalid merged value is refused, never a crash
             assert type(exc).__name__ in ("InvalidInput", "InvalidTransition"), exc
+
+    @rule(fid=st.sampled_from(FINDINGS), pick=st.integers(0, 8))
+    def supervisor_decides(self, fid: str, pick: int) -> None:
+        """A review decision is a server-side edit racing the tablets' offline edits."""
+        d = ("accept", "return", "reclassify")[pick % 3]
+        decision = Decision(
+            decision=d,
+            reason="reviewed",
+            comment="say more" if d == "return" else None,
+            classification=("critical", "major", "other")[pick // 3] if d == "reclassify" else None,
+        )
+        try:
+            rec = self.run(self.services.review.decide(self.principals["sup"], fid, decision))
+        except DomainError as exc:  # deleted, merged, in conflict, unchanged: refused, no crash
+            assert exc.code in ("not_found", "invalid_transition", "invalid_input"), exc
+            return
+        for field in ("status", "classification"):
+            self.acknowledged.append(("finding", fid, field, rec.data.get(field)))
+        self.clock.advance(seconds=1)
 
     @invariant()
     def local_edits_show_at_once(self) -> None:
