@@ -353,7 +353,9 @@ class Store(abc.ABC):
     async def write_batch(self, fn: Callable[[BatchTx], T]) -> T:
         """Run ``fn`` in one serialised write transaction on the writer's thread; the
         result is returned only after the commit is durable. If ``fn`` raises, nothing
-        is committed and the exception propagates."""
+        it wrote is committed and the exception propagates. A backend may commit
+        several queued batches together (group commit) as long as each stays all or
+        nothing and none is answered before the shared commit."""
 
     @abc.abstractmethod
     async def read_batch(self, fn: Callable[[BatchTx], T]) -> T:
