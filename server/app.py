@@ -128,7 +128,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
                 await task
             await services.store.close()
 
-    token_cls: Any = type("AppToken", (KeyedToken,), {"keys": dict(services.auth.keys)})
+    token_cls: Any = type(
+        "AppToken", (KeyedToken,), {"keys": dict(services.auth.keys), "verified": {}}
+    )
     jwt_auth = JWTAuth[Principal, Any](
         token_secret=services.auth.keys[services.auth.kid],
         retrieve_user_handler=services.auth.retrieve_principal,

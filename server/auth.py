@@ -69,9 +69,18 @@ class RateLimited(DomainError):
 
 
 class KeyedToken(Token):
-    """Litestar's JWT token, verified with the key its ``kid`` header names."""
+    """Litestar's JWT token, verified with the key its ``kid`` header names.
+
+    A tablet sends the same access token with every request for its 15 minutes, so the
+    claims of a token that passed every check are kept (by its exact text, at most
+    ``VERIFIED_MAX``) and only its time claims are checked again on later requests:
+    ``exp`` still ends it on time. Revocation does not depend on this: the holder
+    (user and device) is read on every request (``AuthService.retrieve_principal``).
+    """
 
     keys: ClassVar[dict[str, str]] = {}
+    verified: ClassVar[dict[str, dict[str, Any]]] = {}
+    VERIFIED_MAX: ClassVar[int] = 10_000
 
     @classmethod
     def decode_payload(  # type: ignore[override]
@@ -83,11 +92,17 @@ class KeyedToken(Token):
         audience: Any = None,
         options: Any = None,
     ) -> Any:
+        cached = cls.verified.get(encoded_token)
+        if cached is not None:
+            now = time.time()
+            if cached["nbf"] <= now < cached["exp"]:
+                return dict(cached)  # the caller changes the dict it gets
+            cls.verified.pop(encoded_token, None)  # expired: PyJWT below says so
         kid = jwt.get_unverified_header(encoded_token).get("kid")
         key = cls.keys.get(kid) if isinstance(kid, str) else None
         if key is None:
             raise jwt.InvalidTokenError("unknown or missing kid")
-        return jwt.decode(
+        payload: dict[str, Any] = jwt.decode(
             encoded_token,
             key=key,
             algorithms=[ALGORITHM],
@@ -95,6 +110,11 @@ class KeyedToken(Token):
             audience=audience,
             options=options,
         )
+        if isinstance(payload.get("exp"), int) and isinstance(payload.get("nbf"), int):
+            if len(cls.verified) >= cls.VERIFIED_MAX:
+                cls.verified.clear()
+            cls.verified[encoded_token] = dict(payload)
+        return payload
 
 
 class DeviceIn(msgspec.Struct, kw_only=True):

@@ -619,17 +619,23 @@ class SyncEngine:
         return state
 
 
-def _change(rec: StoredRecord) -> Change:
-    if rec.deleted:
-        return Change(kind=rec.kind, id=rec.id, rev=rec.rev, seq=rec.seq, deleted=True)
-    return Change(kind=rec.kind, id=rec.id, rev=rec.rev, seq=rec.seq, data=public_data(rec))
+_whole = msgspec.json.Decoder(dict[str, Any])
+_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
 def _decoded_feed(tx: BatchTx, *args: Any, **kw: Any) -> list[Change]:
-    return [_change(r) for r in tx.feed(*args, **kw)]
+    """The page's changes with ``data`` as dicts (``public_data`` of each record),
+    decoded from the feed's JSON text without building the stored records."""
+    out: list[Change] = []
+    for r in tx.feed_json(*args, **kw):
+        if r.deleted:
+            out.append(Change(kind=r.kind, id=r.id, rev=r.rev, seq=r.seq, deleted=True))
+        else:
+            data = {k: v for k, v in _whole.decode(r.data).items() if not k.startswith("_")}
+            out.append(Change(kind=r.kind, id=r.id, rev=r.rev, seq=r.seq, data=data))
+    return out
 
 
-_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _json_encoder = msgspec.json.Encoder()
 
 

@@ -50,6 +50,29 @@ from sync.store import BatchTx, Store, Transaction
 
 __all__ = ["SQLiteStore"]
 
+_AUTH_STATE_SQL = (
+    "SELECT u.id, u.username, u.display_name, u.role, u.authority_id, u.password_hash,"
+    " u.disabled, u.created_at, d.id AS d_id, d.user_id AS d_user_id, d.name AS d_name,"
+    " d.platform AS d_platform, d.app_version AS d_app_version,"
+    " d.registered_at AS d_registered_at, d.revoked_at AS d_revoked_at,"
+    " d.last_seen_at AS d_last_seen_at"
+    " FROM users u LEFT JOIN devices d ON d.id = ? WHERE u.id = ?"
+)
+
+
+class _Prefixed:
+    """Columns ``prefix + name`` of a row, read as ``name``."""
+
+    __slots__ = ("prefix", "row")
+
+    def __init__(self, row: sqlite3.Row, prefix: str) -> None:
+        self.row = row
+        self.prefix = prefix
+
+    def __getitem__(self, name: str) -> Any:
+        return self.row[self.prefix + name]
+
+
 _CHECKPOINT_EVERY = 8  # commits between background checkpoints
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 T = TypeVar("T")
@@ -382,11 +405,16 @@ class SQLiteStore(Store):
         self, user_id: str, device_id: str | None
     ) -> tuple[User | None, Device | None]:
         def both(conn: sqlite3.Connection) -> tuple[User | None, Device | None]:
-            u = conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
-            d = None
-            if device_id is not None:
-                d = conn.execute("SELECT * FROM devices WHERE id = ?", (device_id,)).fetchone()
-            return (self._user(u) if u else None, self._device(d) if d else None)
+            if device_id is None:
+                u = conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
+                return (self._user(u) if u else None, None)
+            # one statement, so one read transaction (the WAL check and, after any
+            # commit, the page-cache reload happen once, not twice)
+            row = conn.execute(_AUTH_STATE_SQL, (device_id, user_id)).fetchone()
+            if row is None:
+                return (None, None)
+            device = self._device(_Prefixed(row, "d_")) if row["d_id"] is not None else None
+            return (self._user(row), device)
 
         if self._auth_conn is not None:
             try:
@@ -443,7 +471,7 @@ class SQLiteStore(Store):
     # --- devices ---------------------------------------------------------------
 
     @staticmethod
-    def _device(row: sqlite3.Row) -> Device:
+    def _device(row: sqlite3.Row | _Prefixed) -> Device:
         return Device(
             id=row["id"],
             user_id=row["user_id"],

@@ -397,7 +397,10 @@ class Store(abc.ABC):
     async def write_batch(self, fn: Callable[[BatchTx], T], *, actor: Actor = SYSTEM) -> T:
         """Run ``fn`` in one serialised write transaction on the writer's thread; the
         result is returned only after the commit is durable. If ``fn`` raises, nothing
-        is committed and the exception propagates. Writes are audited as ``actor``'s."""
+        it wrote is committed and the exception propagates. A backend may commit
+        several queued batches together (group commit) as long as each stays all or
+        nothing and none is answered before the shared commit. Writes are audited as
+        ``actor``'s."""
 
     @abc.abstractmethod
     async def audit_events(
