@@ -100,8 +100,10 @@ def diff(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The public fields (not ``_...`` bookkeeping) that differ, as (old values, new
     values); a field absent on one side is absent from that side's dict."""
-    before = {k: v for k, v in (old or {}).items() if not k.startswith("_")}
     after = {k: v for k, v in (new or {}).items() if not k.startswith("_")}
+    if not old:  # a create: every public field is new
+        return {}, after
+    before = {k: v for k, v in old.items() if not k.startswith("_")}
     changed = [k for k in before.keys() | after.keys() if before.get(k) != after.get(k)]
     changed.sort()
     return (

@@ -196,7 +196,7 @@ class SyncEngine:
                     mid=m.mid,
                     batch_id=batch_id,
                     hlc=hlc,
-                    device_time=m.device_time.isoformat(),
+                    device_time=ctx.device_time(m),
                     received_at=ctx.received_iso,
                 )
                 result = ctx.apply(m, hlc, got.flagged)
@@ -685,8 +685,16 @@ class _PushContext:
         self.batch_id = batch_id
         self.received_at = received_at
         self._inspections: dict[str, StoredRecord | None] = {}
+        self._device_for: Mutation | None = None
+        self._device_iso = ""
         self._signed: dict[str, set[str]] = {}
         self._pinned: dict[str, dict[str, Template]] = {}
+
+    def device_time(self, m: Mutation) -> str:
+        """The mutation's device time as text, formatted once per mutation."""
+        if self._device_for is not m:
+            self._device_for, self._device_iso = m, m.device_time.isoformat()
+        return self._device_iso
 
     def _put(
         self,
@@ -781,7 +789,7 @@ class _PushContext:
 
     def _apply(self, m: Mutation, hlc: str) -> Result:
         self._iid = None
-        self.device_iso = m.device_time.isoformat()
+        self.device_iso = self.device_time(m)
         current = self.records.get((m.kind, m.id))
         # which inspection the record belongs to
         if m.kind == "response":

@@ -1406,6 +1406,8 @@ class _SQLiteBatch(BatchTx):
                     f"SELECT * FROM records WHERE kind = ? AND id IN ({marks})", [kind, *chunk]
                 ).fetchall()
                 found.update({(r["kind"], r["id"]): self._remember(_record(r)) for r in rows})
+        for ref in refs:  # known not to exist: their first write needs no lookup
+            self._known.setdefault(ref, ({}, True))
         return found
 
     def put_record(
