@@ -75,7 +75,10 @@ def _json(value: Any) -> str:
 
 
 def _raw(stamp: Stamp) -> list[Any]:
-    return [stamp.rev, stamp.hlc, stamp.by, stamp.device, stamp.mid]
+    raw: list[Any] = [stamp.rev, stamp.hlc, stamp.by, stamp.device, stamp.mid]
+    if stamp.device_time:  # older stamps have five elements; both decode
+        raw.append(stamp.device_time)
+    return raw
 
 
 def _stamps(data: dict[str, Any]) -> dict[str, Stamp]:
@@ -956,6 +959,7 @@ class _PushContext:
                 device=last.device,
                 hlc=last.hlc,
                 mid=last.mid,
+                device_time=last.device_time,
             )
             fc = FieldConflict(
                 field="_deleted",
@@ -1009,7 +1013,9 @@ class _PushContext:
             if m.kind == "finding" and "status" not in merged:
                 # the default is a change like any other: stamped, and in the history
                 merged["status"] = "draft"
-                result.stamps["status"] = Stamp(new_rev, hlc, edit.by, edit.device, edit.mid)
+                result.stamps["status"] = Stamp(
+                    new_rev, hlc, edit.by, edit.device, edit.mid, edit.device_time
+                )
         if m.kind == "signoff":
             # bind the signature to what it signs, as the server holds it now
             scope = str(merged.get("scope", ""))

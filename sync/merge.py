@@ -50,6 +50,9 @@ class Stamp(msgspec.Struct, frozen=True, array_like=True):
     by: str
     device: str = ""
     mid: str = ""
+    device_time: str = ""
+    """The device's clock when the change was made (empty for server-side changes and
+    for stamps stored before this field existed)."""
 
 
 class Edit(msgspec.Struct, frozen=True, kw_only=True):
@@ -144,7 +147,7 @@ def merge(
     the same inputs give the same result, whatever order replicas saw them in.
     """
     out = MergeResult(values={}, stamps={}, conflicts=[], concurrent=[])
-    incoming_stamp = Stamp(new_rev, edit.hlc, edit.by, edit.device, edit.mid)
+    incoming_stamp = Stamp(new_rev, edit.hlc, edit.by, edit.device, edit.mid, edit.device_time)
     for field, value in edit.fields.items():
         policy = policies.get(field, "lww")
         current = values.get(field)
@@ -167,7 +170,12 @@ def merge(
             continue
         assert stamp is not None
         server = KeptValue(
-            value=current, by=stamp.by, device=stamp.device, hlc=stamp.hlc, mid=stamp.mid
+            value=current,
+            by=stamp.by,
+            device=stamp.device,
+            hlc=stamp.hlc,
+            mid=stamp.mid,
+            device_time=stamp.device_time,
         )
         theirs = KeptValue(
             value=value,

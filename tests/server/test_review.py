@@ -130,7 +130,9 @@ async def test_two_tablets_conflict_is_resolved_and_both_converge(demo, tmp_path
     assert r.status_code == 409  # conflicts first
     conflict = (await sup.get("/api/v1/sync/conflicts")).json()[0]
     values = {v["value"]: v for v in conflict["data"]["values"]}
-    assert set(values) == {"critical", "other"} and all(v["device"] for v in values.values())
+    assert set(values) == {"critical", "other"}
+    for v in values.values():  # who, which device, when on the device, for each value
+        assert v["by"] and v["device"] and v["device_time"] and v["hlc"]
     r = await sup.post(
         f"/api/v1/sync/conflicts/{conflict['id']}/resolve",
         json={"value": "critical", "reason": "sterility breach"},
