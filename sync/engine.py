@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -118,6 +120,8 @@ class _Scope(msgspec.Struct, frozen=True):
 
 _EMPTY = _Scope([], [])
 _DEVICE_NOTE_EVERY_MS = 10_000  # a paging tablet's state is written at most this often
+_PAGE_CACHE_MS = 2_000  # how long a full page may be handed to another tablet
+_PAGE_CACHE_ENTRIES = 16  # at most this many pages kept (each at most one page's size)
 _EMPTY_KEY = "0"
 
 
@@ -137,6 +141,13 @@ class SyncEngine:
         self._templates: dict[str, Template] = {}
         self._stored_snapshots: set[str] = set()  # snapshots known to be stored
         self._pull_noted: dict[str, int] = {}  # device -> when its pull state was written
+        # Full pages recently built, by (scope, cursor seq, limit, encoding): tablets of
+        # one scope that pull from the same cursor (a team syncing after the same
+        # event) share the work. Filled and read on reader threads, hence the lock.
+        self._pages: OrderedDict[tuple[str, int, int, bool], tuple[int, list[Change], str]]
+        self._pages = OrderedDict()
+        self._pages_lock = threading.Lock()
+        self.page_cache_hits = 0
 
     # --- helpers -----------------------------------------------------------------
 
@@ -318,11 +329,25 @@ class SyncEngine:
                 return self._page(changes, evict, _encode_cursor(nxt), True), [
                     (target_key, msgspec.json.encode(target).decode())
                 ]
+            # a tablet up to date with its scope, or one starting from nothing
+            steady = (
+                not evict
+                and target_key == now_key
+                and (cursor.snap == now_key or (cursor.seq == 0 and cursor.snap == _EMPTY_KEY))
+            )
+            key = (target_key, cursor.seq, limit, json_data)
+            if steady and (hit := self._cached_page(key)) is not None:
+                # the scope snapshot its cursor names is stored as for a built page
+                return self._page(hit[0], [], hit[1], True), [
+                    (target_key, msgspec.json.encode(target).decode())
+                ]
             changes = feed(tx, cursor.seq, target.inspections, target.refs, limit + 1)
             has_more = len(changes) > limit
             changes = changes[:limit]
             last = changes[-1].seq if changes else max(cursor.seq, 0)
             nxt = _Cursor(last, target_key)
+            if steady and has_more:
+                self._cache_page(key, changes, _encode_cursor(nxt))
             has_more = has_more or target_key != now_key
             missing = None
             if request.want_missing_evidence and not has_more:
@@ -361,6 +386,30 @@ class SyncEngine:
             if device is not None and note_device:
                 self._pull_noted[device] = self._now_ms()
         return page
+
+    def _cached_page(self, key: tuple[str, int, int, bool]) -> tuple[list[Change], str] | None:
+        """A full page built for the same scope and cursor less than
+        ``_PAGE_CACHE_MS`` ago. Safe to hand out: the feed only moves a record to a
+        later position when it changes, so a page built a moment ago differs from a
+        fresh one only by older versions of records whose newer versions (or
+        tombstones) come after its cursor, which the tablet pulls next; the scope key
+        pins exactly which records the page may hold."""
+        now = self._now_ms()
+        with self._pages_lock:
+            found = self._pages.get(key)
+            if found is None or now - found[0] > _PAGE_CACHE_MS:
+                return None
+            self.page_cache_hits += 1
+            return found[1], found[2]
+
+    def _cache_page(
+        self, key: tuple[str, int, int, bool], changes: list[Change], cursor: str
+    ) -> None:
+        with self._pages_lock:
+            self._pages[key] = (self._now_ms(), changes, cursor)
+            self._pages.move_to_end(key)
+            while len(self._pages) > _PAGE_CACHE_ENTRIES:
+                self._pages.popitem(last=False)
 
     @staticmethod
     def _missing_evidence(tx: BatchTx, inspection_ids: list[str]) -> dict[str, list[str]]:

@@ -348,3 +348,45 @@ async def test_inspectors_push_only_to_their_started_inspections(world, make_tab
     await zj.sync()
     assert zj.view("finding", "f-y")["title"] == "started"
     assert ("checklist_version", "conjugation-v1") in zj.server_state()
+
+
+async def test_tablets_of_one_scope_share_a_full_page_and_still_converge(world, make_tablet, clock):
+    """Two tablets of one user pulling from the same cursor share the page built for the
+    first; a record changed meanwhile arrives in its newer version further on."""
+    js1 = await principal(world, "insp.js1", "tab-x")
+    start = (await world.engine.pull(js1, PullRequest())).cursor  # up to date
+    a = await make_tablet("insp.js1", "tab-a")
+    for n in range(8):
+        a.edit("finding", f"f-{n}", {"inspection_id": INSP, "title": f"finding {n}"})
+    await a.sync()
+    first = await world.engine.pull(js1, PullRequest(cursor=start, limit=5))
+    hits = world.engine.page_cache_hits
+    again = await world.engine.pull(js1, PullRequest(cursor=start, limit=5))
+    assert world.engine.page_cache_hits == hits + 1
+    assert [(c.kind, c.id, c.rev) for c in again.changes] == [
+        (c.kind, c.id, c.rev) for c in first.changes
+    ]
+    assert again.cursor == first.cursor and again.has_more
+
+    # a finding on that page changes; another pull from the same cursor is handed the
+    # shared page (the older version) and then, further on, the newer one
+    on_page = next(c.id for c in first.changes if c.kind == "finding")
+    a.edit("finding", on_page, {"title": "changed after the page was built"})
+    await a.sync()
+    seen: list[str] = []
+    cursor, more = start, True
+    while more:
+        page = await world.engine.pull(js1, PullRequest(cursor=cursor, limit=5))
+        seen += [ch.data["title"] for ch in page.changes if ch.id == on_page and ch.data]
+        cursor, more = page.cursor, page.has_more
+    assert world.engine.page_cache_hits == hits + 2
+    assert seen == [f"finding {on_page[2:]}", "changed after the page was built"]
+
+    # another user's scope never reads a page built for this one
+    js2 = await principal(world, "insp.js2", "tab-y")
+    hits = world.engine.page_cache_hits
+    await world.engine.pull(js2, PullRequest(cursor=start, limit=5))
+    assert world.engine.page_cache_hits == hits
+    clock.advance(seconds=3)  # and a page is shared for two seconds at most
+    await world.engine.pull(js1, PullRequest(cursor=start, limit=5))
+    assert world.engine.page_cache_hits == hits

@@ -65,6 +65,7 @@ class SyncMachine(RuleBasedStateMachine):
                 InProcessTransport(self.services.engine, p),
                 device_id=dev,
                 now=self.clock.now,
+                page_size=3,  # many pages: shared pages and paging mid-change are exercised
             )
         version = self.run(
             self.services.store.read_batch(
