@@ -19,6 +19,7 @@ import httpx
 import msgspec
 
 from server.demo import DEMO_PASSWORD
+from sync.audit import verify
 from sync.protocol import Mutation, PullRequest, PullResponse, PushRequest, PushResponse
 from tests.server.test_process import start_server, stop
 
@@ -161,6 +162,7 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path):
     counts = history_count(tmp_path / "inspectsync.db")
     assert counts and max(counts.values()) == 1  # nothing applied twice
     assert len(counts) == sum(len(r.mutations) for r in sent)
+    assert_audit_chain_intact(tmp_path / "inspectsync.db")  # the kill broke no link
 
 
 def test_fifty_tablets_pushing_at_once_lose_nothing(tmp_path):
@@ -205,3 +207,14 @@ def test_fifty_tablets_pushing_at_once_lose_nothing(tmp_path):
         assert held[m.id]["title"] == m.fields["title"] and held[m.id]["rev"] == 1
     counts = history_count(tmp_path / "inspectsync.db")
     assert len(counts) == 1500 and set(counts.values()) == {1}
+    assert_audit_chain_intact(tmp_path / "inspectsync.db")  # group commits kept one chain
+
+
+def assert_audit_chain_intact(db: Path) -> None:
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    try:
+        found = verify(dict(r) for r in conn.execute("SELECT * FROM history ORDER BY id"))
+    finally:
+        conn.close()
+    assert found.ok, found
