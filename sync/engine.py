@@ -634,10 +634,11 @@ class SyncEngine:
     ) -> list[dict[str, Any]]:
         """Every audit event of one entity, oldest first. Who may read it: for a record
         of an inspection, whoever may see the inspection; for reference data and
-        checklists, supervisors and admins; for users and devices, admins."""
+        checklists, supervisors and admins; for users, devices and stored evidence
+        files, admins."""
 
         def read(tx: BatchTx) -> list[dict[str, Any]]:
-            if kind in ("user", "device"):
+            if kind in ("user", "device", "evidence"):  # not records: admins read these
                 allowed = principal.role is Role.ADMIN
             else:
                 rec = tx.get_record(kind, record_id, include_deleted=True)

@@ -546,6 +546,9 @@ async def test_the_same_photo_uploaded_twice_is_stored_once(demo, app):
         ("upload:dedup", js2.tokens["user_id"], INSP),
         ("upload:dedup", js1.tokens["user_id"], "insp-joint-conj"),
     ]
+    history = await admin.get(f"/api/v1/audit/history/evidence/{sha(data)}")
+    assert [e["op"] for e in history.json()] == ["upload", "upload:dedup", "upload:dedup"]
+    assert (await js1.get(f"/api/v1/audit/history/evidence/{sha(data)}")).status_code == 404
 
 
 async def test_a_finding_synced_before_its_photo_then_the_missing_list_empties(demo, app):
