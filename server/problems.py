@@ -134,16 +134,34 @@ def _from_http(exc: HTTPException) -> ProblemDetailsException:
 
 
 _AT = re.compile(r" - at `\$\.(?P<path>[^`]+)`")
+# msgspec names a missing or unknown field in the text, at the path of its object
+_NAMED = re.compile(r"Object (?:missing required|contains unknown) field `(?P<name>[^`]+)`")
+
+
+def _with_name(text: str, path: str | None) -> str | None:
+    """``path`` extended by the field a missing/unknown-field error names, if any."""
+    named = _NAMED.search(text)
+    if named is None:
+        return path
+    return f"{path}.{named['name']}" if path else named["name"]
 
 
 def _field_of(error: dict[str, Any], cause: str) -> str:
     """The full path of the field at fault. Litestar's ``key`` loses nested ``data.``
     parts, so prefer the path msgspec gave in the original error; body paths are
     given from the body's top level."""
-    m = _AT.search(cause) or _AT.search(error.get("message", ""))
+    text = cause or error.get("message", "")
+    m = _AT.search(text) or _AT.search(error.get("message", ""))
+    body = error.get("source") in (None, "body")
+    path: str | None = None
     if m:
         path = m["path"]
-        return path.removeprefix("data.") if error.get("source") in (None, "body") else path
+        path = path.removeprefix("data.") if body else path
+        if path == "data":
+            path = None
+    found = _with_name(text, path) if body else path
+    if found:
+        return found
     return str(error.get("key") or error.get("source") or "body")
 
 
@@ -158,7 +176,8 @@ def _from_msgspec(exc: msgspec.MsgspecError) -> ProblemDetailsException:
     """A body the handler decoded itself (the sync wire) did not fit its message type."""
     text = str(exc)
     m = _AT.search(text)
-    return _problem("validation_failed", text, status=400, field=m["path"] if m else "body")
+    field = _with_name(text, m["path"] if m else None)
+    return _problem("validation_failed", text, status=400, field=field or "body")
 
 
 def _from_unexpected(exc: Exception) -> ProblemDetailsException:

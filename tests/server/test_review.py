@@ -304,3 +304,41 @@ async def test_an_inspector_cannot_accept_their_own_finding_from_the_tablet(demo
     sup = await login(demo, "sup.js")
     row = (await sup.get("/api/v1/review/queue")).json()["items"][0]
     assert (row["id"], row["status"]) == ("f-self", "draft")
+
+
+async def test_bad_review_input_is_a_4xx_problem_naming_the_field(demo, tmp_path):
+    li, _ = await tablet(demo, tmp_path, "insp.js1", "li")
+    li.edit("finding", "f-bad", {"inspection_id": INSP, "title": "x", "classification": "other"})
+    await li.sync()
+    sup = await login(demo, "sup.js")
+    url = "/api/v1/review/findings/f-bad/decisions"
+    cases = [
+        ({"reason": "no decision"}, "decision"),
+        ({"decision": "accept"}, "reason"),
+        ({"decision": "accept", "reason": 5}, "reason"),
+        ({"decision": "accept", "reason": "x", "colour": "red"}, "colour"),
+        ({"decision": "reclassify", "reason": "x", "classification": "severe"}, "classification"),
+        ({"decision": "accept", "reason": "   "}, "reason"),
+        ({"decision": "merge", "reason": "x"}, "into"),
+        ({"decision": "accept", "reason": "x", "expect_rev": "one"}, "expect_rev"),
+    ]
+    for body, field in cases:
+        r = await sup.post(url, json=body)
+        assert 400 <= r.status_code < 500, (body, r.status_code, r.text)
+        problem = r.json()
+        assert field in (problem.get("field") or ""), (body, problem)
+        assert r.headers["content-type"].startswith("application/problem+json")
+    r = await sup.post(url, content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    r = await sup.post(url, json={"decision": "accept", "reason": "x", "expect_rev": 99})
+    assert r.status_code == 412 and r.json()["current_rev"] == 1
+    for params in ({"limit": "many"}, {"sort": "colour"}, {"date_from": "yesterday"}):
+        r = await sup.get("/api/v1/review/queue", params=params)
+        assert r.status_code == 400, (params, r.text)
+    admin = await login(demo, "admin")
+    assert (await admin.get("/api/v1/audit/events", params={"after_id": "x"})).status_code == 400
+    assert (await sup.get("/api/v1/audit/versions/finding/f-bad/99")).status_code == 404
+    # nothing accepted was lost on the way
+    assert li.view("finding", "f-bad")["status"] == "draft"
+    queue = (await sup.get("/api/v1/review/queue")).json()
+    assert [(r["id"], r["status"]) for r in queue["items"]] == [("f-bad", "draft")]

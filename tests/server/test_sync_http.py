@@ -79,7 +79,7 @@ async def test_bad_sync_bodies_are_400_with_the_field(demo):
     )
     assert r.status_code == 400 and r.json()["code"] == "validation_failed"
     r = await s.post("/api/v1/sync/push", json={"mutations": [{"mid": "x", "kind": "finding"}]})
-    assert r.status_code == 400 and r.json()["field"] == "mutations[0]"
+    assert r.status_code == 400 and r.json()["field"] == "mutations[0].id"  # the missing one
     r = await s.post(
         "/api/v1/sync/push",
         json={
