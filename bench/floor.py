@@ -50,10 +50,11 @@ from sync.protocol import Applied, Mutation, PushRequest, PushResponse  # noqa: 
 
 LEVELS = ("http", "rows", "audit")
 BATCH = 100
-WORDS = (
-    "operator grade B corridor settle plate deviation was not documented during"
-    " chromatography column sanitisation batch record CAPA change control"
-).split()
+WORDS = [
+    *("operator", "grade B corridor", "settle plate", "deviation", "was not documented"),
+    *("during", "chromatography column", "sanitisation", "batch record", "CAPA"),
+    *("change control", "integrity test", "within limits", "calibration"),
+]
 
 
 # --- the bare server ------------------------------------------------------------------
