@@ -10,6 +10,7 @@ copy followed, in a later release, by a cleanup that checks the copy.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -286,6 +287,34 @@ def _m4_audit_chain(db: sqlite_utils.Database) -> None:
     table.create_index(["inspection_id"], if_not_exists=True)  # type: ignore[union-attr]
 
 
+def _m5_record_meta(db: sqlite_utils.Database) -> None:
+    # A record's bookkeeping fields (names starting with "_": per-field stamps, open
+    # conflict ids, who deleted it) move from ``data`` to a ``meta`` column, so that
+    # ``data`` is exactly what clients see and pull pages splice it as stored. Nothing
+    # is dropped: every field is in one column or the other, and a row already split
+    # has nothing left to move, so a migration cut off half-way completes on a rerun.
+    table = db["records"]
+    if "meta" not in table.columns_dict:  # type: ignore[union-attr]
+        table.add_column("meta", str, not_null_default="{}")  # type: ignore[union-attr]
+    rows = db.execute(
+        "SELECT rowid, data, meta FROM records WHERE data LIKE '%\"\\_%' ESCAPE '\\'"
+    ).fetchall()
+    for rowid, data, meta in rows:
+        whole = json.loads(data)
+        private = {k: whole.pop(k) for k in [k for k in whole if k.startswith("_")]}
+        if not private:
+            continue
+        kept = {**json.loads(meta), **private}
+        db.execute(
+            "UPDATE records SET data = ?, meta = ? WHERE rowid = ?",
+            (
+                json.dumps(whole, ensure_ascii=False, separators=(",", ":")),
+                json.dumps(kept, ensure_ascii=False, separators=(",", ":")),
+                rowid,
+            ),
+        )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "users, devices, refresh tokens, records and the change sequence", _m1_initial),
     (
@@ -295,6 +324,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     ),
     (3, "evidence: stored files, their references, resumable uploads", _m3_evidence),
     (4, "audit trail: actor role, hash chain, append-only history", _m4_audit_chain),
+    (5, "records: bookkeeping fields in their own column", _m5_record_meta),
 ]
 
 

@@ -673,7 +673,6 @@ class SyncEngine:
 
 
 _whole = msgspec.json.Decoder(dict[str, Any])
-_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
 def _decoded_feed(tx: BatchTx, *args: Any, **kw: Any) -> list[Change]:
@@ -684,23 +683,9 @@ def _decoded_feed(tx: BatchTx, *args: Any, **kw: Any) -> list[Change]:
         if r.deleted:
             out.append(Change(kind=r.kind, id=r.id, rev=r.rev, seq=r.seq, deleted=True))
         else:
-            data = {k: v for k, v in _whole.decode(r.data).items() if not k.startswith("_")}
+            data = _whole.decode(r.data)
             out.append(Change(kind=r.kind, id=r.id, rev=r.rev, seq=r.seq, data=data))
     return out
-
-
-_json_encoder = msgspec.json.Encoder()
-
-
-def _public_json(stored: str) -> msgspec.Raw:
-    """``public_data`` on JSON text: the top-level fields whose names do not start with
-    ``_``, their values copied as they are (never decoded)."""
-    if '"_' not in stored:  # nothing private anywhere in it
-        return msgspec.Raw(stored)
-    fields = _top_level.decode(stored)
-    return msgspec.Raw(
-        _json_encoder.encode({k: v for k, v in fields.items() if not k.startswith("_")})
-    )
 
 
 def _json_feed(tx: BatchTx, *args: Any, **kw: Any) -> list[Change]:
@@ -709,8 +694,9 @@ def _json_feed(tx: BatchTx, *args: Any, **kw: Any) -> list[Change]:
         if r.deleted:
             out.append(Change(kind=r.kind, id=r.id, rev=r.rev, seq=r.seq, deleted=True))
         else:
-            # ``data`` holds the Raw JSON; see ``SyncEngine.pull(json_data=True)``
-            data: Any = _public_json(r.data)
+            # ``data`` holds the stored public JSON as it is; see
+            # ``SyncEngine.pull(json_data=True)``
+            data: Any = msgspec.Raw(r.data)
             out.append(Change(kind=r.kind, id=r.id, rev=r.rev, seq=r.seq, data=data))
     return out
 

@@ -118,7 +118,8 @@ class FeedRow(msgspec.Struct, array_like=True):
     seq: int
     deleted: bool
     data: str
-    """The record's ``data`` as JSON, engine bookkeeping included."""
+    """The record's public ``data`` as JSON: what clients see, without the engine's
+    bookkeeping fields (names starting with ``_``)."""
 
 
 FilterOp = Literal["eq", "ne", "in", "contains", "gte", "lte"]

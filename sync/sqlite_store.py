@@ -87,6 +87,27 @@ def scope_of(kind: str, record_id: str, data: dict[str, Any] | None) -> str | No
 
 
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
+_encode = msgspec.json.Encoder().encode
+
+
+def _split(data: dict[str, Any]) -> tuple[str, str]:
+    """A record's data as stored: (public JSON, bookkeeping JSON). Bookkeeping fields
+    (``_stamps``, ``_conflict_ids``, ... : names starting with ``_``) live in the ``meta``
+    column, so that ``data`` holds exactly what clients see and a pull page splices it
+    as it is (``feed_json``)."""
+    public: dict[str, Any] = {}
+    meta: dict[str, Any] = {}
+    for k, v in data.items():
+        (meta if k[:1] == "_" else public)[k] = v
+    return _encode(public).decode(), _encode(meta).decode() if meta else "{}"
+
+
+def _join(data: str, meta: str) -> dict[str, Any]:
+    """The inverse of :func:`_split`: the whole record data, bookkeeping included."""
+    out = _decode(data)
+    if meta != "{}":
+        out.update(_decode(meta))
+    return out
 
 
 def _now() -> str:
@@ -1059,12 +1080,12 @@ class _SQLiteTransaction(Transaction):
             raise AlreadyExists(f"{kind} {record_id!r} exists", field="id")
         seq = await _next_seq(self._db)
         await self._db.execute(
-            "INSERT INTO records (kind, id, data, rev, seq, deleted, created_at, updated_at,"
-            " inspection_id) VALUES (?,?,?,?,?,0,?,?,?)",
+            "INSERT INTO records (kind, id, data, meta, rev, seq, deleted, created_at,"
+            " updated_at, inspection_id) VALUES (?,?,?,?,?,?,0,?,?,?)",
             (
                 kind,
                 record_id,
-                msgspec.json.encode(data).decode(),
+                *_split(data),
                 1,
                 seq,
                 now,
@@ -1092,12 +1113,13 @@ class _SQLiteTransaction(Transaction):
             )
         now = _now()
         seq = await _next_seq(self._db)
-        new_data = _decode(row["data"]) if data is None else data
+        old_data = _join(row["data"], row["meta"])
+        new_data = old_data if data is None else data
         await self._db.execute(
-            "UPDATE records SET data = ?, rev = rev + 1, seq = ?, deleted = ?, updated_at = ?,"
-            " inspection_id = ? WHERE kind = ? AND id = ?",
+            "UPDATE records SET data = ?, meta = ?, rev = rev + 1, seq = ?, deleted = ?,"
+            " updated_at = ?, inspection_id = ? WHERE kind = ? AND id = ?",
             (
-                msgspec.json.encode(new_data).decode(),
+                *_split(new_data),
                 seq,
                 int(data is None),
                 now,
@@ -1116,7 +1138,7 @@ class _SQLiteTransaction(Transaction):
             created_at=datetime.fromisoformat(row["created_at"]),
             updated_at=datetime.fromisoformat(now),
         )
-        await self._audit(rec, _decode(row["data"]), False, now)
+        await self._audit(rec, old_data, False, now)
         return rec
 
     async def update_record(
@@ -1203,7 +1225,7 @@ def _record(row: sqlite3.Row) -> StoredRecord:
     return StoredRecord(
         kind=row["kind"],
         id=row["id"],
-        data=_decode(row["data"]),
+        data=_join(row["data"], row["meta"]),
         rev=row["rev"],
         seq=row["seq"],
         deleted=bool(row["deleted"]),
@@ -1335,9 +1357,9 @@ class _SQLiteBatch(BatchTx):
         if key in self._known:
             return self._known[key]
         row = self.db.execute(
-            "SELECT data, deleted FROM records WHERE kind = ? AND id = ?", key
+            "SELECT data, meta, deleted FROM records WHERE kind = ? AND id = ?", key
         ).fetchone()
-        return (_decode(row[0]), bool(row[1])) if row else ({}, True)
+        return (_join(row[0], row[1]), bool(row[2])) if row else ({}, True)
 
     def _audit(self, rec: StoredRecord, op: str | None, prior: tuple[dict[str, Any], bool]) -> None:
         old, old_deleted = prior
@@ -1425,15 +1447,16 @@ class _SQLiteBatch(BatchTx):
         seq = self._next_seq()
         now = self._now
         self.db.execute(
-            "INSERT INTO records (kind, id, data, rev, seq, deleted, created_at, updated_at,"
-            " inspection_id) VALUES (?,?,?,?,?,?,?,?,?)"
-            " ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data, rev = excluded.rev,"
+            "INSERT INTO records (kind, id, data, meta, rev, seq, deleted, created_at,"
+            " updated_at, inspection_id) VALUES (?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data,"
+            " meta = excluded.meta, rev = excluded.rev,"
             " seq = excluded.seq, deleted = excluded.deleted, updated_at = excluded.updated_at,"
             " inspection_id = excluded.inspection_id",
             (
                 kind,
                 record_id,
-                msgspec.json.encode(data).decode(),
+                *_split(data),
                 rev,
                 seq,
                 int(deleted),

@@ -48,6 +48,10 @@ __all__ = ["BatchTx", "Store", "Transaction"]
 T = TypeVar("T")
 
 
+def _public_json_text(data: dict[str, Any]) -> str:
+    return msgspec.json.encode({k: v for k, v in data.items() if not k.startswith("_")}).decode()
+
+
 class BatchTx(abc.ABC):
     """Synchronous access inside one write (or read) transaction, for the sync engine.
 
@@ -149,13 +153,15 @@ class BatchTx(abc.ABC):
         max_seq: int | None = None,
         live_only: bool = False,
     ) -> list[FeedRow]:
-        """The same rows as :meth:`feed`, each record's data left as JSON text.
+        """The same rows as :meth:`feed`, each record's public data (no ``_...``
+        bookkeeping) as JSON text.
 
         A pull answered in JSON splices the text into the page instead of decoding
         and re-encoding every record. This default encodes what ``feed`` decoded; a
-        backend that stores JSON overrides it to hand the stored text over as is."""
+        backend that stores the public JSON apart overrides it to hand the stored text
+        over as is."""
         return [
-            FeedRow(r.kind, r.id, r.rev, r.seq, r.deleted, msgspec.json.encode(r.data).decode())
+            FeedRow(r.kind, r.id, r.rev, r.seq, r.deleted, _public_json_text(r.data))
             for r in self.feed(
                 after_seq, inspection_ids, refs, limit, max_seq=max_seq, live_only=live_only
             )
