@@ -17,7 +17,7 @@ from sync.access import can_see_inspection, inspection_scope
 from sync.audit import Actor
 from sync.authoring import Authoring
 from sync.clock import Clock
-from sync.errors import Forbidden, InvalidInput, InvalidTransition, NotFound
+from sync.errors import Forbidden, InvalidInput, InvalidTransition, NotFound, RevisionMismatch
 from sync.models import (
     Assignment,
     Chain,
@@ -30,7 +30,7 @@ from sync.models import (
 )
 from sync.notify import Notifier
 from sync.review import undecided_and_conflicts
-from sync.store import Store
+from sync.store import BatchTx, Store
 
 __all__ = ["REFERENCE_KINDS", "TRANSITIONS", "Registry", "new_id"]
 
@@ -311,26 +311,35 @@ class Registry:
             data["pins"] = await self._pins(rec.data)
             data["started_at"] = now.isoformat()
         if to is InspectionStatus.CLOSED:
-            undecided, conflicts = await self.store.read_batch(
-                lambda tx: undecided_and_conflicts(tx, inspection_id)
-            )
-            if undecided or conflicts:
-                raise InvalidTransition(
-                    f"cannot close: {len(undecided)} finding(s) not decided,"
-                    f" {len(conflicts)} open conflict(s)",
-                    field="to",
-                    undecided_findings=undecided,
-                    open_conflicts=conflicts,
-                )
             data["closed_at"] = now.isoformat()
         data["status"] = to.value
-        updated = await self.store.update_record(
-            "inspection",
-            inspection_id,
-            data,
-            expect_rev=expect_rev or rec.rev,
-            actor=Actor.of(principal),
-        )
+        expected = expect_rev or rec.rev
+
+        def write(tx: BatchTx) -> StoredRecord:
+            current = tx.get_record("inspection", inspection_id)
+            if current is None:
+                raise NotFound(f"no inspection {inspection_id!r}")
+            if current.rev != expected:
+                raise RevisionMismatch(
+                    f"inspection {inspection_id!r} is at rev {current.rev}, not {expected}",
+                    current_rev=current.rev,
+                )
+            if to is InspectionStatus.CLOSED:
+                # In the transaction that closes: a push is serialised either before it
+                # (and its findings are counted here) or after it (and is refused as
+                # inspection_closed); nothing lands undecided on a closed inspection.
+                undecided, conflicts = undecided_and_conflicts(tx, inspection_id)
+                if undecided or conflicts:
+                    raise InvalidTransition(
+                        f"cannot close: {len(undecided)} finding(s) not decided,"
+                        f" {len(conflicts)} open conflict(s)",
+                        field="to",
+                        undecided_findings=undecided,
+                        open_conflicts=conflicts,
+                    )
+            return tx.put_record("inspection", inspection_id, data, rev=current.rev + 1)
+
+        updated = await self.store.write_batch(write, actor=Actor.of(principal))
         self.notifier.publish([inspection_id])
         return updated
 

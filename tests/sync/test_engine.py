@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
+import pytest
+
+from sync.errors import InvalidTransition
 from sync.fielddata import response_id
 from sync.models import Assignment, InspectionStatus
-from sync.protocol import Duplicate, Mutation, PullRequest, PushRequest
+from sync.protocol import (
+    Applied,
+    Duplicate,
+    Mutation,
+    PullRequest,
+    PushRequest,
+    Rejected,
+)
 from tests.sync.conftest import principal
 
 INSP = "insp-ds-routine"  # in progress; team insp.js1 + insp.js2; pins cell_bank-v1 ...
@@ -390,3 +401,47 @@ async def test_tablets_of_one_scope_share_a_full_page_and_still_converge(world, 
     clock.advance(seconds=3)  # and a page is shared for two seconds at most
     await world.engine.pull(js1, PullRequest(cursor=start, limit=5))
     assert world.engine.page_cache_hits == hits
+
+
+@pytest.mark.parametrize("head_start", range(6))
+async def test_closing_races_a_push_and_exactly_one_wins(world, clock, head_start):
+    """Closing checks that every finding is decided; a tablet's push of a new finding
+    racing it must not land undecided on the closed inspection: either the push lands
+    first and closing is refused, or closing wins and the push is refused."""
+    sup = await principal(world, "sup.js")
+    li = await principal(world, "insp.js1", "tab-li")
+    for to in (InspectionStatus.FIELDWORK_DONE, InspectionStatus.UNDER_REVIEW):
+        await world.registry.transition(sup, INSP, to)
+    late = Mutation(
+        mid="tab-li:1",
+        kind="finding",
+        id="f-late",
+        base_rev=0,
+        fields={"inspection_id": INSP, "title": "Found on the way out"},
+        hlc=f"{int(clock.now().timestamp() * 1000):015d}.00000.tab-li",
+        device_time=clock.now(),
+        reason="seen while leaving",
+    )
+
+    async def push() -> str:
+        for _ in range(head_start):  # let the close get this many steps ahead
+            await asyncio.sleep(0)
+        result = (await world.engine.push(li, PushRequest(mutations=[late]))).results[0]
+        if isinstance(result, Rejected):
+            return f"rejected: {result.code}"
+        return "applied" if isinstance(result, Applied) else repr(result)
+
+    async def close() -> bool:
+        try:
+            await world.registry.transition(sup, INSP, InspectionStatus.CLOSED)
+        except InvalidTransition as exc:
+            assert "f-late" in exc.extra["undecided_findings"]
+            return False
+        return True
+
+    closed, pushed = await asyncio.gather(close(), push())
+    assert (closed, pushed) in ((True, "rejected: inspection_closed"), (False, "applied"))
+    insp = await world.store.get_record("inspection", INSP)
+    finding = await world.store.get_record("finding", "f-late")
+    assert insp is not None and (insp.data["status"] == "closed") is closed
+    assert (finding is not None) is (pushed == "applied")
