@@ -73,19 +73,24 @@ class Services:
             self.notifier,
         )
         self.review = Review(store, self.engine, clock)
-        evidence = settings.evidence_root
-        self.uploads = Uploads(
-            store,
-            clock,
-            blobs=LocalBlobStore(evidence / "blobs"),
-            thumbnails=LocalBlobStore(evidence / "thumbs"),
-            area=UploadArea(evidence / "uploads"),
-            limits=UploadLimits(
-                max_file_bytes=settings.evidence_max_file_bytes,
-                max_inspection_bytes=settings.evidence_max_inspection_bytes,
-                ttl=timedelta(hours=settings.evidence_upload_ttl_hours),
-            ),
-        )
+        self.uploads = make_uploads(settings, store, clock)
+
+
+def make_uploads(settings: Settings, store: Store, clock: Clock) -> Uploads:
+    """The evidence service over the data directory's blob stores."""
+    evidence = settings.evidence_root
+    return Uploads(
+        store,
+        clock,
+        blobs=LocalBlobStore(evidence / "blobs"),
+        thumbnails=LocalBlobStore(evidence / "thumbs"),
+        area=UploadArea(evidence / "uploads"),
+        limits=UploadLimits(
+            max_file_bytes=settings.evidence_max_file_bytes,
+            max_inspection_bytes=settings.evidence_max_inspection_bytes,
+            ttl=timedelta(hours=settings.evidence_upload_ttl_hours),
+        ),
+    )
 
 
 def build_services(settings: Settings, clock: Clock | None = None) -> Services:

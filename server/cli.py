@@ -1,4 +1,4 @@
-"""The ``inspectsync`` command: serve, init, users, devices, audit, checklists.
+"""The ``inspectsync`` command: serve, init, users, devices, audit, evidence, checklists.
 
 Every command reads the same settings as the server (``INSPECTSYNC_*`` variables,
 then flags). ``inspectsync <command> --help`` explains each one.
@@ -249,6 +249,29 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return _run(_settings(args), go)
 
 
+# --- evidence -------------------------------------------------------------------------
+
+
+def cmd_evidence(args: argparse.Namespace) -> int:
+    from server.app import make_uploads
+
+    async def go(ctx: _Ctx) -> int:
+        uploads = make_uploads(ctx.settings, ctx.store, ctx.clock)
+        found = await uploads.check_stored(hashes=not args.size_only)
+        for lost in found.lost_now:
+            print(f"LOST {lost.sha256}: {lost.problem}")
+        for sha in found.found:
+            print(f"found again {sha}")
+        print(
+            f"{found.checked} stored files checked"
+            f" ({'sizes only' if args.size_only else 'sizes and SHA-256'}):"
+            f" {found.lost} lost ({len(found.lost_now)} newly), {len(found.found)} found again"
+        )
+        return 1 if found.lost else 0
+
+    return _run(_settings(args), go)
+
+
 # --- checklists -----------------------------------------------------------------------
 
 
@@ -447,6 +470,25 @@ def build_parser() -> argparse.ArgumentParser:
     _db_flags(p)
     p.add_argument("-o", "--output", help="file to write (default: standard output)")
     au.set_defaults(func=cmd_audit)
+
+    ev = sub.add_parser(
+        "evidence",
+        help="check the stored evidence files",
+        description="The photos and documents tablets uploaded.",
+    )
+    evs = ev.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = evs.add_parser(
+        "check",
+        help="compare every stored file's bytes with its record",
+        description="Read every stored file: a file whose bytes are missing, of another"
+        " size or another SHA-256 is marked lost (wrong bytes are moved to"
+        " evidence/blobs/set-aside/), listed as missing to the tablets until one uploads"
+        " it again, and printed; a lost file whose bytes are back is marked found. Exit 1"
+        " if any file is lost. Run it after restoring a backup. Safe while serving.",
+    )
+    _db_flags(p)
+    p.add_argument("--size-only", action="store_true", help="compare sizes, do not hash (fast)")
+    ev.set_defaults(func=cmd_evidence)
 
     cl = sub.add_parser(
         "checklists",

@@ -40,6 +40,7 @@ CODES: dict[str, tuple[int, str]] = {
     "forbidden": (403, "Your role may not do this"),
     "inspection_closed": (403, "The inspection is closed"),
     "not_found": (404, "Not found"),
+    "evidence_lost": (404, "The file's bytes are lost until it is uploaded again"),
     "method_not_allowed": (405, "Method not allowed"),
     "not_acceptable": (406, "Not acceptable"),
     "already_exists": (409, "It exists already"),

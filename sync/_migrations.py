@@ -315,6 +315,14 @@ def _m5_record_meta(db: sqlite_utils.Database) -> None:
         )
 
 
+def _m6_evidence_lost(db: sqlite_utils.Database) -> None:
+    # When a stored file's bytes are found missing or not matching their hash, the file
+    # is marked lost (not deleted: its row and audit trail stay) until it is uploaded again.
+    table = db["evidence"]
+    if "lost_at" not in table.columns_dict:  # type: ignore[union-attr]
+        table.add_column("lost_at", str)  # type: ignore[union-attr]
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "users, devices, refresh tokens, records and the change sequence", _m1_initial),
     (
@@ -325,6 +333,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (3, "evidence: stored files, their references, resumable uploads", _m3_evidence),
     (4, "audit trail: actor role, hash chain, append-only history", _m4_audit_chain),
     (5, "records: bookkeeping fields in their own column", _m5_record_meta),
+    (6, "evidence: files whose bytes were lost", _m6_evidence_lost),
 ]
 
 

@@ -48,6 +48,13 @@ class NotFound(DomainError):
     code = "not_found"
 
 
+class EvidenceLost(NotFound):
+    """A stored file whose bytes the blob store no longer holds (or holds wrong): it
+    is listed as missing until a tablet uploads it again."""
+
+    code = "evidence_lost"
+
+
 class AlreadyExists(DomainError):
     """An object with that identity (id, username, key) exists already."""
 

@@ -25,6 +25,7 @@ import re
 import shutil
 import warnings
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -123,6 +124,22 @@ class BlobStore(abc.ABC):
     async def delete(self, key: str) -> bool:
         """Remove a stored file; False if there was none."""
 
+    @abc.abstractmethod
+    async def set_aside(self, key: str) -> str | None:
+        """Move what is stored under ``key`` out of the way (bytes that do not match the
+        key), to a place where it is kept for an investigation and never served, so the
+        key can be stored afresh. Returns where it went, or None if nothing was there."""
+
+    async def sha256(self, key: str) -> str | None:
+        """The SHA-256 of what is stored under ``key`` (read through), None if nothing."""
+        digest = hashlib.sha256()
+        try:
+            async for block in self.read_range(key):
+                digest.update(block)
+        except NotFound:
+            return None
+        return digest.hexdigest()
+
 
 class LocalBlobStore(BlobStore):
     """A local directory, sharded by the key's first two byte pairs:
@@ -183,6 +200,23 @@ class LocalBlobStore(BlobStore):
         except FileNotFoundError:
             return False
         return True
+
+    async def set_aside(self, key: str) -> str | None:
+        source = self.path(key)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        target = self.root / "set-aside" / f"{key}.{stamp}"
+
+        def move() -> bool:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(source, target)
+            except FileNotFoundError:
+                return False
+            _fsync_dir(source.parent)
+            _fsync_dir(target.parent)
+            return True
+
+        return str(target) if await asyncio.to_thread(move) else None
 
 
 def _fsync_dir(path: Path) -> None:

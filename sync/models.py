@@ -325,6 +325,10 @@ class EvidenceFile(msgspec.Struct, kw_only=True):
     filename_hint: str = ""
     created_at: datetime
     thumbnail: bool = False
+    lost_at: datetime | None = None
+    """When the blob store was found not to hold the file's bytes (missing, or not
+    matching the hash); None while they are there. A lost file counts as not stored
+    until an upload brings its bytes again."""
 
 
 class EvidenceRef(msgspec.Struct, kw_only=True):

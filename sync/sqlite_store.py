@@ -926,12 +926,19 @@ class SQLiteStore(Store):
                 ),
             )
             new = cur.rowcount > 0
+            restored = False
+            if not new:  # the bytes just stored bring back a file that was lost
+                cur = await db.execute(
+                    "UPDATE evidence SET lost_at = NULL WHERE sha256 = ? AND lost_at IS NOT NULL",
+                    (evidence.sha256,),
+                )
+                restored = cur.rowcount > 0
             await _audit_entity(
                 db,
                 actor,
                 "evidence",
                 evidence.sha256,
-                "upload" if new else "upload:dedup",
+                "upload" if new else "upload:restore" if restored else "upload:dedup",
                 {},
                 {
                     "size": evidence.size,
@@ -970,25 +977,38 @@ class SQLiteStore(Store):
 
     async def get_evidence(self, sha256: str) -> EvidenceFile | None:
         row = await self._fetchone("SELECT * FROM evidence WHERE sha256 = ?", (sha256,))
-        if row is None:
-            return None
-        return EvidenceFile(
-            sha256=row["sha256"],
-            size=row["size"],
-            media_type=row["media_type"],
-            inspection_id=row["inspection_id"],
-            uploaded_by=row["uploaded_by"],
-            device_id=row["device_id"],
-            captured_at=row["captured_at"],
-            latitude=row["latitude"],
-            longitude=row["longitude"],
-            exif_captured_at=row["exif_captured_at"],
-            exif_latitude=row["exif_latitude"],
-            exif_longitude=row["exif_longitude"],
-            filename_hint=row["filename_hint"] or "",
-            created_at=datetime.fromisoformat(row["created_at"]),
-            thumbnail=bool(row["thumbnail"]),
+        return None if row is None else _evidence_file(row)
+
+    async def evidence_files(self, after: str = "", limit: int = 1000) -> list[EvidenceFile]:
+        rows = await self._fetchall(
+            "SELECT * FROM evidence WHERE sha256 > ? ORDER BY sha256 LIMIT ?", (after, limit)
         )
+        return [_evidence_file(r) for r in rows]
+
+    async def set_evidence_lost(
+        self, sha256: str, at: datetime | None, *, reason: str, actor: Actor = SYSTEM
+    ) -> bool:
+        async with self._write() as db:
+            cur = await db.execute("SELECT lost_at FROM evidence WHERE sha256 = ?", (sha256,))
+            row = await cur.fetchone()
+            if row is None:
+                raise NotFound(f"no evidence {sha256}")
+            before = row["lost_at"]
+            if (before is None) == (at is None):
+                return False  # already so
+            after = None if at is None else _utc(at)
+            await db.execute("UPDATE evidence SET lost_at = ? WHERE sha256 = ?", (after, sha256))
+            await _audit_entity(
+                db,
+                actor,
+                "evidence",
+                sha256,
+                "lost" if at is not None else "found",
+                {"lost_at": before},
+                {"lost_at": after},
+                context=AuditContext(reason=reason),
+            )
+        return True
 
     async def evidence_refs(self, sha256: str) -> list[EvidenceRef]:
         rows = await self._fetchall(
@@ -1190,6 +1210,28 @@ def _upload(row: sqlite3.Row) -> Upload:
     )
 
 
+def _evidence_file(row: sqlite3.Row) -> EvidenceFile:
+    lost = row["lost_at"]
+    return EvidenceFile(
+        sha256=row["sha256"],
+        size=row["size"],
+        media_type=row["media_type"],
+        inspection_id=row["inspection_id"],
+        uploaded_by=row["uploaded_by"],
+        device_id=row["device_id"],
+        captured_at=row["captured_at"],
+        latitude=row["latitude"],
+        longitude=row["longitude"],
+        exif_captured_at=row["exif_captured_at"],
+        exif_latitude=row["exif_latitude"],
+        exif_longitude=row["exif_longitude"],
+        filename_hint=row["filename_hint"] or "",
+        created_at=datetime.fromisoformat(row["created_at"]),
+        thumbnail=bool(row["thumbnail"]),
+        lost_at=datetime.fromisoformat(lost) if lost else None,
+    )
+
+
 def _missing_evidence(db: sqlite3.Connection, inspection_ids: list[str]) -> dict[str, list[str]]:
     missing: dict[str, list[str]] = {}
     for start in range(0, len(inspection_ids), 500):
@@ -1199,7 +1241,8 @@ def _missing_evidence(db: sqlite3.Connection, inspection_ids: list[str]) -> dict
             f" json_each(r.data, {_EVIDENCE_PATH}) j"
             f" WHERE r.inspection_id IN ({','.join('?' * len(chunk))})"
             " AND r.kind IN ('finding', 'response') AND r.deleted = 0 AND j.type = 'text'"
-            " AND NOT EXISTS (SELECT 1 FROM evidence_refs f"
+            " AND NOT EXISTS (SELECT 1 FROM evidence_refs f JOIN evidence e"
+            " ON e.sha256 = f.sha256 AND e.lost_at IS NULL"
             " WHERE f.sha256 = j.value AND f.inspection_id = r.inspection_id)"
             " ORDER BY r.inspection_id, j.value",
             chunk,
@@ -1215,7 +1258,9 @@ def _stored_evidence(db: sqlite3.Connection, hashes: list[str]) -> set[str]:
     for start in range(0, len(unique), 500):
         chunk = unique[start : start + 500]
         rows = db.execute(
-            f"SELECT sha256 FROM evidence WHERE sha256 IN ({','.join('?' * len(chunk))})", chunk
+            f"SELECT sha256 FROM evidence WHERE sha256 IN ({','.join('?' * len(chunk))})"
+            " AND lost_at IS NULL",
+            chunk,
         ).fetchall()
         found.update(r[0] for r in rows)
     return found

@@ -501,9 +501,10 @@ class Store(abc.ABC):
         """In one transaction: keep the file's row unless one exists (the first upload
         wins), add the reference of ``ref.inspection_id`` unless it exists, mark the
         upload completed at ``at`` with its offset at its full length, and append the
-        audit event of the evidence (op ``upload``, or ``upload:dedup`` when the file was
-        stored already). Returns True if the file's row is new. Raises NotFound for an
-        unknown upload id."""
+        audit event of the evidence (op ``upload``, ``upload:dedup`` when the file was
+        stored already, or ``upload:restore`` when it was stored but lost: the mark is
+        cleared). Returns True if the file's row is new. Raises NotFound for an unknown
+        upload id."""
 
     @abc.abstractmethod
     async def expired_uploads(self, now: datetime) -> list[Upload]:
@@ -513,6 +514,22 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def get_evidence(self, sha256: str) -> EvidenceFile | None:
         """The stored file's row, or None if no upload of it has completed."""
+
+    @abc.abstractmethod
+    async def evidence_files(self, after: str = "", limit: int = 1000) -> list[EvidenceFile]:
+        """Stored files with ``sha256 > after``, by hash, at most ``limit`` (page through
+        all of them with ``after``)."""
+
+    @abc.abstractmethod
+    async def set_evidence_lost(
+        self, sha256: str, at: datetime | None, *, reason: str, actor: Actor = SYSTEM
+    ) -> bool:
+        """Mark a stored file's bytes lost at ``at`` (the blob store does not hold them,
+        or holds other bytes), or found again (``at`` None). A lost file counts as not
+        stored: :meth:`missing_evidence` lists it for every inspection that names it and
+        :meth:`stored_evidence` leaves it out, so tablets holding it upload it again; a
+        completed upload of it clears the mark (:meth:`complete_upload`). Audited (op
+        ``lost`` or ``found``, with ``reason``); returns whether anything changed."""
 
     @abc.abstractmethod
     async def evidence_refs(self, sha256: str) -> list[EvidenceRef]:

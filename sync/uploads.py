@@ -39,7 +39,7 @@ from typing import Any
 import msgspec
 
 from sync.access import can_see_inspection
-from sync.audit import Actor
+from sync.audit import SYSTEM, Actor
 from sync.clock import Clock
 from sync.errors import (
     ChecksumMismatch,
@@ -184,6 +184,23 @@ def _float(meta: dict[str, str], key: str, limit: float) -> float | None:
             f"{key} must be decimal degrees within ±{limit:g}", field=f"Upload-Metadata.{key}"
         )
     return value
+
+
+class LostFile(msgspec.Struct, frozen=True):
+    sha256: str
+    problem: str
+
+
+class StorageCheck(msgspec.Struct, kw_only=True):
+    """What :meth:`Uploads.check_stored` found."""
+
+    checked: int = 0
+    lost: int = 0
+    """Files lost after the check (found now or before)."""
+    lost_now: list[LostFile] = msgspec.field(default_factory=list)
+    """Files this check marked lost."""
+    found: list[str] = msgspec.field(default_factory=list)
+    """Files marked lost before whose bytes are back and right."""
 
 
 class Uploads:
@@ -471,6 +488,10 @@ class Uploads:
             if await asyncio.to_thread(make_thumbnail, path, media, scratch):
                 await self.thumbnails.put(up.sha256, scratch)
                 thumbnail = True
+        if existing is not None and existing.lost_at is not None:
+            # whatever is under the key now is not the file (check_stored found it
+            # missing or wrong): keep it aside, store these verified bytes instead
+            await self.blobs.set_aside(up.sha256)
         await self.blobs.put(up.sha256, path)
         now = self.clock.now()
         meta = up.metadata
@@ -540,6 +561,58 @@ class Uploads:
             ):
                 path.unlink(missing_ok=True)
         return purged
+
+    # --- the stored bytes ----------------------------------------------------------
+
+    async def check_stored(self, *, hashes: bool = True, actor: Actor = SYSTEM) -> StorageCheck:
+        """Compare every stored file's bytes with its row: present, of its size and
+        (``hashes``) of its SHA-256. A file that fails is marked lost (bytes of the
+        wrong content are set aside first), so the pull and ``/missing`` list it and
+        tablets holding it upload it again; a file marked lost whose bytes are back and
+        right (restored by an operator) is marked found. Run after restoring a backup,
+        and from time to time (``inspectsync evidence check``)."""
+        report = StorageCheck()
+        after = ""
+        while True:
+            files = await self.store.evidence_files(after, limit=500)
+            for ev in files:
+                report.checked += 1
+                problem = await self._stored_problem(ev, hashes=hashes)
+                if problem is None:
+                    if ev.lost_at is not None and await self.store.set_evidence_lost(
+                        ev.sha256, None, reason="its bytes are back and match", actor=actor
+                    ):
+                        report.found.append(ev.sha256)
+                    continue
+                if problem != "missing":
+                    await self.blobs.set_aside(ev.sha256)
+                if await self.store.set_evidence_lost(
+                    ev.sha256, self.clock.now(), reason=problem, actor=actor
+                ):
+                    log.error("evidence %s is lost: %s", ev.sha256, problem)
+                    report.lost_now.append(LostFile(sha256=ev.sha256, problem=problem))
+                report.lost += 1
+            if len(files) < 500:
+                return report
+            after = files[-1].sha256
+
+    async def _stored_problem(self, ev: EvidenceFile, *, hashes: bool) -> str | None:
+        size = await self.blobs.size(ev.sha256)
+        if size is None:
+            return "missing"
+        if size != ev.size:
+            return f"{size} bytes stored, {ev.size} uploaded"
+        if hashes:
+            actual = await self.blobs.sha256(ev.sha256)
+            if actual != ev.sha256:
+                return f"the stored bytes hash to {actual}"
+        return None
+
+    async def mark_lost(self, ev: EvidenceFile, problem: str) -> None:
+        """A read found the file's bytes gone: mark it lost at once (see
+        :meth:`check_stored`)."""
+        if await self.store.set_evidence_lost(ev.sha256, self.clock.now(), reason=problem):
+            log.error("evidence %s is lost: %s", ev.sha256, problem)
 
     # --- reading -------------------------------------------------------------------
 

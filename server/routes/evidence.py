@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -37,14 +36,13 @@ from litestar.types import Message, Scope
 
 from server.deps import AuthedRequest, UploadsDep
 from server.guards import ANY_ROLE
-from sync.errors import NotFound
+from sync.errors import EvidenceLost, NotFound
 from sync.evidence import BlobStore
 from sync.models import Upload
 from sync.uploads import CHECKSUM_ALGORITHMS, Checksum, EvidenceMeta, Uploads
 
 __all__ = ["UPLOADS_PATH", "EvidenceController", "tus_resumable_header"]
 
-log = logging.getLogger("inspectsync")
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,checksum,termination,expiration"
@@ -381,10 +379,15 @@ class EvidenceController(Controller):
         """The file, if a record you can see names it (404 otherwise); ``Range`` (one
         range: 206), ``ETag`` (the SHA-256) and ``If-None-Match`` (304)."""
         ev = await uploads.get(request.user, sha256)
-        size = await uploads.blobs.size(ev.sha256)
+        size = None if ev.lost_at is not None else await uploads.blobs.size(ev.sha256)
         if size is None:
-            log.error("evidence %s is recorded but missing from storage", ev.sha256)
-            raise NotFound(f"evidence {ev.sha256} is missing from storage; upload it again")
+            if ev.lost_at is None:
+                await uploads.mark_lost(ev, "missing (found on a download)")
+            raise EvidenceLost(
+                f"the bytes of evidence {ev.sha256} are lost; it is listed as missing"
+                " until a tablet that holds it uploads it again",
+                field="sha256",
+            )
         name = ev.sha256 + _SUFFIX.get(ev.media_type, "")
         etag = f'"{ev.sha256}"'
         return _serve(request, uploads.blobs, ev.sha256, size, ev.media_type, etag, name)

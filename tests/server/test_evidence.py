@@ -21,6 +21,7 @@ import msgspec
 import pytest
 from PIL import Image
 
+from server.cli import main
 from sync.clock import FakeClock
 from sync.errors import ChecksumMismatch
 from sync.models import Principal, Role
@@ -715,7 +716,54 @@ async def test_a_file_lost_from_storage_is_404_until_uploaded_again(demo, app):
     path = services(app).uploads.blobs.path(h)
     path.unlink()  # e.g. a restore from an older evidence backup
     r = await s.get(f"/api/v1/evidence/{h}")
-    assert r.status_code == 404 and r.json()["code"] == "not_found"
+    assert r.status_code == 404 and r.json()["code"] == "evidence_lost"
+    # the read marked it lost: listed as missing, so the tablet that has it sends it
+    r = await s.get("/api/v1/evidence/missing", params={"inspection_id": INSP})
+    assert r.json()["missing"] == [h]
     await upload(s, data)
     r = await s.get(f"/api/v1/evidence/{h}")
     assert r.status_code == 200 and r.content == data
+    r = await s.get("/api/v1/evidence/missing", params={"inspection_id": INSP})
+    assert r.json()["missing"] == []
+    admin = await login(demo, "admin")
+    history = (await admin.get(f"/api/v1/audit/history/evidence/{h}")).json()
+    assert [e["op"] for e in history] == ["upload", "lost", "upload:restore"]
+
+
+async def test_a_storage_check_finds_lost_and_wrong_bytes_and_uploads_heal_them(demo, app, capsys):
+    """After a bad restore: one file gone, one with other bytes, one fine. The check
+    (what ``inspectsync evidence check`` runs) marks two lost and sets the wrong bytes
+    aside; they are listed as missing until uploaded; a file put back by hand is found."""
+    s = await login(demo, "insp.js1")
+    gone, wrong, fine = jpeg(91), jpeg(92), jpeg(93)
+    hashes = [await upload(s, d) for d in (gone, wrong, fine)]
+    await reference(s, "li:1", "f-restore", hashes)
+    blobs = services(app).uploads.blobs
+    blobs.path(hashes[0]).unlink()
+    blobs.path(hashes[1]).chmod(0o644)
+    blobs.path(hashes[1]).write_bytes(jpeg(94))  # same name, other content
+
+    settings = services(app).settings
+    code = await asyncio.to_thread(main, ["evidence", "check", "--data-dir", settings.data_dir])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert f"LOST {hashes[0]}: missing" in out and f"LOST {hashes[1]}: " in out
+    assert "3 stored files checked (sizes and SHA-256): 2 lost (2 newly)" in out
+    aside = list((blobs.root / "set-aside").iterdir())
+    assert [p.name.split(".")[0] for p in aside] == [hashes[1]]
+    assert aside[0].read_bytes() == jpeg(94)  # kept for whoever investigates
+
+    r = await s.get("/api/v1/evidence/missing", params={"inspection_id": INSP})
+    assert r.json()["missing"] == sorted(hashes[:2])
+    assert (await s.get(f"/api/v1/evidence/{hashes[1]}")).json()["code"] == "evidence_lost"
+    assert (await s.get(f"/api/v1/evidence/{hashes[2]}")).content == fine
+
+    await upload(s, wrong)  # the tablet sends the real bytes again
+    assert (await s.get(f"/api/v1/evidence/{hashes[1]}")).content == wrong
+    blobs.path(hashes[0]).parent.mkdir(parents=True, exist_ok=True)
+    blobs.path(hashes[0]).write_bytes(gone)  # an operator puts the file back
+    found = await on_app(demo, services(app).uploads.check_stored)
+    assert (found.checked, found.lost, found.found, found.lost_now) == (3, 0, [hashes[0]], [])
+    r = await s.get("/api/v1/evidence/missing", params={"inspection_id": INSP})
+    assert r.json()["missing"] == []
+    assert (await s.get(f"/api/v1/evidence/{hashes[0]}")).content == gone
