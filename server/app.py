@@ -33,6 +33,7 @@ from server.routes.reports import ReportsController
 from server.routes.review import AuditController, ReviewController
 from server.routes.sync import SyncController
 from server.settings import Settings
+from sync.audit import Anchor, anchors_path, append_anchor, read_anchors
 from sync.authoring import Authoring
 from sync.clock import Clock, SystemClock
 from sync.engine import EngineConfig, SyncEngine
@@ -102,11 +103,27 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     """Build the Litestar app for these settings. Opening the database happens at
     start-up (migrations included), closing at shutdown."""
     services = build_services(settings, clock)
+    log = logging.getLogger("inspectsync")
+
+    async def anchor() -> None:
+        """Write the audit chain's head down beside the database, unless it is the last
+        anchor there already (see ``sync.audit.Anchor``)."""
+        try:
+            head = await services.store.audit_head()
+            path = anchors_path(settings.database)
+            known = await asyncio.to_thread(read_anchors, path)
+            if head is None or (known and known[-1].id == head[0]):
+                return
+            at = services.clock.now().isoformat()
+            await asyncio.to_thread(append_anchor, path, Anchor(id=head[0], hash=head[1], at=at))
+        except Exception:
+            log.exception("could not write the audit anchor")
 
     async def housekeeping() -> None:
-        """Purge tombstones past retention and expired uploads, hourly (the first run
-        at start-up)."""
+        """Anchor the audit chain's head, purge tombstones past retention and expired
+        uploads, hourly (the first run at start-up)."""
         while True:
+            await anchor()
             try:
                 purged = await services.engine.purge_tombstones()
                 if purged:
@@ -131,6 +148,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await anchor()
             await services.store.close()
 
     token_cls: Any = type(
@@ -185,6 +203,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             "notifier": provide(services.notifier),
             "uploads": provide(services.uploads),
             "review": provide(services.review),
+            "settings": provide(settings),
         },
         lifespan=[lifespan],
         on_app_init=[jwt_auth.on_app_init],

@@ -23,6 +23,7 @@ from server.accounts import Accounts
 from server.passwords import Passwords
 from server.settings import ConfigError, Settings
 from server.tablet_cli import add_tablet_parser
+from sync.audit import Anchor, anchors_path, append_anchor, read_anchors
 from sync.authoring import Authoring
 from sync.clock import SystemClock
 from sync.errors import DomainError
@@ -223,14 +224,30 @@ def cmd_devices(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     async def go(ctx: _Ctx) -> int:
         if args.action == "verify":
-            found = await ctx.store.verify_audit()
+            path = anchors_path(ctx.settings.database)
+            try:
+                anchors = read_anchors(path)
+            except ValueError as exc:
+                print(f"inspectsync: {exc}", file=sys.stderr)
+                return 2
+            found = await ctx.store.verify_audit(anchors)
             if found.ok:
-                print(f"ok: {found.checked} audit events, chain intact; head {found.head}")
+                print(
+                    f"ok: {found.checked} audit events, chain intact;"
+                    f" {found.anchors_checked} of {len(anchors)} anchors ({path}) match;"
+                    f" head {found.head} (event {found.last_id})"
+                )
+                if found.last_id and not (anchors and anchors[-1].id == found.last_id):
+                    at = ctx.clock.now().isoformat()
+                    append_anchor(path, Anchor(id=found.last_id, hash=found.head, at=at))
                 return 0
-            print(
-                f"TAMPERED: audit event {found.first_bad_id} does not match:"
-                f" {found.problem} ({found.checked - 1} events before it are intact)"
-            )
+            if found.first_bad_id is None:
+                print(f"TAMPERED: {found.problem}")
+            else:
+                print(
+                    f"TAMPERED: audit event {found.first_bad_id} does not match:"
+                    f" {found.problem} ({found.checked - 1} events before it are intact)"
+                )
             return 1
         out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
         try:
@@ -457,9 +474,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = aus2.add_parser(
         "verify",
         help="walk the hash chain",
-        description="Recompute every audit event's hash in order; print the first event"
-        " that does not match (changed, removed or inserted) and exit 1, or exit 0 with"
-        " the chain's head hash (keep it elsewhere to detect events cut off the end).",
+        description="Recompute every audit event's hash in order and check the anchors"
+        " (heads written down in audit-anchors.jsonl beside the database); print the"
+        " first event that does not match (changed, removed, inserted, or the chain"
+        " recomputed) or the events cut off the end, and exit 1; or exit 0 with the"
+        " chain's head, which is then added to the anchors.",
     )
     _db_flags(p)
     p = aus2.add_parser(

@@ -9,6 +9,7 @@ from litestar.di import NamedDependency
 
 from server.accounts import Accounts
 from server.auth import AuthService
+from server.settings import Settings
 from sync.authoring import Authoring
 from sync.engine import SyncEngine
 from sync.models import Principal
@@ -27,6 +28,7 @@ __all__ = [
     "NotifierDep",
     "RegistryDep",
     "ReviewDep",
+    "SettingsDep",
     "StoreDep",
     "UploadsDep",
 ]
@@ -40,6 +42,7 @@ EngineDep: TypeAlias = NamedDependency[SyncEngine]
 NotifierDep: TypeAlias = NamedDependency[Notifier]
 UploadsDep: TypeAlias = NamedDependency[Uploads]
 ReviewDep: TypeAlias = NamedDependency[Review]
+SettingsDep: TypeAlias = NamedDependency[Settings]
 
 AuthedRequest: TypeAlias = Request[Principal, Any, Any]
 """A request that passed authentication: ``request.user`` is the Principal."""

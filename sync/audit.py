@@ -12,15 +12,18 @@ The chain: each event stores ``prev_hash`` (the hash of the event before it, or
 column of the event (:data:`HASHED`). Editing any stored event changes its hash, which
 no longer matches; deleting or inserting one breaks the next event's ``prev_hash``.
 :func:`verify` walks the chain and reports the first event that does not match.
-The chain cannot tell that the newest events were cut off the end: ``verify`` reports the
-head it reached so it can be compared with a head kept elsewhere (see
-``docs/operations.md``).
+The chain alone cannot tell that the newest events were cut off the end, nor that the
+whole chain was recomputed after a change: :class:`Anchor` lines (an event's id and
+hash, written down outside the database by the server and by ``audit verify``) can.
+``verify`` checks every anchor it is given against the chain (see ``docs/operations.md``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -32,10 +35,14 @@ __all__ = [
     "HASHED",
     "SYSTEM",
     "Actor",
+    "Anchor",
     "AuditContext",
     "Verification",
+    "anchors_path",
+    "append_anchor",
     "diff",
     "event_hash",
+    "read_anchors",
     "state_at",
     "verify",
 ]
@@ -117,6 +124,45 @@ def event_hash(prev_hash: str, values: Sequence[Any]) -> str:
     return hashlib.sha256(msgspec.json.encode([prev_hash, *values])).hexdigest()
 
 
+class Anchor(msgspec.Struct, frozen=True, kw_only=True):
+    """The chain's head at some moment, written down outside the database: the id and
+    hash of the newest event then, and when it was written."""
+
+    id: int
+    hash: str
+    at: str
+
+
+def anchors_path(database: str | Path) -> Path:
+    """Where the anchors of a database are kept: ``audit-anchors.jsonl`` beside it."""
+    return Path(database).with_name("audit-anchors.jsonl")
+
+
+def read_anchors(path: Path) -> list[Anchor]:
+    """The anchors in a file (one JSON object a line), none if there is no file. Raises
+    ValueError naming the line of one that cannot be read."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    out: list[Anchor] = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                out.append(msgspec.json.decode(line, type=Anchor))
+            except msgspec.DecodeError as exc:
+                raise ValueError(f"{path}, line {n}: not an anchor ({exc})") from None
+    return out
+
+
+def append_anchor(path: Path, anchor: Anchor) -> None:
+    """Add an anchor to the file, durably (written and fsync'd before returning)."""
+    with path.open("ab") as f:
+        f.write(msgspec.json.encode(anchor) + b"\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
 class Verification(msgspec.Struct, kw_only=True):
     """What :func:`verify` found."""
 
@@ -125,37 +171,71 @@ class Verification(msgspec.Struct, kw_only=True):
     """Events read (up to and including the first bad one)."""
     head: str
     """The hash of the last good event (:data:`GENESIS` if none)."""
+    last_id: int = 0
+    """The id of the last good event (0 if none)."""
+    anchors_checked: int = 0
+    """Anchors whose event was reached and matched."""
     first_bad_id: int | None = None
     problem: str | None = None
 
 
-def verify(events: Iterable[Mapping[str, Any]]) -> Verification:
+def verify(events: Iterable[Mapping[str, Any]], anchors: Sequence[Anchor] = ()) -> Verification:
     """Walk events in ``id`` order; stop at the first whose ``prev_hash`` is not the hash
-    of the event before it, or whose ``hash`` does not match its contents."""
+    of the event before it, whose ``hash`` does not match its contents, or whose hash is
+    not the one an anchor wrote down for its id (the chain was recomputed after a
+    change). At the end, an anchor naming an event past the last one means events were
+    cut off the end."""
+    anchored: dict[int, list[Anchor]] = {}
+    for a in anchors:
+        anchored.setdefault(a.id, []).append(a)
     prev = GENESIS
-    checked = 0
+    checked = matched = last_id = 0
     for event in events:
         checked += 1
-        if event["prev_hash"] != prev:
-            return Verification(
-                ok=False,
-                checked=checked,
-                head=prev,
-                first_bad_id=event["id"],
-                problem="prev_hash does not match the event before it"
-                " (an event was removed, inserted or reordered)",
-            )
+        problem = None
         expected = event_hash(prev, [event[c] for c in HASHED])
-        if event["hash"] != expected:
+        if event["prev_hash"] != prev:
+            problem = (
+                "prev_hash does not match the event before it"
+                " (an event was removed, inserted or reordered)"
+            )
+        elif event["hash"] != expected:
+            problem = "hash does not match the event's contents (the event was changed)"
+        else:
+            for a in anchored.get(event["id"], ()):
+                if a.hash != expected:
+                    problem = (
+                        f"its hash is not the one anchored at {a.at}: the trail was"
+                        " rewritten and its hashes recomputed, at this event or before it"
+                    )
+                    break
+                matched += 1
+        if problem is not None:
             return Verification(
                 ok=False,
                 checked=checked,
                 head=prev,
+                last_id=last_id,
+                anchors_checked=matched,
                 first_bad_id=event["id"],
-                problem="hash does not match the event's contents (the event was changed)",
+                problem=problem,
             )
-        prev = expected
-    return Verification(ok=True, checked=checked, head=prev)
+        prev, last_id = expected, event["id"]
+    beyond = [a for a in anchors if a.id > last_id]
+    if beyond:
+        a = max(beyond, key=lambda x: x.id)
+        return Verification(
+            ok=False,
+            checked=checked,
+            head=prev,
+            last_id=last_id,
+            anchors_checked=matched,
+            problem=f"the trail ends at event {last_id} but the anchor of {a.at} names"
+            f" event {a.id}: events were cut off the end",
+        )
+    return Verification(
+        ok=True, checked=checked, head=prev, last_id=last_id, anchors_checked=matched
+    )
 
 
 def state_at(events: Iterable[Mapping[str, Any]], rev: int) -> dict[str, Any] | None:

@@ -27,6 +27,7 @@ from sync.audit import (
     HASHED,
     SYSTEM,
     Actor,
+    Anchor,
     AuditContext,
     Verification,
     diff,
@@ -725,16 +726,20 @@ class SQLiteStore(Store):
         )
         return [dict(r) for r in rows]
 
-    async def verify_audit(self) -> Verification:
+    async def verify_audit(self, anchors: Sequence[Anchor] = ()) -> Verification:
         def walk(conn: sqlite3.Connection) -> Verification:
             conn.execute("BEGIN")
             try:
                 cur = conn.execute("SELECT * FROM history ORDER BY id")
-                return verify(dict(r) for r in cur)
+                return verify((dict(r) for r in cur), anchors)
             finally:
                 conn.execute("ROLLBACK")
 
         return await self._on_reader(walk)
+
+    async def audit_head(self) -> tuple[int, str] | None:
+        row = await self._fetchone("SELECT id, hash FROM history ORDER BY id DESC LIMIT 1")
+        return (int(row["id"]), str(row["hash"])) if row else None
 
     async def read_batch(self, fn: Callable[[BatchTx], T]) -> T:
         return await _run_on_connection(self._reader(), _batch_read, fn)

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from sync.audit import SYSTEM, Actor, AuditContext, Verification
+from sync.audit import SYSTEM, Actor, Anchor, AuditContext, Verification
 from sync.models import (
     Device,
     EvidenceFile,
@@ -422,8 +422,13 @@ class Store(abc.ABC):
         ``limit`` (page through the whole trail with ``after_id``)."""
 
     @abc.abstractmethod
-    async def verify_audit(self) -> Verification:
-        """Walk the whole audit chain (:func:`sync.audit.verify`) over one snapshot."""
+    async def verify_audit(self, anchors: Sequence[Anchor] = ()) -> Verification:
+        """Walk the whole audit chain (:func:`sync.audit.verify`) over one snapshot,
+        checking ``anchors`` against it."""
+
+    @abc.abstractmethod
+    async def audit_head(self) -> tuple[int, str] | None:
+        """The id and hash of the newest audit event (None if there is none)."""
 
     @abc.abstractmethod
     async def read_batch(self, fn: Callable[[BatchTx], T]) -> T:

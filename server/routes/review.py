@@ -6,6 +6,7 @@ The audit trail has no route that changes or removes an event.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
 from typing import Any, Literal
 
@@ -13,8 +14,9 @@ import msgspec
 from litestar import Controller, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from server.deps import AuthedRequest, EngineDep, ReviewDep, StoreDep
+from server.deps import AuthedRequest, EngineDep, ReviewDep, SettingsDep, StoreDep
 from server.guards import ADMIN, ANY_ROLE, STAFF
+from sync.audit import anchors_path, read_anchors
 from sync.review import Decision, QueueQuery, finding_view
 
 
@@ -151,7 +153,11 @@ class AuditController(Controller):
         return {"events": rows, "next_after_id": rows[-1]["id"] if more else None}
 
     @get("/verify", guards=[ADMIN])
-    async def verify(self, store: StoreDep) -> dict[str, Any]:
-        """Walk the hash chain (admin): ``ok``, events checked, the head hash, and the
-        first event that does not match if any."""
-        return msgspec.to_builtins(await store.verify_audit())  # type: ignore[no-any-return]
+    async def verify(self, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
+        """Walk the hash chain (admin) and check it against the anchors the server wrote
+        down beside the database: ``ok``, events checked, the head (hash and event id),
+        anchors matched, and the first event that does not match or the events cut off
+        the end, if any."""
+        anchors = await asyncio.to_thread(read_anchors, anchors_path(settings.database))
+        found = await store.verify_audit(anchors)
+        return msgspec.to_builtins(found)  # type: ignore[no-any-return]

@@ -11,7 +11,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sync.audit import GENESIS, HASHED, Actor, diff, event_hash, verify
+from sync.audit import (
+    GENESIS,
+    HASHED,
+    Actor,
+    Anchor,
+    anchors_path,
+    append_anchor,
+    diff,
+    event_hash,
+    read_anchors,
+    verify,
+)
 from sync.models import Assignment, Role
 from sync.protocol import Mutation, PushRequest
 from tests.sync.conftest import principal
@@ -51,6 +62,42 @@ def test_verify_finds_the_first_changed_removed_or_inserted_event(bodies, data):
     if n < len(events) - 1:  # removing one breaks the link of the next
         found = verify(events[:n] + events[n + 1 :])
         assert not found.ok and found.first_bad_id == events[n + 1]["id"]
+
+
+@given(_bodies, st.data())
+def test_anchors_find_events_cut_off_the_end_and_a_recomputed_chain(bodies, data):
+    """What the chain alone cannot show: the newest events removed, or an event changed
+    and every hash after it recomputed. An anchor (an event's id and hash written down
+    elsewhere) shows both."""
+    events = _chain(bodies)
+    k = data.draw(st.integers(1, len(events)))  # anchored: event k, as it was
+    anchor = Anchor(id=k, hash=events[k - 1]["hash"], at="2026-11-29T10:00:00+00:00")
+    found = verify(events, [anchor])
+    assert found.ok and found.anchors_checked == 1 and found.last_id == len(events)
+
+    cut = verify(events[: k - 1], [anchor])
+    assert not cut.ok and cut.first_bad_id is None and "cut off the end" in (cut.problem or "")
+
+    n = data.draw(st.integers(0, k - 1))  # an event at or before the anchored one
+    bodies2 = [list(b) for b in bodies]
+    bodies2[n][0] = "forged" if bodies2[n][0] != "forged" else "forged again"
+    rewritten = _chain(bodies2)
+    assert verify(rewritten).ok  # consistent in itself
+    found = verify(rewritten, [anchor])
+    assert not found.ok and found.first_bad_id == k and "rewritten" in (found.problem or "")
+
+
+def test_anchor_files_round_trip_and_a_bad_line_is_named(tmp_path):
+    path = anchors_path(tmp_path / "inspectsync.db")
+    assert path.name == "audit-anchors.jsonl" and read_anchors(path) == []
+    a = Anchor(id=3, hash="ab" * 32, at="2026-11-29T10:00:00+00:00")
+    append_anchor(path, a)
+    append_anchor(path, Anchor(id=9, hash="cd" * 32, at="2026-11-29T11:00:00+00:00"))
+    assert [x.id for x in read_anchors(path)] == [3, 9]
+    with path.open("a") as f:
+        f.write("not json\n")
+    with pytest.raises(ValueError, match="line 3"):
+        read_anchors(path)
 
 
 def test_diff_names_only_public_fields_that_changed():
@@ -147,4 +194,29 @@ async def test_the_trail_is_append_only_and_verify_finds_a_row_edited_in_the_fil
     out = found.stdout
     assert found.returncode == 1
     assert "TAMPERED: audit event 3 " in out and "2 events before it are intact" in out
+    await world.store.open()
+
+
+async def test_verify_anchors_the_head_and_finds_events_cut_off_the_end(world):
+    await world.store.close()
+    path = world.settings.database
+    anchors = anchors_path(path)
+    assert not anchors.exists()
+    first = _verify(path)
+    assert first.returncode == 0 and "0 of 0 anchors" in first.stdout
+    (head,) = read_anchors(anchors)
+    db = sqlite3.connect(path)
+    assert head.id == db.execute("SELECT MAX(id) FROM history").fetchone()[0]
+    again = _verify(path)
+    assert again.returncode == 0 and "1 of 1 anchors" in again.stdout
+    assert len(read_anchors(anchors)) == 1  # the head has not moved: nothing added
+
+    # someone with the file removes the newest events: the chain itself stays valid
+    db.execute("DROP TRIGGER history_no_delete")
+    db.execute("DELETE FROM history WHERE id >= ?", (head.id - 1,))
+    db.commit()
+    db.close()
+    cut = _verify(path)
+    assert cut.returncode == 1
+    assert f"names event {head.id}: events were cut off the end" in cut.stdout
     await world.store.open()
