@@ -401,7 +401,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
         fresh = [r for r in tablet.results() if r["mid"] not in seen]
         if counts is not None:
             print(
-                f"pulled {counts['pulled']}, pushed {counts['pushed']}, pending {counts['pending']}"
+                f"pulled {counts['pulled']}, pushed {counts['pushed']},"
+                f" pending {counts['pending']}, files uploaded {counts['uploaded']}"
             )
         for r in fresh:
             _print_result(r, sent.get(r["mid"]), tablet.device_id)
@@ -629,6 +630,18 @@ def _linked_items(values: list[str] | None) -> list[str]:
     return items
 
 
+def _photos(t: Tablet, inspection_id: str, paths: list[str] | None) -> list[str]:
+    """Keep each file on the tablet as evidence of the inspection; their SHA-256s. The
+    files upload on a later sync, after the record that names them."""
+    hashes = []
+    for raw in paths or []:
+        path = Path(raw)
+        if not path.is_file():
+            raise DomainError(f"--photo {raw!r}: no such file")
+        hashes.append(t.attach(path, inspection_id))
+    return hashes
+
+
 def cmd_finding_add(args: argparse.Namespace) -> int:
     with _Local(args) as local:
         t = local.tablet
@@ -641,6 +654,9 @@ def cmd_finding_add(args: argparse.Namespace) -> int:
         items = _linked_items(args.item)
         if items:
             fields["linked_items"] = items
+        photos = _photos(t, args.inspection, args.photo)
+        if photos:
+            fields["evidence_hashes"] = list(dict.fromkeys(photos))
         fid = t.new_id("f")
         problem = _local_problem(t, insp, "finding", fid, {**fields, "status": "draft"})
         t.edit("finding", fid, fields, reason=args.reason)
@@ -675,9 +691,14 @@ def cmd_finding_edit(args: argparse.Namespace) -> int:
                 *(current.get("linked_items") or []),
                 *(i for i in items if i not in (current.get("linked_items") or [])),
             ]
+        photos = _photos(t, str(current.get("inspection_id", "")), args.photo)
+        if photos:  # a growing set: the server merges it by union with others' photos
+            held = list(current.get("evidence_hashes") or [])
+            fields["evidence_hashes"] = list(dict.fromkeys([*held, *photos]))
         if not fields:
             raise DomainError(
-                "nothing to change: give --title, --classification, --evidence, --status or --item"
+                "nothing to change: give --title, --classification, --evidence, --status,"
+                " --item or --photo"
             )
         insp = t.view("inspection", str(current.get("inspection_id", "")))
         problem = _local_problem(t, insp, "finding", args.finding_id, {**current, **fields})
@@ -844,6 +865,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"rejected results: {s['rejected']}")
         print(f"open conflicts:   {s['open_conflict_records']}")
         print(f"inspections held: {len(t.records('inspection'))}")
+        print(f"files to upload:  {s['evidence_pending']}")
+        for row in t.evidence("refused"):
+            print(f"  refused {row['sha256']} ({row['filename']}): {row['detail']}")
+        print(f"missing on server (last sync): {s['evidence_missing_on_server']}")
     return EXIT_OK
 
 
@@ -1023,6 +1048,13 @@ def add_tablet_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="LINK:ITEM",
         help="a checklist item it relates to (repeatable)",
     )
+    p.add_argument(
+        "--photo",
+        action="append",
+        metavar="FILE",
+        help="a photo or document as evidence (repeatable); kept on the tablet, uploaded"
+        " on a sync after the finding",
+    )
     p.add_argument("--reason", help="why (required after sign-off)")
     p = _add(
         fs,
@@ -1043,6 +1075,9 @@ def add_tablet_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--item", action="append", metavar="LINK:ITEM", help="link one more checklist item"
+    )
+    p.add_argument(
+        "--photo", action="append", metavar="FILE", help="add a photo or document as evidence"
     )
     p.add_argument("--reason", help="why (required after sign-off)")
     p = _add(

@@ -701,8 +701,20 @@ class Tablet:
                 " WHERE sha256 = ? AND inspection_id = ?",
                 [sha, iid],
             )
+            self._uploaded_for(sha, iid)
             done += 1
         return done
+
+    def _uploaded_for(self, sha: str, inspection_id: str) -> None:
+        """An upload just completed: the server's last list of missing files no longer
+        holds it for that inspection (the next pull that asks says so too)."""
+        missing = self.missing_on_server()
+        left = [h for h in missing.get(inspection_id, []) if h != sha]
+        if left:
+            missing[inspection_id] = left
+        else:
+            missing.pop(inspection_id, None)
+        self._set_meta("missing_evidence", json.dumps(missing, sort_keys=True))
 
     def wipe(self) -> None:
         """Forget everything (a revoked device)."""

@@ -200,12 +200,12 @@ async def test_a_file_the_server_lost_is_uploaded_again(demo, app, js1):
         tx.db.execute("DELETE FROM evidence WHERE sha256 = ?", (h,))
 
     await on_app(demo, store.write_batch, forget)
-    await tablet.sync()
-    assert tablet.missing_on_server() == {INSP: [h]}  # as the last pull found it
+    await tablet.sync()  # the pull that ends it lists the file; the upload after it
     assert [r["state"] for r in tablet.evidence()] == ["uploaded"]  # sent again
     assert js1.relay.count("POST", CREATE) == 2
+    assert tablet.missing_on_server() == {}  # what it uploaded is off the list it keeps
     await tablet.pull()
-    assert tablet.missing_on_server() == {}
+    assert tablet.missing_on_server() == {}  # and the server agrees
 
 
 async def test_the_tablet_asks_once_per_sync_and_only_when_it_holds_files(js1):

@@ -6,6 +6,7 @@ state that matters is what the state directory keeps between commands.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from server.demo import DEMO_PASSWORD
@@ -175,6 +177,48 @@ def test_offline_answers_rejection_and_sync_state(server, tmp_path):
     # a second sync reports nothing new
     out = js1.run("sync")
     assert "REJECTED" not in out and "pending 0" in out
+
+
+def _photo(path: Path, seed: int) -> bytes:
+    from PIL import Image
+
+    image = Image.new("RGB", (64, 48), (seed * 40 % 256, 90, 160))
+    image.save(path, "JPEG")
+    return path.read_bytes()
+
+
+def test_a_finding_with_photos_syncs_first_and_its_photos_follow(server, tmp_path):
+    base, _ = server
+    js1 = login(base, tmp_path, "insp.js1")
+    js1.run("sync")
+    first, second = _photo(tmp_path / "ln2.jpg", 1), _photo(tmp_path / "log.jpg", 2)
+    out = js1.run(
+        "finding",
+        "add",
+        INSP,
+        "--title",
+        "LN2 dewar seal cracked",
+        "--photo",
+        str(tmp_path / "ln2.jpg"),
+    )
+    fid = out.splitlines()[0]
+    assert "files to upload:  1" in js1.run("status")
+    js1.run("finding", "edit", fid, "--photo", str(tmp_path / "log.jpg"))
+    assert "files uploaded 2" in js1.run("sync")
+    status = js1.run("status")
+    assert "files to upload:  0" in status and "missing on server (last sync): 0" in status
+    shown = js1.run("finding", "show", fid)
+    hashes = [hashlib.sha256(b).hexdigest() for b in (first, second)]
+    assert all(h in shown for h in hashes)
+
+    # the supervisor gets the very bytes
+    token = httpx.post(
+        f"{base}/api/v1/auth/login", json={"username": "sup.js", "password": DEMO_PASSWORD}
+    ).json()["access_token"]
+    for h, data in zip(hashes, (first, second), strict=True):
+        r = httpx.get(f"{base}/api/v1/evidence/{h}", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200 and r.content == data
+    js1.run("finding", "add", INSP, "--title", "x", "--photo", str(tmp_path / "nope.jpg"), code=1)
 
 
 def test_tokens_offline_and_revoked(server, tmp_path):
