@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from server.demo import DEMO_PASSWORD
+from sync.audit import read_anchors
 
 
 def free_port() -> int:
@@ -101,6 +103,12 @@ def test_demo_server_over_a_real_socket(tmp_path):
         out = stop(proc)
     assert "demo users" in out and "insp.zj1" in out
     assert (tmp_path / "jwt-secret").exists()
+    # the audit chain's head was written down at start-up and again at shutdown (the
+    # login registered a device since): the newest event is anchored outside the file
+    start, end = read_anchors(tmp_path / "audit-anchors.jsonl")
+    with sqlite3.connect(tmp_path / "inspectsync.db") as db:
+        newest = db.execute("SELECT id, hash FROM history ORDER BY id DESC LIMIT 1").fetchone()
+    assert start.id < end.id and (end.id, end.hash) == newest
 
     # restart on the same data: demo data is not duplicated, tokens still verify
     proc, base = start_server(tmp_path, "--demo")
