@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck bench bench-upload clean
+.PHONY: install run test lint typecheck bench bench-floor bench-upload clean
 
 $(BIN)/inspectsync: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ test: lint typecheck  ## the whole suite: lint, types, tests
 
 bench: install
 	$(BIN)/python bench/run.py
+
+bench-floor: install  ## the push of bench/run.py against a bare app: the stack's own ceiling
+	$(BIN)/python bench/floor.py
 
 bench-upload: install  ## evidence uploads: 100 photos of 3 MB over tus
 	$(BIN)/python bench/upload.py
