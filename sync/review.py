@@ -12,8 +12,9 @@ survivor, a reclassified one keeps ``original_classification``).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import date
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 
@@ -98,6 +99,34 @@ def _raised_by(data: dict[str, Any]) -> str | None:
     return str(stamp[2]) if stamp else None
 
 
+def _links(insp: StoredRecord, f: StoredRecord) -> list[str]:
+    """The chain links a finding is about: those of its linked items, else every link
+    the inspection covers."""
+    return sorted(
+        {ref.partition(":")[0] for ref in f.data.get("linked_items") or []}
+        or set(insp.data["link_ids"])
+    )
+
+
+def _severity(f: StoredRecord) -> int:
+    return _SEVERITY.get(f.data.get("classification") or "", 3)
+
+
+def _stage_types(insp: StoredRecord, f: StoredRecord, stages: dict[str, str]) -> list[str]:
+    return sorted({stages[link] for link in _links(insp, f) if link in stages})
+
+
+class _Candidate(NamedTuple):
+    """A finding in the queue's scope with what its row needs."""
+
+    insp: StoredRecord
+    f: StoredRecord
+    site: StoredRecord | None
+    product: StoredRecord | None
+    stages: dict[str, str]
+    missing: frozenset[str]
+
+
 class Review:
     def __init__(self, store: Store, engine: SyncEngine, clock: Clock) -> None:
         self.store = store
@@ -116,14 +145,14 @@ class Review:
         if q.offset < 0:
             raise InvalidInput("offset is 0 or more", field="offset")
 
-        def read(tx: BatchTx) -> list[dict[str, Any]]:
+        def read(tx: BatchTx) -> list[_Candidate]:
             inspections = [
                 i
                 for i in tx.find_records("inspection", inspection_scope(principal))
                 if q.inspection_id in (None, i.id) and q.site_id in (None, i.data["site_id"])
             ]
             missing = tx.missing_evidence([i.id for i in inspections])
-            out: list[dict[str, Any]] = []
+            out: list[_Candidate] = []
             for insp in inspections:
                 chain = tx.get_record("chain", insp.data["chain_id"])
                 product_id = chain.data["product_id"] if chain else None
@@ -135,22 +164,30 @@ class Review:
                     link["id"]: link["stage_type"]
                     for link in (chain.data["links"] if chain else [])
                 }
-                gone = set(missing.get(insp.id, ()))
-                for f in tx.records_of("finding", insp.id):
-                    out.append(self._row(insp, f, site, product, stages, gone))
+                gone = frozenset(missing.get(insp.id, ()))
+                out.extend(
+                    _Candidate(insp, f, site, product, stages, gone)
+                    for f in tx.records_of("finding", insp.id)
+                    if self._matches(insp, f, stages, gone, q)
+                )
             return out
 
-        rows = [r for r in await self.store.read_batch(read) if self._matches(r, q)]
-        key = {
-            "severity": lambda r: (_SEVERITY.get(r["classification"], 3), r["raised_at"]),
-            "updated": lambda r: r["updated_at"],
-            "-updated": lambda r: r["updated_at"],
-            "raised": lambda r: r["raised_at"],
-            "-raised": lambda r: r["raised_at"],
-            "site": lambda r: (r["site_name"], r["raised_at"]),
+        # filter and sort on what the records hold; build the rows of the page only
+        found = await self.store.read_batch(read)
+        key: Callable[[_Candidate], Any] = {
+            "severity": lambda c: (
+                _SEVERITY.get(c.f.data.get("classification"), 3),
+                c.f.created_at,
+            ),
+            "updated": lambda c: c.f.updated_at,
+            "-updated": lambda c: c.f.updated_at,
+            "raised": lambda c: c.f.created_at,
+            "-raised": lambda c: c.f.created_at,
+            "site": lambda c: (c.site.data["name"] if c.site else "", c.f.created_at),
         }[q.sort]
-        rows.sort(key=key, reverse=q.sort.startswith("-"))
-        return rows[q.offset : q.offset + q.limit], len(rows)
+        found.sort(key=key, reverse=q.sort.startswith("-"))
+        page = found[q.offset : q.offset + q.limit]
+        return [self._row(*c) for c in page], len(found)
 
     @staticmethod
     def _row(
@@ -159,12 +196,9 @@ class Review:
         site: StoredRecord | None,
         product: StoredRecord | None,
         stages: dict[str, str],
-        missing: set[str],
+        missing: frozenset[str],
     ) -> dict[str, Any]:
-        links = sorted(
-            {ref.partition(":")[0] for ref in f.data.get("linked_items") or []}
-            or set(insp.data["link_ids"])
-        )
+        links = _links(insp, f)
         cls = f.data.get("classification")
         return {
             "id": f.id,
@@ -187,24 +221,35 @@ class Review:
             "product_id": product.id if product else None,
             "product_name": product.data["name"] if product else "",
             "link_ids": links,
-            "stage_types": sorted({stages[link] for link in links if link in stages}),
+            "stage_types": _stage_types(insp, f, stages),
             "open_conflicts": f.data.get("open_conflicts", []),
             "missing_evidence": sorted(set(f.data.get("evidence_hashes") or []) & missing),
             "decisions": len(f.data.get("decisions") or []),
         }
 
     @staticmethod
-    def _matches(r: dict[str, Any], q: QueueQuery) -> bool:
-        raised = date.fromisoformat(r["raised_at"][:10])
+    def _matches(
+        insp: StoredRecord,
+        f: StoredRecord,
+        stages: dict[str, str],
+        missing: frozenset[str],
+        q: QueueQuery,
+    ) -> bool:
+        d = f.data
+        raised = f.created_at.date()
         return (
-            q.stage_type in (None, *r["stage_types"])
-            and q.classification in (None, r["classification"])
-            and q.status in (None, r["status"])
-            and q.inspector in (None, r["raised_by"])
+            q.classification in (None, d.get("classification"))
+            and q.status in (None, d.get("status", "draft"))
+            and (q.inspector is None or q.inspector == _raised_by(d))
             and (q.date_from is None or raised >= q.date_from)
             and (q.date_to is None or raised <= q.date_to)
-            and q.has_open_conflict in (None, bool(r["open_conflicts"]))
-            and q.has_missing_evidence in (None, bool(r["missing_evidence"]))
+            and q.has_open_conflict in (None, bool(d.get("open_conflicts")))
+            and (
+                q.has_missing_evidence is None
+                or q.has_missing_evidence
+                == bool(missing.intersection(d.get("evidence_hashes") or ()))
+            )
+            and (q.stage_type is None or q.stage_type in _stage_types(insp, f, stages))
         )
 
     # --- decisions -----------------------------------------------------------------
