@@ -21,6 +21,10 @@ def requires(*roles: Role) -> Guard:
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         # async on purpose: Litestar runs a sync guard in a worker thread, one thread
         # hop per request for a check that takes a microsecond
+        if connection.scope.get("method") == "OPTIONS":
+            # the automatic OPTIONS answer (allowed methods, no data) is not
+            # authenticated, so there is no principal to check
+            return
         principal = connection.user
         if not isinstance(principal, Principal) or principal.role not in allowed:
             names = ", ".join(sorted(r.value for r in allowed))

@@ -39,7 +39,12 @@ __all__ = [
 
 Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 Limit = Annotated[int, QueryParameter(ge=1, le=500, description="Page size (1-500)")]
-Offset = Annotated[int, QueryParameter(ge=0, description="Items to skip")]
+Offset = Annotated[
+    int, QueryParameter(ge=0, le=1_000_000_000, description="Items to skip (0-1,000,000,000)")
+]
+AfterId = Annotated[
+    int, QueryParameter(ge=0, le=2**63 - 1, description="Continue after this event id")
+]
 
 
 class LoginIn(msgspec.Struct, kw_only=True):

@@ -15,7 +15,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -88,13 +88,16 @@ def _stamps(data: dict[str, Any]) -> dict[str, Stamp]:
     return {f: Stamp(*v) for f, v in raw.items()}
 
 
+_Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]  # what SQLite's INTEGER holds
+
+
 class _Cursor(msgspec.Struct, array_like=True):
-    seq: int
+    seq: _Seq
     snap: str
     """Hash of the scope the client holds completely up to ``seq``."""
     target: str = ""
     """During a backfill: the hash of the scope being backfilled to."""
-    pos: int = 0
+    pos: _Seq = 0
     """During a backfill: the last seq sent of the backfill."""
 
 

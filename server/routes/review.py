@@ -16,6 +16,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from server.deps import AuthedRequest, EngineDep, ReviewDep, SettingsDep, StoreDep
 from server.guards import ADMIN, ANY_ROLE, STAFF
+from server.schemas import AfterId
 from sync.audit import anchors_path, read_anchors
 from sync.review import Decision, QueueQuery, finding_view
 
@@ -133,7 +134,7 @@ class AuditController(Controller):
     async def events(
         self,
         store: StoreDep,
-        after_id: FromQuery[int] = 0,
+        after_id: AfterId = 0,
         limit: FromQuery[int] = 1000,
         kind: FromQuery[str | None] = None,
         record_id: FromQuery[str | None] = None,

@@ -70,3 +70,26 @@ async def test_health_and_openapi(demo):
     spec = (await demo.get("/schema/openapi.json")).json()
     assert "/api/v1/inspections/{inspection_id}/transitions" in spec["paths"]
     assert "BearerToken" in spec["components"]["securitySchemes"]
+
+
+async def test_numbers_past_what_the_database_holds_are_4xx_naming_the_field(demo):
+    """Found by fuzzing the OpenAPI schema (schemathesis): integers beyond SQLite's
+    64-bit range, in a query or inside a cursor, and OPTIONS on a guarded route, were
+    500s."""
+    import base64
+
+    import msgspec
+
+    admin = await login(demo, "admin")
+    r = await admin.get("/api/v1/chains", params={"offset": str(10**25), "limit": "3"})
+    assert r.status_code == 400 and r.json()["field"] == "offset"
+    r = await admin.get("/api/v1/audit/events", params={"after_id": str(2**70)})
+    assert r.status_code == 400 and r.json()["field"] == "after_id"
+    r = await admin.request("OPTIONS", "/api/v1/users")
+    assert r.status_code == 204 and "POST" in r.headers["allow"]
+
+    li = await login(demo, "insp.js1", device={"name": "t"})
+    for forged in ([2**64 - 1, "x", "", 0], [5, "x", "", 2**64 - 1]):
+        cursor = base64.urlsafe_b64encode(msgspec.msgpack.encode(forged)).decode().rstrip("=")
+        r = await li.post("/api/v1/sync/pull", json={"cursor": cursor})
+        assert r.status_code == 422 and r.json()["field"] == "cursor", r.text
