@@ -221,20 +221,17 @@ def verify(events: Iterable[Mapping[str, Any]], anchors: Sequence[Anchor] = ()) 
                 problem=problem,
             )
         prev, last_id = expected, event["id"]
-    beyond = [a for a in anchors if a.id > last_id]
-    if beyond:
-        a = max(beyond, key=lambda x: x.id)
-        return Verification(
-            ok=False,
-            checked=checked,
-            head=prev,
-            last_id=last_id,
-            anchors_checked=matched,
-            problem=f"the trail ends at event {last_id} but the anchor of {a.at} names"
-            f" event {a.id}: events were cut off the end",
-        )
+    beyond = max((a for a in anchors if a.id > last_id), key=lambda a: a.id, default=None)
     return Verification(
-        ok=True, checked=checked, head=prev, last_id=last_id, anchors_checked=matched
+        ok=beyond is None,
+        checked=checked,
+        head=prev,
+        last_id=last_id,
+        anchors_checked=matched,
+        problem=None
+        if beyond is None
+        else f"the trail ends at event {last_id} but the anchor of {beyond.at} names"
+        f" event {beyond.id}: events were cut off the end",
     )
 
 
