@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from sync.models import Principal
+from sync.models import Principal, public_fields
 
 __all__ = [
     "GENESIS",
@@ -107,10 +107,10 @@ def diff(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The public fields (not ``_...`` bookkeeping) that differ, as (old values, new
     values); a field absent on one side is absent from that side's dict."""
-    after = {k: v for k, v in (new or {}).items() if not k.startswith("_")}
+    after = public_fields(new or {})
     if not old:  # a create: every public field is new
         return {}, after
-    before = {k: v for k, v in old.items() if not k.startswith("_")}
+    before = public_fields(old)
     changed = [k for k in before.keys() | after.keys() if before.get(k) != after.get(k)]
     changed.sort()
     return (

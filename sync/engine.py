@@ -28,7 +28,7 @@ from sync.errors import Forbidden, InvalidInput, InvalidTransition, NotFound
 from sync.fielddata import POLICIES, Reason, check_fields, parse_response_id, validate
 from sync.hlc import HLC, receive, tick
 from sync.merge import Edit, FieldConflict, KeptValue, Stamp, is_concurrent, merge
-from sync.models import Principal, Role, StoredRecord
+from sync.models import Principal, Role, StoredRecord, public_fields
 from sync.notify import Notifier
 from sync.protocol import (
     PROTOCOL_VERSION,
@@ -69,7 +69,7 @@ class EngineConfig(msgspec.Struct, kw_only=True):
 
 def public_data(rec: StoredRecord) -> dict[str, Any]:
     """A record's data as clients see it: engine bookkeeping (``_...``) removed."""
-    return {k: v for k, v in rec.data.items() if not k.startswith("_")}
+    return public_fields(rec.data)
 
 
 def _json(value: Any) -> str:

@@ -9,6 +9,7 @@ synced entity in one shape is what lets one change feed serve every tablet (see
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any, Literal
 
@@ -41,6 +42,8 @@ __all__ = [
     "StoredRecord",
     "Upload",
     "User",
+    "is_bookkeeping",
+    "public_fields",
 ]
 
 
@@ -93,6 +96,18 @@ class RefreshToken(msgspec.Struct, kw_only=True):
     expires_at: datetime
     used_at: datetime | None = None
     revoked_at: datetime | None = None
+
+
+def is_bookkeeping(field: str) -> bool:
+    """Whether a record field is the sync engine's own bookkeeping (``_stamps``,
+    ``_conflict_ids``, ``_deleted_by``: names starting with ``_``), never shown to
+    clients, exported or audited."""
+    return field.startswith("_")
+
+
+def public_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's data as clients see it: without the bookkeeping fields."""
+    return {k: v for k, v in data.items() if not is_bookkeeping(k)}
 
 
 class StoredRecord(msgspec.Struct, kw_only=True):

@@ -32,7 +32,7 @@ from sync.access import can_see_inspection
 from sync.clock import Clock
 from sync.errors import Forbidden, NotFound
 from sync.fielddata import CLASSIFICATION_LABELS, parse_response_id
-from sync.models import Filter, Principal, Role, StoredRecord, User
+from sync.models import Filter, Principal, Role, StoredRecord, User, public_fields
 from sync.store import BatchTx, Store
 
 __all__ = [
@@ -237,7 +237,7 @@ class Dossier(msgspec.Struct, kw_only=True):
 
 def public(rec: StoredRecord) -> dict[str, Any]:
     """A record's data without engine bookkeeping (keys starting with ``_``)."""
-    return {k: v for k, v in rec.data.items() if not k.startswith("_")}
+    return public_fields(rec.data)
 
 
 def _str(value: Any, default: str = "") -> str:

@@ -46,6 +46,7 @@ from sync.models import (
     StoredRecord,
     Upload,
     User,
+    is_bookkeeping,
 )
 from sync.store import BatchTx, Store, Transaction
 
@@ -99,7 +100,7 @@ def _split(data: dict[str, Any]) -> tuple[str, str]:
     public: dict[str, Any] = {}
     meta: dict[str, Any] = {}
     for k, v in data.items():
-        (meta if k[:1] == "_" else public)[k] = v
+        (meta if is_bookkeeping(k) else public)[k] = v
     return _encode(public).decode(), _encode(meta).decode() if meta else "{}"
 
 

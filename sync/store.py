@@ -41,15 +41,12 @@ from sync.models import (
     StoredRecord,
     Upload,
     User,
+    public_fields,
 )
 
 __all__ = ["BatchTx", "Store", "Transaction"]
 
 T = TypeVar("T")
-
-
-def _public_json_text(data: dict[str, Any]) -> str:
-    return msgspec.json.encode({k: v for k, v in data.items() if not k.startswith("_")}).decode()
 
 
 class BatchTx(abc.ABC):
@@ -161,7 +158,14 @@ class BatchTx(abc.ABC):
         backend that stores the public JSON apart overrides it to hand the stored text
         over as is."""
         return [
-            FeedRow(r.kind, r.id, r.rev, r.seq, r.deleted, _public_json_text(r.data))
+            FeedRow(
+                r.kind,
+                r.id,
+                r.rev,
+                r.seq,
+                r.deleted,
+                msgspec.json.encode(public_fields(r.data)).decode(),
+            )
             for r in self.feed(
                 after_seq, inspection_ids, refs, limit, max_seq=max_seq, live_only=live_only
             )
