@@ -33,7 +33,7 @@ from server.routes.reports import ReportsController
 from server.routes.review import AuditController, ReviewController
 from server.routes.sync import SyncController
 from server.settings import Settings
-from sync.audit import Anchor, anchors_path, append_anchor, read_anchors
+from sync.audit import anchor_head, anchors_path, read_anchors
 from sync.authoring import Authoring
 from sync.clock import Clock, SystemClock
 from sync.engine import EngineConfig, SyncEngine
@@ -110,12 +110,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         anchor there already (see ``sync.audit.Anchor``)."""
         try:
             head = await services.store.audit_head()
+            if head is None:
+                return
             path = anchors_path(settings.database)
             known = await asyncio.to_thread(read_anchors, path)
-            if head is None or (known and known[-1].id == head[0]):
-                return
             at = services.clock.now().isoformat()
-            await asyncio.to_thread(append_anchor, path, Anchor(id=head[0], hash=head[1], at=at))
+            await asyncio.to_thread(anchor_head, path, known, head, at)
         except Exception:
             log.exception("could not write the audit anchor")
 

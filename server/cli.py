@@ -23,7 +23,7 @@ from server.accounts import Accounts
 from server.passwords import Passwords
 from server.settings import ConfigError, Settings
 from server.tablet_cli import add_tablet_parser
-from sync.audit import Anchor, anchors_path, append_anchor, read_anchors
+from sync.audit import anchor_head, anchors_path, read_anchors
 from sync.authoring import Authoring
 from sync.clock import SystemClock
 from sync.errors import DomainError
@@ -237,9 +237,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
                     f" {found.anchors_checked} of {len(anchors)} anchors ({path}) match;"
                     f" head {found.head} (event {found.last_id})"
                 )
-                if found.last_id and not (anchors and anchors[-1].id == found.last_id):
+                if found.last_id:
                     at = ctx.clock.now().isoformat()
-                    append_anchor(path, Anchor(id=found.last_id, hash=found.head, at=at))
+                    anchor_head(path, anchors, (found.last_id, found.head), at)
                 return 0
             if found.first_bad_id is None:
                 print(f"TAMPERED: {found.problem}")

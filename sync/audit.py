@@ -38,6 +38,7 @@ __all__ = [
     "Anchor",
     "AuditContext",
     "Verification",
+    "anchor_head",
     "anchors_path",
     "append_anchor",
     "diff",
@@ -161,6 +162,15 @@ def append_anchor(path: Path, anchor: Anchor) -> None:
         f.write(msgspec.json.encode(anchor) + b"\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def anchor_head(path: Path, anchors: Sequence[Anchor], head: tuple[int, str], at: str) -> bool:
+    """Write the chain's head (event id, hash) down as an anchor at ``at``, unless it is
+    the last of ``anchors`` (the file's lines) already. Returns whether it wrote."""
+    if anchors and anchors[-1].id == head[0]:
+        return False
+    append_anchor(path, Anchor(id=head[0], hash=head[1], at=at))
+    return True
 
 
 class Verification(msgspec.Struct, kw_only=True):

@@ -186,6 +186,10 @@ def _float(meta: dict[str, str], key: str, limit: float) -> float | None:
     return value
 
 
+_MISSING = "missing"
+"""The problem of a stored file whose bytes are not there at all."""
+
+
 class LostFile(msgspec.Struct, frozen=True):
     sha256: str
     problem: str
@@ -584,7 +588,7 @@ class Uploads:
                     ):
                         report.found.append(ev.sha256)
                     continue
-                if problem != "missing":
+                if problem != _MISSING:  # wrong bytes are there: keep them aside
                     await self.blobs.set_aside(ev.sha256)
                 if await self.store.set_evidence_lost(
                     ev.sha256, self.clock.now(), reason=problem, actor=actor
@@ -599,7 +603,7 @@ class Uploads:
     async def _stored_problem(self, ev: EvidenceFile, *, hashes: bool) -> str | None:
         size = await self.blobs.size(ev.sha256)
         if size is None:
-            return "missing"
+            return _MISSING
         if size != ev.size:
             return f"{size} bytes stored, {ev.size} uploaded"
         if hashes:
