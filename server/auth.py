@@ -117,7 +117,7 @@ class KeyedToken(Token):
         return payload
 
 
-class DeviceIn(msgspec.Struct, kw_only=True):
+class DeviceIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The tablet logging in: an id it registered before, or a name to register."""
 
     id: str | None = None

@@ -47,13 +47,13 @@ AfterId = Annotated[
 ]
 
 
-class LoginIn(msgspec.Struct, kw_only=True):
+class LoginIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     username: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
     device: DeviceIn | None = None
 
 
-class RefreshIn(msgspec.Struct, kw_only=True):
+class RefreshIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     refresh_token: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
@@ -66,7 +66,7 @@ class MeOut(msgspec.Struct, kw_only=True):
     device_id: str | None
 
 
-class UserIn(msgspec.Struct, kw_only=True):
+class UserIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     username: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9._-]{1,63}$")]
     display_name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     role: Role
@@ -75,9 +75,14 @@ class UserIn(msgspec.Struct, kw_only=True):
     id: Id | None = None
 
 
-class UserPatch(msgspec.Struct, kw_only=True):
+class UserPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The fields given change (one audited change); the others stay. The last active
+    admin cannot be disabled or given another role (422 ``invalid_input``)."""
+
     disabled: bool | None = None
     password: Annotated[str, msgspec.Meta(min_length=8, max_length=1024)] | None = None
+    role: Role | None = None
+    authority_id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
 
 
 class UserOut(msgspec.Struct, kw_only=True):
@@ -117,23 +122,23 @@ class DeviceOut(msgspec.Struct, kw_only=True):
         return cls(**msgspec.structs.asdict(d))
 
 
-class TransitionIn(msgspec.Struct, kw_only=True):
+class TransitionIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     to: InspectionStatus
 
 
-class AssignmentIn(msgspec.Struct, kw_only=True):
+class AssignmentIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     user_id: str
     role: Literal["lead", "member"] = "member"
     sections: list[str] | None = None
 
 
-class TemplateIn(msgspec.Struct, kw_only=True):
+class TemplateIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     key: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{1,63}$")]
     stage_type: StageType
     title: Text
 
 
-class DraftIn(msgspec.Struct, kw_only=True):
+class DraftIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Create a draft: from ``content`` if given, else a copy of the latest version
     (``copy_latest``), else an empty skeleton."""
 
@@ -141,11 +146,11 @@ class DraftIn(msgspec.Struct, kw_only=True):
     content: dict[str, Any] | None = None
 
 
-class ContentIn(msgspec.Struct, kw_only=True):
+class ContentIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     content: dict[str, Any]
 
 
-class PublishIn(msgspec.Struct, kw_only=True):
+class PublishIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     changelog: Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
     effective_date: date | None = None
 

@@ -34,7 +34,14 @@ from sync.audit import (
     event_hash,
     verify,
 )
-from sync.errors import AlreadyExists, NotFound, QuotaExceeded, RevisionMismatch, StorageError
+from sync.errors import (
+    AlreadyExists,
+    InvalidInput,
+    NotFound,
+    QuotaExceeded,
+    RevisionMismatch,
+    StorageError,
+)
 from sync.models import (
     Device,
     EvidenceFile,
@@ -464,10 +471,14 @@ class SQLiteStore(Store):
         *,
         password_hash: str | None = None,
         disabled: bool | None = None,
+        role: Role | None = None,
+        authority_id: str | None = None,
         actor: Actor = SYSTEM,
     ) -> User:
         async with self._write() as db:
-            cur = await db.execute("SELECT disabled FROM users WHERE id = ?", (user_id,))
+            cur = await db.execute(
+                "SELECT disabled, role, authority_id FROM users WHERE id = ?", (user_id,)
+            )
             before = await cur.fetchone()
             if before is not None:
                 old: dict[str, Any] = {}
@@ -476,7 +487,16 @@ class SQLiteStore(Store):
                     old["password"], new["password"] = "(set)", "(changed)"
                 if disabled is not None and bool(before[0]) != disabled:
                     old["disabled"], new["disabled"] = bool(before[0]), disabled
+                if role is not None and before[1] != role.value:
+                    old["role"], new["role"] = before[1], role.value
+                if authority_id is not None and before[2] != authority_id:
+                    old["authority_id"], new["authority_id"] = before[2], authority_id
                 await _audit_entity(db, actor, "user", user_id, "update", old, new)
+            for column, value in (("role", role), ("authority_id", authority_id)):
+                if value is not None:
+                    await db.execute(
+                        f"UPDATE users SET {column} = ? WHERE id = ?", (str(value), user_id)
+                    )
             if password_hash is not None:
                 await db.execute(
                     "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
@@ -485,6 +505,16 @@ class SQLiteStore(Store):
                 await db.execute(
                     "UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user_id)
                 )
+            was_admin = before is not None and before[1] == "admin" and not before[0]
+            if was_admin and ("role" in new or new.get("disabled")):  # raising rolls back
+                cur = await db.execute(
+                    "SELECT 1 FROM users WHERE role = 'admin' AND disabled = 0 LIMIT 1"
+                )
+                if await cur.fetchone() is None:
+                    raise InvalidInput(
+                        f"{user_id} is the last active admin: appoint or enable another first",
+                        field="role" if "role" in new else "disabled",
+                    )
             cur = await db.execute("SELECT * FROM users WHERE id = ?", (user_id,))
             row = await cur.fetchone()
         if row is None:

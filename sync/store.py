@@ -38,6 +38,7 @@ from sync.models import (
     FeedRow,
     Filter,
     RefreshToken,
+    Role,
     StoredRecord,
     Upload,
     User,
@@ -305,10 +306,13 @@ class Store(abc.ABC):
         *,
         password_hash: str | None = None,
         disabled: bool | None = None,
+        role: Role | None = None,
+        authority_id: str | None = None,
         actor: Actor = SYSTEM,
     ) -> User:
         """Change the given fields (audited; a password change as a fact, never the
-        hash); raises NotFound for an unknown id."""
+        hash); raises NotFound for an unknown id, and InvalidInput (``field`` disabled
+        or role), changing nothing, if the change would leave no active admin."""
 
     @abc.abstractmethod
     async def auth_state(

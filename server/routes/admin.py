@@ -54,13 +54,19 @@ class UsersController(Controller):
         data: JSONBody[UserPatch],
         accounts: AccountsDep,
     ) -> UserOut:
-        """Disable or enable a user, or set a new password (admin)."""
+        """Disable or enable a user, set a new password, change their role or
+        authority (admin): one audited change. The last active admin cannot be
+        disabled or demoted, nor can an admin disable or demote themselves (422
+        ``invalid_input`` naming the field)."""
         user = await accounts.find(user_id)
-        actor = Actor.of(request.user)
-        if data.password is not None:
-            user = await accounts.set_password(user.id, data.password, actor)
-        if data.disabled is not None:
-            user = await accounts.set_disabled(user.id, data.disabled, actor)
+        user = await accounts.update_user(
+            user.id,
+            password=data.password,
+            disabled=data.disabled,
+            role=data.role,
+            authority_id=data.authority_id,
+            actor=Actor.of(request.user),
+        )
         return UserOut.of(user)
 
 

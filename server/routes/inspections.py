@@ -35,7 +35,7 @@ InspectionPage: Any = page("inspection")
 AssignmentOut: Any = envelope("assignment")
 
 
-class InspectionCreate(msgspec.Struct, kw_only=True):
+class InspectionCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     id: str | None = None
     data: Inspection
 

@@ -54,6 +54,7 @@ def _router(kind: str) -> Router:
         f"{body_type.__name__}Create",
         [("id", str | None, None), ("data", body_type)],
         kw_only=True,
+        forbid_unknown_fields=True,
     )
 
     async def list_records(
