@@ -21,7 +21,7 @@ from server.guards import ADMIN, ANY_ROLE, STAFF
 from sync.engine import public_data
 from sync.errors import InvalidInput
 from sync.models import Filter, StoredRecord
-from sync.protocol import MSGPACK, PullRequest, decode, decode_push, encode
+from sync.protocol import MSGPACK, PullRequest, PushRequest, decode, encode
 
 ConflictOut: Any = msgspec.defstruct(
     "ConflictOut", [("id", str), ("rev", int), ("data", dict[str, Any])], kw_only=True
@@ -40,15 +40,11 @@ def _media(request: Request[Any, Any, Any], header: str) -> str:
     return MSGPACK if MSGPACK in value else "application/json"
 
 
-async def _raw_body(request: Request[Any, Any, Any]) -> bytes:
+async def _body(request: Request[Any, Any, Any], kind: type[Any]) -> Any:
     raw = await request.body()
     if not raw:
         raise InvalidInput("the request has no body", field="body")
-    return raw
-
-
-async def _body(request: Request[Any, Any, Any], kind: type[Any]) -> Any:
-    return decode(await _raw_body(request), kind, _media(request, "content-type"))
+    return decode(raw, kind, _media(request, "content-type"))
 
 
 def _answer(request: Request[Any, Any, Any], message: msgspec.Struct) -> Response[bytes]:
@@ -76,8 +72,7 @@ class SyncController(Controller):
         """A batch of mutations, applied in one transaction; the answer (sent after the
         commit) gives each mutation's result. Body: ``PushRequest``; answer:
         ``PushResponse``."""
-        # each mutation is read on its own: one that does not decode is rejected alone
-        req = decode_push(await _raw_body(request), _media(request, "content-type"))
+        req = await _body(request, PushRequest)
         answer = await engine.push(request.user, req)
         return _answer(request, answer)
 
