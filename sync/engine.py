@@ -9,11 +9,13 @@ describes exactly what was committed. See ``docs/sync-protocol.md``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import logging
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -24,8 +26,15 @@ from checklists.schema import Template
 from sync.access import can_see_inspection, inspection_scope
 from sync.audit import Actor, AuditContext, state_at
 from sync.clock import Clock
-from sync.errors import Forbidden, InvalidInput, InvalidTransition, NotFound
-from sync.fielddata import POLICIES, Reason, check_fields, parse_response_id, validate
+from sync.errors import Forbidden, InvalidInput, InvalidTransition, NotFound, StorageError
+from sync.fielddata import (
+    POLICIES,
+    Reason,
+    check_fields,
+    check_record_id,
+    parse_response_id,
+    validate,
+)
 from sync.hlc import HLC, receive, tick
 from sync.merge import Edit, FieldConflict, KeptValue, Stamp, is_concurrent, merge
 from sync.models import Principal, Role, StoredRecord, public_fields
@@ -43,14 +52,18 @@ from sync.protocol import (
     PullResponse,
     PushRequest,
     PushResponse,
+    ReceivedPush,
     RecordRef,
     Rejected,
     Result,
+    Unreadable,
 )
 from sync.signatures import SIGNED_FIELDS, content_hash, in_scope
 from sync.store import BatchTx, Store
 
 __all__ = ["EngineConfig", "SyncEngine", "public_data"]
+
+log = logging.getLogger("inspectsync")
 
 _result_encoder = msgspec.msgpack.Encoder()
 _result_decoder = msgspec.msgpack.Decoder(Result)
@@ -179,8 +192,13 @@ class SyncEngine:
 
     # --- push --------------------------------------------------------------------
 
-    async def push(self, principal: Principal, request: PushRequest) -> PushResponse:
-        """Apply a batch in one transaction; answer per mutation what was committed."""
+    async def push(self, principal: Principal, request: PushRequest | ReceivedPush) -> PushResponse:
+        """Apply a batch in one transaction; answer per mutation what was committed.
+
+        Every mutation gets its own verdict: one the server could not read
+        (:class:`~sync.protocol.Unreadable`) or that breaks a rule is rejected and
+        quarantined, and one whose application raises unexpectedly is rolled back alone
+        (a savepoint) and rejected ``internal_error``; the rest of the batch stands."""
         batch_id = f"b_{uuid.uuid4().hex[:16]}"
         received_at = self.clock.now()
         now_ms = self._now_ms()
@@ -194,11 +212,31 @@ class SyncEngine:
             flagged = False
             keys = [f"{principal.user_id}\x1f{m.mid}" for m in request.mutations]
             known = tx.get_mutations(keys)
-            ctx.records.update(tx.get_records([(m.kind, m.id) for m in request.mutations]))
+            ctx.records.update(
+                tx.get_records(
+                    [(m.kind, m.id) for m in request.mutations if isinstance(m, Mutation)]
+                )
+            )
+            recorded: dict[str, Any] = {
+                "user_id": principal.user_id,
+                "device_id": principal.device_id,
+                "batch_id": batch_id,
+                "at": received_at,
+            }
             for m, key in zip(request.mutations, keys, strict=True):
                 seen = known.get(key)
                 if seen is not None:
                     results.append(Duplicate(mid=m.mid, original=_result_decoder.decode(seen)))
+                    continue
+                if isinstance(m, Unreadable):
+                    tx.context = AuditContext(
+                        mid=m.mid, batch_id=batch_id, received_at=ctx.received_iso
+                    )
+                    rejected = ctx.reject_unreadable(m)
+                    encoded = _result_encoder.encode(rejected)
+                    known[key] = encoded
+                    tx.put_mutation(key, result=encoded, **recorded)
+                    results.append(rejected)
                     continue
                 try:
                     remote = HLC.parse(m.hlc)
@@ -216,17 +254,29 @@ class SyncEngine:
                     device_time=ctx.device_time(m),
                     received_at=ctx.received_iso,
                 )
-                result = ctx.apply(m, hlc, got.flagged)
-                encoded = _result_encoder.encode(result)
+                result: Result
+                try:
+                    # one mutation, undone alone if it fails unexpectedly
+                    with tx.savepoint(), ctx.undoable():
+                        result = ctx.apply(m, hlc, got.flagged)
+                        encoded = _result_encoder.encode(result)
+                        tx.put_mutation(key, result=encoded, **recorded)
+                except StorageError:
+                    raise  # the database failed: the batch fails, the tablet retries
+                except Exception:
+                    log.exception("mutation %s of batch %s failed", m.mid, batch_id)
+                    result = ctx.reject(
+                        m,
+                        Reason(
+                            code="internal_error",
+                            message="the server failed to apply this mutation; it is"
+                            " kept in quarantine and the error is logged",
+                        ),
+                        ctx.inspection_of(m),
+                    )
+                    encoded = _result_encoder.encode(result)
+                    tx.put_mutation(key, result=encoded, **recorded)
                 known[key] = encoded  # a repeat later in this batch is a duplicate
-                tx.put_mutation(
-                    key,
-                    user_id=principal.user_id,
-                    device_id=principal.device_id,
-                    batch_id=batch_id,
-                    result=encoded,
-                    at=received_at,
-                )
                 results.append(result)
             if principal.device_id is not None:
                 state: dict[str, Any] = {
@@ -675,6 +725,33 @@ class SyncEngine:
         return state
 
 
+_QUARANTINE_DEPTH = 8
+
+
+def _quarantined(m: Mutation) -> str:
+    """The mutation as JSON for the quarantine. A value the JSON encoder cannot take
+    (nested past its limit, MessagePack bytes or extensions) is kept in a shape it
+    can: nesting past ``_QUARANTINE_DEPTH`` levels is cut, other values become text."""
+    try:
+        return msgspec.json.encode(m).decode()
+    except (RecursionError, msgspec.EncodeError, TypeError, OverflowError):
+        plain = msgspec.structs.asdict(m)
+        plain["fields"] = _cut(m.fields, _QUARANTINE_DEPTH)
+        return msgspec.json.encode(plain).decode()
+
+
+def _cut(value: Any, depth: int) -> Any:
+    if isinstance(value, dict | list):
+        if depth == 0:
+            return f"(nested deeper than {_QUARANTINE_DEPTH} levels: cut)"
+        if isinstance(value, dict):
+            return {str(k): _cut(v, depth - 1) for k, v in value.items()}
+        return [_cut(v, depth - 1) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return repr(value)
+
+
 _whole = msgspec.json.Decoder(dict[str, Any])
 
 
@@ -731,6 +808,7 @@ class _PushContext:
         self._device_iso = ""
         self._signed: dict[str, set[str]] = {}
         self._pinned: dict[str, dict[str, Template]] = {}
+        self._undo: dict[tuple[str, str], StoredRecord | None] | None = None
 
     def device_time(self, m: Mutation) -> str:
         """The mutation's device time as text, formatted once per mutation."""
@@ -749,6 +827,8 @@ class _PushContext:
         op: str | None = None,
     ) -> StoredRecord:
         rec = self.tx.put_record(kind, rid, data, rev=rev, deleted=deleted, op=op)
+        if self._undo is not None and (kind, rid) not in self._undo:
+            self._undo[(kind, rid)] = self.records.get((kind, rid))
         self.records[(kind, rid)] = rec
         return rec
 
@@ -772,7 +852,7 @@ class _PushContext:
             }
         return self._signed[iid]
 
-    def reject(self, m: Mutation, reason: Reason, iid: str | None) -> Rejected:
+    def reject(self, m: Mutation | Unreadable, reason: Reason, iid: str | None) -> Rejected:
         qid = f"q_{uuid.uuid4().hex[:16]}"
         self.tx.add_quarantine(
             {
@@ -784,7 +864,7 @@ class _PushContext:
                 "kind": m.kind,
                 "record_id": m.id,
                 "inspection_id": iid,
-                "mutation": msgspec.json.encode(m).decode(),
+                "mutation": m.raw if isinstance(m, Unreadable) else _quarantined(m),
                 "code": reason.code,
                 "field": reason.field,
                 "message": reason.message,
@@ -800,6 +880,46 @@ class _PushContext:
             message=reason.message,
             quarantine_id=qid,
         )
+
+    def reject_unreadable(self, m: Unreadable) -> Rejected:
+        """A mutation that did not decode: rejected with the decoder's reason, kept as
+        it was sent. Its inspection is known only from a response id or the record."""
+        iid = None
+        if m.kind in POLICIES and m.id:
+            with contextlib.suppress(KeyError):
+                iid = self.inspection_of(m)
+        return self.reject(m, Reason(code=m.code, field=m.field, message=m.message), iid)
+
+    def inspection_of(self, m: Mutation | Unreadable) -> str | None:
+        """The inspection the mutation's record belongs to, if it names one."""
+        if m.kind == "response":
+            key = parse_response_id(m.id)
+            return key.inspection_id if key else None
+        current = self.records.get((m.kind, m.id))
+        if current is None and isinstance(m, Unreadable):
+            current = self.tx.get_record(m.kind, m.id, include_deleted=True)
+        if current is not None:
+            iid = current.data.get("inspection_id")
+        else:
+            iid = m.fields.get("inspection_id") if isinstance(m, Mutation) else m.inspection_id
+        return iid if isinstance(iid, str) else None
+
+    @contextlib.contextmanager
+    def undoable(self) -> Iterator[None]:
+        """Forget what the block wrote to this batch's view of the records if it
+        raises (the store's savepoint undoes the rows)."""
+        self._undo = {}
+        try:
+            yield
+        except BaseException:
+            for key, rec in self._undo.items():
+                if rec is None:
+                    self.records.pop(key, None)
+                else:
+                    self.records[key] = rec
+            raise
+        finally:
+            self._undo = None
 
     def apply(self, m: Mutation, hlc: str, skewed: bool) -> Result:
         if m.kind not in POLICIES:
@@ -833,15 +953,11 @@ class _PushContext:
         self._iid = None
         self.device_iso = self.device_time(m)
         current = self.records.get((m.kind, m.id))
-        # which inspection the record belongs to
-        if m.kind == "response":
-            key = parse_response_id(m.id)
-            iid = key.inspection_id if key else None
-        elif current is not None:
-            iid = current.data.get("inspection_id")
-        else:
-            iid = m.fields.get("inspection_id")
-        if not isinstance(iid, str):
+        bad_id = check_record_id(m.kind, m.id)
+        if bad_id is not None:
+            return self.reject(m, bad_id, None)
+        iid = self.inspection_of(m)
+        if iid is None:
             return self.reject(
                 m,
                 Reason(
@@ -870,6 +986,20 @@ class _PushContext:
         problem = check_fields(m.kind, m.fields)
         if problem is not None:
             return self.reject(m, problem, iid)
+        if m.base_rev > (current.rev if current is not None else 0):
+            # an edit of a revision the record never had: applying it would skip the
+            # conflict check (every field would look unchanged since its base)
+            held = f"revision {current.rev}" if current is not None else "no revision yet"
+            return self.reject(
+                m,
+                Reason(
+                    code="bad_base_rev",
+                    field="base_rev",
+                    message=f"base_rev {m.base_rev} is not a revision of this record"
+                    f" (the server holds {held}); pull, then edit again",
+                ),
+                iid,
+            )
         if (
             current is not None
             and "inspection_id" in m.fields

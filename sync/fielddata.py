@@ -9,8 +9,9 @@ stable ``code``, the ``field`` at fault and a message for the inspector.
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -21,10 +22,13 @@ from sync.merge import Policy
 __all__ = [
     "CLASSIFICATION_LABELS",
     "FIELD_KINDS",
+    "FIELD_TYPES",
+    "MAX_REPEAT",
     "POLICIES",
     "Reason",
     "ResponseKey",
     "check_fields",
+    "check_record_id",
     "parse_response_id",
     "response_id",
     "validate",
@@ -68,6 +72,56 @@ TABLET_STATUSES = ("draft", "submitted", "withdrawn")
 """The statuses an inspector sets; the others are supervisors' decisions (sync/review.py)."""
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MAX_TEXT = 20_000
+_MAX_LIST = 1_000
+MAX_REPEAT = 9_999
+"""The highest repeat number of a repeatable section (repeats are 0, 1, 2, ...)."""
+
+# --- the type of every field a tablet may send -------------------------------------
+# A value is checked against its field's type before anything else looks at it, so
+# every rule below (and the merge) meets only values of these shapes: text, numbers
+# of bounded size, lists of text, lists of flat objects. Nothing nests deeper than
+# two levels, whatever a tablet sends; a value of another shape is ``wrong_type`` with
+# the path of the part at fault.
+_Text = Annotated[str, msgspec.Meta(max_length=_MAX_TEXT)]
+_Short = Annotated[str, msgspec.Meta(max_length=500)]
+_Int = Annotated[int, msgspec.Meta(ge=-(2**53 - 1), le=2**53 - 1)]
+"""Integers a JavaScript tablet holds exactly."""
+_Float = Annotated[float, msgspec.Meta(ge=-1e300, le=1e300)]
+"""Finite numbers only: NaN and infinities (MessagePack can carry them) are refused."""
+_Scalar = _Text | _Int | _Float | bool | None
+_TextList = Annotated[list[_Short], msgspec.Meta(max_length=_MAX_LIST)]
+_Flat = Annotated[dict[_Short, _Scalar], msgspec.Meta(max_length=50)]
+_FlatList = Annotated[list[_Flat], msgspec.Meta(max_length=_MAX_LIST)]
+
+FIELD_TYPES: dict[str, dict[str, Any]] = {
+    "response": {
+        # text (choices, dates, captions), a number, or a list of choices
+        "value": _Text | _Int | _Float | _TextList | None,
+        "note": _Text | None,
+        "evidence": _TextList,
+    },
+    "finding": {
+        "inspection_id": _Short,
+        "title": _Text | None,  # its length and presence are rules: ``validate``
+        "objective_evidence": _Text | None,
+        "linked_items": _TextList,
+        "references": _FlatList,
+        "classification": _Short | None,
+        "status": _Short,
+        "evidence_hashes": _TextList,
+        "comments": _FlatList,
+    },
+    "signoff": {
+        "inspection_id": _Short,
+        "scope": _Short,
+        "signer_name": _Short,
+        "meaning": _Short,
+        "content_hash": _Short,
+        "signed_at": _Short,
+    },
+}
+"""The shape of each field a tablet may send, per kind (the keys are those of
+``POLICIES``). ``docs/sync-protocol.md`` (section 5.4) lists them."""
 
 
 class Reason(msgspec.Struct, frozen=True, kw_only=True):
@@ -91,11 +145,49 @@ def response_id(inspection_id: str, link_id: str, item_key: str, repeat: int = 0
     return f"{inspection_id}~{link_id}~{item_key}~{repeat}"
 
 
+_REPEAT = re.compile(r"(?:0|[1-9][0-9]{0,3})")
+
+
 def parse_response_id(rid: str) -> ResponseKey | None:
+    """The parts of a response id, or None if ``rid`` is not one. Only the one spelling
+    :func:`response_id` makes is one: the repeat in ASCII digits without leading zeros
+    (``01`` or a digit of another script would name the same answer twice)."""
     parts = rid.split("~")
-    if len(parts) != 4 or not parts[3].isdigit():
+    if len(parts) != 4 or not _REPEAT.fullmatch(parts[3]) or not all(parts[:3]):
         return None
     return ResponseKey(parts[0], parts[1], parts[2], int(parts[3]))
+
+
+def check_record_id(kind: str, rid: str) -> Reason | None:
+    """Refuse a record id that is not in its one canonical spelling: text in Unicode
+    NFC (two normal forms of one text would be two records), no control characters or
+    white space at either end, and for a response the spelling ``response_id`` makes."""
+    if not rid.isprintable() or rid != rid.strip():
+        return _fail(
+            "bad_id", "id", "an id has no control characters, no line breaks, no outer spaces"
+        )
+    if not rid.isascii() and not unicodedata.is_normalized("NFC", rid):
+        return _fail("bad_id", "id", "an id must be in Unicode normal form NFC")
+    if kind == "response" and parse_response_id(rid) is None:
+        return _fail(
+            "bad_id",
+            "id",
+            "a response id is inspection~link~item~repeat, the repeat in ASCII digits"
+            f" without leading zeros (0 to {MAX_REPEAT})",
+        )
+    return None
+
+
+def _check_types(kind: str, fields: dict[str, Any]) -> Reason | None:
+    types = FIELD_TYPES[kind]
+    for name, value in fields.items():
+        try:
+            msgspec.convert(value, types[name], strict=True)
+        except msgspec.ValidationError as exc:
+            text, _, at = str(exc).partition(" - at `$")
+            where = name + at.rstrip("`").replace("[...]", "")
+            return _fail("wrong_type", where, f"{where}: {text[0].lower()}{text[1:]}")
+    return None
 
 
 def _fail(code: str, field: str | None, message: str) -> Reason:
@@ -216,6 +308,8 @@ def _validate_response(rid: str, data: dict[str, Any], pins: dict[str, Template]
 
 def _validate_finding(data: dict[str, Any], pins: dict[str, Template]) -> Reason | None:
     title = data.get("title")
+    if title is not None and not isinstance(title, str):
+        return _fail("wrong_type", "title", "a title is text")
     if not isinstance(title, str) or not title.strip():
         return _fail("required", "title", "a finding needs a title")
     if len(title) > 500:
@@ -272,13 +366,17 @@ def _validate_signoff(data: dict[str, Any], pins: dict[str, Template]) -> Reason
 
 
 def check_fields(kind: str, fields: dict[str, Any]) -> Reason | None:
-    """Refuse fields a tablet may not send for this kind."""
+    """Refuse fields a tablet may not send for this kind, and values not of their
+    field's type (``FIELD_TYPES``)."""
     allowed = POLICIES.get(kind)
     if allowed is None:
         return _fail("unknown_kind", "kind", f"tablets cannot change {kind!r} records")
     unknown = sorted(k for k in fields if k not in allowed)
     if unknown:
         return _fail("unknown_field", unknown[0], f"{kind} has no field {unknown[0]!r}")
+    problem = _check_types(kind, fields)
+    if problem is not None:
+        return problem
     if kind == "finding" and "status" in fields and fields["status"] not in TABLET_STATUSES:
         return _fail(
             "invalid_choice",

@@ -18,7 +18,7 @@ import msgspec
 
 __all__ = ["HLC", "Received", "receive", "tick"]
 
-_FORMAT = re.compile(r"^(\d{15})\.(\d{5})\.(.{1,64})$")
+_FORMAT = re.compile(r"^([0-9]{15})\.([0-9]{5})\.(.{1,64})$")  # ASCII digits only
 
 
 class HLC(msgspec.Struct, frozen=True, order=True):

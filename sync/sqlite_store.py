@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -1431,6 +1431,29 @@ class _SQLiteBatch(BatchTx):
     def _remember(self, rec: StoredRecord) -> StoredRecord:
         self._known[(rec.kind, rec.id)] = (rec.data, rec.deleted)
         return rec
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        self._write()
+        seq, head = self._seq, self._head
+        pending = {sql: len(rows) for sql, rows in self._pending.items()}
+        self.db.execute("SAVEPOINT part")
+        try:
+            yield
+        except BaseException as exc:
+            self.db.execute("ROLLBACK TO part")
+            self.db.execute("RELEASE part")
+            self._seq, self._head = seq, head
+            for sql in list(self._pending):
+                del self._pending[sql][pending.get(sql, 0) :]
+            # what was read or written inside may be gone: read it again when needed
+            self._known.clear()
+            if isinstance(exc, sqlite3.OperationalError | sqlite3.InternalError) or (
+                type(exc) is sqlite3.DatabaseError
+            ):  # the database failed (I/O, full, corrupt), not this part's data
+                raise StorageError(f"the database failed: {exc}", original=exc) from exc
+            raise
+        self.db.execute("RELEASE part")
 
     def _prior(self, key: tuple[str, str]) -> tuple[dict[str, Any], bool]:
         """The record as it is before a write: (data, deleted); a missing one counts

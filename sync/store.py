@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -65,6 +65,15 @@ class BatchTx(abc.ABC):
 
     actor: Actor
     context: AuditContext
+
+    @abc.abstractmethod
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A part of the batch that is undone alone if it raises: on leaving the block
+        with an exception, every write made inside it (records, audit events,
+        mutation results, quarantine entries, sequence numbers) is rolled back and the
+        exception propagates; the rest of the batch stands. The sync engine applies
+        each mutation of a push in one, so a mutation that fails unexpectedly takes
+        nothing else with it. Savepoints do not nest."""
 
     @abc.abstractmethod
     def get_record(

@@ -31,7 +31,8 @@ JSON_BLOCK = re.compile(r"(?:<!-- example: (?P<name>\w+) -->\n)?```json\n(?P<bod
 # A row of a markdown table whose first cell is a backticked word: | `code` | ...
 FIRST_CELL = re.compile(r"^\|\s*`(?P<word>[a-z_]+)`\s*\|", re.M)
 
-# The rejection codes a tablet can meet (sync/fielddata.py and sync/engine.py).
+# The rejection codes a tablet can meet (sync/fielddata.py, sync/engine.py and, for
+# mutations that do not decode, sync/protocol.py).
 REJECTION_CODES = [
     "invalid_choice",
     "wrong_type",
@@ -51,6 +52,9 @@ REJECTION_CODES = [
     "not_found",
     "unknown_kind",
     "unknown_op",
+    "bad_base_rev",
+    "too_deep",
+    "internal_error",
 ]
 
 # Labels of examples that are not protocol messages, and the types they decode to.
@@ -120,7 +124,7 @@ def test_every_field_policy_is_in_the_tables(doc):
 def codes_in_source() -> set[str]:
     """Every rejection code the engine and the field-data rules can produce."""
     found: set[str] = set()
-    for name in ("sync/fielddata.py", "sync/engine.py"):
+    for name in ("sync/fielddata.py", "sync/engine.py", "sync/protocol.py"):
         text = (ROOT / name).read_text(encoding="utf-8")
         found.update(re.findall(r'_fail\(\s*"(\w+)"', text))
         for m in re.finditer(r'\bcode\s*=\s*"(\w+)"(?:\s+if\b[^\n]*?\belse\s+"(\w+)")?', text):

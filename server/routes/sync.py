@@ -13,15 +13,23 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import ServerSentEvent
 
 from server.deps import AuthedRequest, EngineDep, NotifierDep, RegistryDep
 from server.guards import ADMIN, ANY_ROLE, STAFF
+from server.routes._openapi import (
+    PULL_ANSWERS,
+    PULL_OPERATION,
+    PUSH_ANSWERS,
+    PUSH_OPERATION,
+    problems,
+)
 from sync.engine import public_data
 from sync.errors import InvalidInput
 from sync.models import Filter, StoredRecord
-from sync.protocol import MSGPACK, PullRequest, PushRequest, decode, encode
+from sync.protocol import MSGPACK, PullRequest, decode, decode_push, encode
 
 ConflictOut: Any = msgspec.defstruct(
     "ConflictOut", [("id", str), ("rev", int), ("data", dict[str, Any])], kw_only=True
@@ -40,11 +48,15 @@ def _media(request: Request[Any, Any, Any], header: str) -> str:
     return MSGPACK if MSGPACK in value else "application/json"
 
 
-async def _body(request: Request[Any, Any, Any], kind: type[Any]) -> Any:
+async def _raw_body(request: Request[Any, Any, Any]) -> bytes:
     raw = await request.body()
     if not raw:
         raise InvalidInput("the request has no body", field="body")
-    return decode(raw, kind, _media(request, "content-type"))
+    return raw
+
+
+async def _body(request: Request[Any, Any, Any], kind: type[Any]) -> Any:
+    return decode(await _raw_body(request), kind, _media(request, "content-type"))
 
 
 def _answer(request: Request[Any, Any, Any], message: msgspec.Struct) -> Response[bytes]:
@@ -56,7 +68,13 @@ class SyncController(Controller):
     path = "/api/v1/sync"
     tags = ["sync"]
 
-    @post("/pull", guards=[ANY_ROLE], status_code=200)
+    @post(
+        "/pull",
+        guards=[ANY_ROLE],
+        status_code=200,
+        responses=PULL_ANSWERS,
+        operation_class=PULL_OPERATION,
+    )
     async def pull(self, request: AuthedRequest, engine: EngineDep) -> Response[bytes]:
         """One page of changes in your scope after ``cursor``: see docs/sync-protocol.md.
         Body: ``PullRequest``; answer: ``PullResponse``."""
@@ -65,18 +83,25 @@ class SyncController(Controller):
         as_json = _media(request, "accept") != MSGPACK
         return _answer(request, await engine.pull(request.user, req, json_data=as_json))
 
-    @post("/push", guards=[ANY_ROLE], status_code=200)
+    @post(
+        "/push",
+        guards=[ANY_ROLE],
+        status_code=200,
+        responses=PUSH_ANSWERS,
+        operation_class=PUSH_OPERATION,
+    )
     async def push(
         self, request: AuthedRequest, engine: EngineDep, notifier: NotifierDep
     ) -> Response[bytes]:
         """A batch of mutations, applied in one transaction; the answer (sent after the
         commit) gives each mutation's result. Body: ``PushRequest``; answer:
         ``PushResponse``."""
-        req = await _body(request, PushRequest)
+        # each mutation is read on its own: one that does not decode is rejected alone
+        req = decode_push(await _raw_body(request), _media(request, "content-type"))
         answer = await engine.push(request.user, req)
         return _answer(request, answer)
 
-    @get("/conflicts", guards=[ANY_ROLE])
+    @get("/conflicts", guards=[ANY_ROLE], responses=problems(400, 401, 404, 422))
     async def conflicts(
         self,
         request: AuthedRequest,
@@ -91,7 +116,12 @@ class SyncController(Controller):
         )
         return [ConflictOut(id=c.id, rev=c.rev, data=public_data(c)) for c in found]
 
-    @post("/conflicts/{conflict_id:str}/resolve", guards=[STAFF], status_code=200)
+    @post(
+        "/conflicts/{conflict_id:str}/resolve",
+        guards=[STAFF],
+        status_code=200,
+        responses=problems(400, 401, 403, 404, 409, 413, 422),
+    )
     async def resolve(
         self,
         conflict_id: FromPath[str],
@@ -107,20 +137,22 @@ class SyncController(Controller):
         )
         return ConflictOut(id=c.id, rev=c.rev, data=public_data(c))
 
-    @get("/quarantine", guards=[ANY_ROLE])
+    @get("/quarantine", guards=[ANY_ROLE], responses=problems(401))
     async def quarantine(self, request: AuthedRequest, engine: EngineDep) -> list[dict[str, Any]]:
         """Rejected mutations kept for audit: admins see all, supervisors their
         inspections', inspectors their own."""
         rows: list[dict[str, Any]] = await engine.quarantine(request.user)
         return rows
 
-    @get("/devices", guards=[ADMIN])
+    @get("/devices", guards=[ADMIN], responses=problems(401, 403))
     async def devices(self, engine: EngineDep) -> list[dict[str, Any]]:
         """Per-device sync state: last pull and push, app version, clock skew (admin)."""
         rows: list[dict[str, Any]] = await engine.device_states()
         return rows
 
-    @get("/history/{kind:str}/{record_id:str}", guards=[ANY_ROLE])
+    @get(
+        "/history/{kind:str}/{record_id:str}", guards=[ANY_ROLE], responses=problems(400, 401, 404)
+    )
     async def history(
         self,
         kind: FromPath[str],
@@ -133,7 +165,19 @@ class SyncController(Controller):
         rows: list[dict[str, Any]] = await engine.history(request.user, kind, record_id)
         return rows
 
-    @get("/events", guards=[ANY_ROLE])
+    @get(
+        "/events",
+        guards=[ANY_ROLE],
+        responses={
+            200: ResponseSpec(
+                str,
+                media_type="text/event-stream",
+                description="Server-sent events: `ready`, then `pull` events and keep-alives",
+                generate_examples=False,
+            ),
+            **problems(401),
+        },
+    )
     async def events(
         self, request: AuthedRequest, registry: RegistryDep, notifier: NotifierDep
     ) -> ServerSentEvent:

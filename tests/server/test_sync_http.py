@@ -78,17 +78,27 @@ async def test_bad_sync_bodies_are_400_with_the_field(demo):
         "/api/v1/sync/push", content=b"{nope", headers={"content-type": "application/json"}
     )
     assert r.status_code == 400 and r.json()["code"] == "validation_failed"
+    # a mutation that does not decode but has a mid is rejected on its own, field named
     r = await s.post("/api/v1/sync/push", json={"mutations": [{"mid": "x", "kind": "finding"}]})
-    assert r.status_code == 400 and r.json()["field"] == "mutations[0].id"  # the missing one
+    assert r.status_code == 200
+    assert {k: r.json()["results"][0][k] for k in ("status", "code", "field")} == {
+        "status": "rejected",
+        "code": "required",
+        "field": "id",  # the missing one
+    }
     r = await s.post(
         "/api/v1/sync/push",
         json={
             "mutations": [
-                {"mid": "x", "kind": "finding", "id": "f", "hlc": "h", "device_time": "yesterday"}
+                {"mid": "y", "kind": "finding", "id": "f", "hlc": "h", "device_time": "yesterday"}
             ]
         },
     )
-    assert r.status_code == 400 and r.json()["field"] == "mutations[0].device_time"
+    assert r.json()["results"][0]["code"] == "wrong_type"
+    assert r.json()["results"][0]["field"] == "device_time"
+    # one with no mid cannot be answered on its own: the push is refused, nothing applied
+    r = await s.post("/api/v1/sync/push", json={"mutations": [{"kind": "finding", "id": "f"}]})
+    assert r.status_code == 400 and r.json()["field"] == "mutations[0].mid"
     r = await s.post("/api/v1/sync/pull", json={"limit": 0})
     assert r.status_code == 400 and r.json()["field"] == "limit"
     r = await s.post("/api/v1/sync/pull", json={"cursor": "not-a-cursor"})
