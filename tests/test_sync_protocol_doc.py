@@ -22,6 +22,7 @@ from server.settings import Settings
 from sync import protocol
 from sync.fielddata import POLICIES
 from sync.merge import Policy
+from tests.conftest import login
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "sync-protocol.md"
@@ -59,6 +60,8 @@ REJECTION_CODES = [
 
 # Labels of examples that are not protocol messages, and the types they decode to.
 OTHER_EXAMPLES: dict[str, Any] = {
+    "RejectionsRequest": protocol.PushRequest,
+    "RejectionsResponse": protocol.PushResponse,
     "ResolveIn": ResolveIn,
     "ConflictOut": ConflictOut,
     "conflicts": list[ConflictOut],
@@ -214,3 +217,18 @@ def test_limits_and_version_are_stated(doc):
     assert f"`PROTOCOL_VERSION = {protocol.PROTOCOL_VERSION}`" in doc
     assert f"at most {protocol.MAX_BATCH} mutations" in doc
     assert f"1 to {protocol.MAX_PAGE}" in doc
+
+
+async def test_the_rejection_example_is_what_the_server_answers(doc, demo):
+    """Replay the page's mixed batch on the demo world: every result the page shows
+    (status, code, field, message, rev) is the server's, in order."""
+    examples = dict(json_blocks(doc))
+    request = json.loads(examples["RejectionsRequest"])
+    shown = json.loads(examples["RejectionsResponse"])["results"]
+    tablet = await login(demo, "insp.js1", device={"name": "doc tablet"})
+    r = await tablet.post("/api/v1/sync/push", json=request)
+    assert r.status_code == 200, r.text
+    compared = ("status", "mid", "kind", "id", "code", "field", "message", "rev")
+    got = [{k: v for k, v in x.items() if k in compared} for x in r.json()["results"]]
+    assert got == [{k: v for k, v in x.items() if k in compared} for x in shown]
+    assert {x["status"] for x in shown} == {"applied", "rejected"}
