@@ -14,13 +14,19 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.security.jwt import JWTAuth
 
 from server.access_log import AccessLogMiddleware
 from server.accounts import Accounts
 from server.auth import REQUIRED_CLAIMS, AuthService, KeyedToken, Passwords
 from server.compression import GzipMiddleware
+from server.console import (
+    CONSOLE_EXCLUDE,
+    console_router,
+    console_static_routers,
+    schema_viewer,
+    template_config,
+)
 from server.problems import problem_details_plugin
 from server.routes.admin import DevicesController, UsersController
 from server.routes.auth import AuthController
@@ -162,7 +168,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         accepted_issuers=[settings.jwt_issuer],
         accepted_audiences=[settings.jwt_audience],
         require_claims=list(REQUIRED_CLAIMS),
-        exclude=["^/healthz$", "^/readyz$", "^/schema"],
+        exclude=["^/healthz$", "^/readyz$", "^/schema", *CONSOLE_EXCLUDE],
         exclude_http_methods=["OPTIONS"],  # HEAD (tus upload status) needs a token
         description="Access token from POST /api/v1/auth/login",
     )
@@ -192,6 +198,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             ReviewController,
             AuditController,
             *reference_routers(),
+            console_router(services),
+            *console_static_routers(),
         ],
         dependencies={
             "store": provide(services.store),
@@ -214,9 +222,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             description="Offline-first field-inspection backend for segmented biologics "
             "production. Every error is an RFC 9457 problem detail with a `code`.",
             path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[schema_viewer()],  # assets served locally
         ),
         logging_config=logging_config,
+        template_config=template_config(),
         # gzip (ISA-L, level 1) for answers >= 1 KiB when accepted; never for handlers
         # with opt skip_compression (evidence files: Range needs the raw bytes)
         middleware=[AccessLogMiddleware, GzipMiddleware],

@@ -1,0 +1,588 @@
+"""The console's routes: thin views over :mod:`server.console.reads` and the services.
+
+Each page handler gathers its context (one call into ``ConsoleReads``) and hands it to
+one template; each form handler calls one service method (``Review.decide``,
+``SyncEngine.resolve_conflict``) and redirects (post/redirect/get), or shows the page
+again with the service's refusal at the form.
+
+Sessions: the ``ConsoleAuth`` middleware of this router turns the session cookie into
+the same :class:`Principal` the API's JWT middleware makes (``request.user``), or None.
+CSRF: every POST carries ``_csrf``; ``check_csrf`` (before every handler) compares it
+with the session's token, or, for the sign-in form, with the sign-in cookie.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import secrets
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
+
+import msgspec
+from litestar import MediaType, Request, Response, Router, get, post
+from litestar.connection import ASGIConnection
+from litestar.datastructures import Cookie, ResponseHeader
+from litestar.enums import ScopeType
+from litestar.exceptions import HTTPException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import MiddlewareProtocol
+from litestar.params import FromPath
+from litestar.response import Redirect, Stream, Template
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from server.auth import AuthError, RateLimited
+from server.console.messages import CATALOGUES, Messages, negotiate
+from server.console.present import Presenter, zone
+from server.console.reads import SORTS, ConsoleReads
+from server.console.sessions import SESSION_COOKIE, ConsoleSession, ConsoleSessions
+from server.problems import CODES
+from sync.errors import DomainError, NotFound
+from sync.models import Principal, Role
+from sync.review import Decision, QueueQuery
+
+if TYPE_CHECKING:
+    from server.app import Services
+
+__all__ = ["CONSOLE_EXCLUDE", "console_router"]
+
+CONSOLE_EXCLUDE = ["^/$", "^/console(/|$)"]
+"""Paths the API's bearer-token middleware leaves to the console's own sessions."""
+
+LANG_COOKIE = "inspectsync_lang"
+LOGIN_CSRF_COOKIE = "inspectsync_login_csrf"
+PAGE_SIZE = 25
+STATIC = Path(__file__).parent / "static"
+
+_HEADERS = [
+    ResponseHeader(name="Cache-Control", value="no-store"),
+    ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
+    ResponseHeader(name="Referrer-Policy", value="same-origin"),
+    ResponseHeader(name="X-Frame-Options", value="DENY"),
+    ResponseHeader(
+        name="Content-Security-Policy",
+        value="default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'",
+    ),
+]
+
+
+class LoginRequired(Exception):
+    """No live session: the handler answers with the sign-in page."""
+
+
+class ConsoleAuth(msgspec.Struct):
+    """What the middleware found: the cookie's token and its session record."""
+
+    token: str
+    session: ConsoleSession
+    display_name: str
+
+
+async def signed_in(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    if not isinstance(connection.user, Principal):
+        raise LoginRequired
+
+
+async def check_csrf(request: Request[Any, Any, Any]) -> None:
+    """Before every handler: a POST must carry the token of its session (or of the
+    sign-in form), else 403."""
+    if request.method != "POST":
+        return
+    form = await request.form()
+    sent = form.get("_csrf")
+    if request.url.path == "/console/login":
+        expected = request.cookies.get(LOGIN_CSRF_COOKIE)
+    else:
+        auth = request.auth
+        if not isinstance(auth, ConsoleAuth):
+            raise LoginRequired
+        expected = auth.session.csrf
+    if not (
+        isinstance(sent, str) and expected and hmac.compare_digest(sent.encode(), expected.encode())
+    ):
+        raise PermissionDeniedException("csrf")
+
+
+# --- page helpers ------------------------------------------------------------------
+
+
+def _lang(request: Request[Any, Any, Any]) -> str:
+    chosen = request.cookies.get(LANG_COOKIE)
+    if chosen in CATALOGUES:
+        return chosen
+    return negotiate(request.headers.get("Accept-Language"))
+
+
+def _presenter(request: Request[Any, Any, Any]) -> Presenter:
+    auth = request.auth
+    tz = auth.session.tz if isinstance(auth, ConsoleAuth) else None
+    return Presenter(Messages(_lang(request)), tz)
+
+
+def _local(target: str | None, default: str = "/console/queue") -> str:
+    """A path on this server to go to next (never another host)."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return default
+
+
+def _page(
+    request: Request[Any, Any, Any],
+    template: str,
+    p: Presenter,
+    status: int = 200,
+    cookies: list[Cookie] | None = None,
+    **context: Any,
+) -> Template:
+    auth = request.auth
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    other = "en" if p.t.lang == "zh" else "zh"
+    return Template(
+        template_name=template,
+        media_type=MediaType.HTML,
+        status_code=status,
+        cookies=cookies or [],
+        context={
+            "t": p.t,
+            "p": p,
+            "lang": p.t.lang,
+            "lang_url": "/console/lang?" + urlencode({"to": other, "next": here}),
+            "user_name": auth.display_name if isinstance(auth, ConsoleAuth) else "",
+            "csrf": auth.session.csrf if isinstance(auth, ConsoleAuth) else "",
+            "path": request.url.path,
+            **context,
+        },
+    )
+
+
+def _secure(request: Request[Any, Any, Any]) -> bool:
+    return request.url.scheme == "https"
+
+
+def _cookie(request: Request[Any, Any, Any], key: str, value: str, **kw: Any) -> Cookie:
+    return Cookie(
+        key=key,
+        value=value,
+        path="/",
+        httponly=True,
+        samesite=kw.pop("samesite", "lax"),
+        secure=_secure(request),
+        **kw,
+    )
+
+
+def _login_page(
+    request: Request[Any, Any, Any], message: str = "", status: int = 200, next_: str = ""
+) -> Template:
+    token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
+    p = _presenter(request)
+    return _page(
+        request,
+        "login.html",
+        p,
+        status=status,
+        cookies=[_cookie(request, LOGIN_CSRF_COOKIE, token, samesite="strict")],
+        login_csrf=token,
+        message=message,
+        next=_local(next_ or request.query_params.get("next"), ""),
+    )
+
+
+# --- sign-in, sign-out, language -------------------------------------------------
+
+
+def console_router(services: Services) -> Router:
+    """The console's routes, its session middleware, CSRF check and error pages."""
+    sessions = ConsoleSessions(
+        Path(services.settings.data_dir) / "console-sessions", services.clock
+    )
+    reads = ConsoleReads(services)
+
+    class SessionMiddleware(MiddlewareProtocol):
+        """Turns the session cookie into ``scope["user"]`` (a Principal, or None) and
+        ``scope["auth"]`` (a :class:`ConsoleAuth`, or None). The user is read on every
+        request: a disabled user's session ends on their next request. (A class made
+        here: Litestar copies a router's middleware arguments, and the services hold
+        locks.)"""
+
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            scope["user"] = None
+            scope["auth"] = None
+            if scope["type"] == ScopeType.HTTP:
+                token = ASGIConnection[Any, Any, Any, Any](scope).cookies.get(SESSION_COOKIE)
+                record = await sessions.get(token)
+                if token and record is not None:
+                    user, _ = await services.store.auth_state(record.user_id, None)
+                    if user is None or user.disabled or user.role is Role.INSPECTOR:
+                        await sessions.end(token)
+                    else:
+                        scope["user"] = Principal(
+                            user_id=user.id,
+                            username=user.username,
+                            role=user.role,
+                            authority_id=user.authority_id,
+                        )
+                        scope["auth"] = ConsoleAuth(token, record, user.display_name)
+            await self.app(scope, receive, send)
+
+    @get("/", include_in_schema=False)
+    async def home(request: Request[Any, Any, Any]) -> Any:
+        """The sign-in page, or the queue for someone signed in."""
+        if isinstance(request.user, Principal):
+            return Redirect("/console/queue")
+        signed_out = request.query_params.get("signed_out") == "1"
+        return _login_page(request, _presenter(request).t("signed_out") if signed_out else "")
+
+    @post("/console/login", include_in_schema=False, status_code=303)
+    async def login(request: Request[Any, Any, Any]) -> Any:
+        form = await request.form()
+        username = str(form.get("username", "")).strip()
+        password = str(form.get("password", ""))
+        next_ = _local(str(form.get("next", "")))
+        t = _presenter(request).t
+        client = request.client.host if request.client else ""
+        try:
+            pair = await services.auth.login(username, password, None, client)
+        except RateLimited as exc:
+            return _login_page(request, t("login_rate_limited", seconds=exc.retry_after), 429)
+        except AuthError as exc:
+            key = (
+                "login_user_disabled"
+                if exc.code == "user_disabled"
+                else "login_invalid_credentials"
+            )
+            return _login_page(request, t(key), 401, next_)
+        if pair.role is Role.INSPECTOR:
+            await services.auth.logout(pair.refresh_token)
+            return _login_page(request, t("login_inspector"), 403)
+        tz, _ = zone(str(form.get("tz", "")))
+        token, _record = await sessions.create(
+            pair.user_id, tz=tz, refresh_token=pair.refresh_token
+        )
+        return Redirect(
+            next_,
+            status_code=303,
+            cookies=[
+                _cookie(request, SESSION_COOKIE, token, max_age=8 * 3600),
+                Cookie(key=LOGIN_CSRF_COOKIE, value="", path="/", max_age=0, expires=0),
+            ],
+        )
+
+    @post("/console/logout", include_in_schema=False, status_code=303, guards=[signed_in])
+    async def logout(request: Request[Any, Any, Any]) -> Any:
+        auth = request.auth
+        assert isinstance(auth, ConsoleAuth)
+        await sessions.end(auth.token)
+        if auth.session.refresh_family_token:
+            with contextlib.suppress(NotFound):  # an expired login has nothing to revoke
+                await services.auth.logout(auth.session.refresh_family_token)
+        return Redirect(
+            "/?signed_out=1",
+            status_code=303,
+            cookies=[Cookie(key=SESSION_COOKIE, value="", path="/", max_age=0, expires=0)],
+        )
+
+    @get("/console/lang", include_in_schema=False)
+    async def set_lang(request: Request[Any, Any, Any]) -> Any:
+        to = request.query_params.get("to", "zh")
+        lang = to if to in CATALOGUES else "zh"
+        return Redirect(
+            _local(request.query_params.get("next"), "/"),
+            cookies=[
+                Cookie(
+                    key=LANG_COOKIE,
+                    value=lang,
+                    path="/",
+                    max_age=365 * 86400,
+                    samesite="lax",
+                    secure=_secure(request),
+                )
+            ],
+        )
+
+    # --- the review queue -----------------------------------------------------------
+
+    @get("/console/queue", include_in_schema=False, guards=[signed_in])
+    async def queue(request: Request[Any, Any, Any]) -> Template:
+        p = _presenter(request)
+        params = request.query_params
+        chosen = {k: v for k, v in params.items() if v}
+        q, page = _queue_query(chosen)
+        found = await reads.queue(request.user, q, p)
+        first = q.offset + 1 if found["total"] else 0
+        last = min(q.offset + q.limit, found["total"])
+
+        def page_url(n: int) -> str:
+            return "/console/queue?" + urlencode({**chosen, "page": str(n)})
+
+        return _page(
+            request,
+            "queue.html",
+            p,
+            **found,
+            chosen=chosen,
+            first=first,
+            last=last,
+            prev_url=page_url(page - 1) if page > 1 else None,
+            next_url=page_url(page + 1) if last < found["total"] else None,
+        )
+
+    # --- one finding ---------------------------------------------------------------
+
+    async def finding_page(
+        request: Request[Any, Any, Any],
+        finding_id: str,
+        status: int = 200,
+        error: str = "",
+        form: dict[str, str] | None = None,
+    ) -> Template:
+        p = _presenter(request)
+        f = await reads.finding(request.user, finding_id, p)
+        done = request.query_params.get("done")
+        return _page(
+            request,
+            "finding.html",
+            p,
+            status=status,
+            f=f,
+            error=error,
+            form=form or {},
+            done=p.t("decided", decision=p.t(f"dec_{done}")) if done in _DECISIONS else "",
+        )
+
+    @get("/console/findings/{finding_id:str}", include_in_schema=False, guards=[signed_in])
+    async def finding(request: Request[Any, Any, Any], finding_id: FromPath[str]) -> Template:
+        return await finding_page(request, finding_id)
+
+    @post(
+        "/console/findings/{finding_id:str}/decisions",
+        include_in_schema=False,
+        guards=[signed_in],
+        status_code=303,
+    )
+    async def decide(request: Request[Any, Any, Any], finding_id: FromPath[str]) -> Any:
+        form = {k: str(v) for k, v in (await request.form()).items() if k != "_csrf"}
+        kind = form.get("decision", "")
+        t = _presenter(request).t
+        if not form.get("reason", "").strip():
+            return await finding_page(request, finding_id, 422, t("err_reason"), form)
+        try:
+            decision = msgspec.convert(
+                {
+                    "decision": kind,
+                    "reason": form["reason"],
+                    "comment": form.get("comment") or None,
+                    "classification": form.get("classification") or None,
+                    "into": form.get("into") or None,
+                    "expect_rev": int(form["rev"]) if form.get("rev", "").isdigit() else None,
+                },
+                Decision,
+            )
+            await services.review.decide(request.user, finding_id, decision)
+        except msgspec.ValidationError as exc:
+            return await finding_page(request, finding_id, 422, str(exc), form)
+        except NotFound:
+            raise
+        except DomainError as exc:
+            return await finding_page(request, finding_id, _status(exc), exc.message, form)
+        return Redirect(f"/console/findings/{quote(finding_id)}?done={kind}", status_code=303)
+
+    # --- conflicts -------------------------------------------------------------------
+
+    async def conflicts_page(
+        request: Request[Any, Any, Any], status: int = 200, error: str = "", at: str = ""
+    ) -> Template:
+        p = _presenter(request)
+        found = await reads.conflicts(request.user, p)
+        done = request.query_params.get("done") == "1"
+        return _page(
+            request,
+            "conflicts.html",
+            p,
+            status=status,
+            conflicts=found,
+            error=error,
+            error_at=at,
+            done=p.t("resolved") if done else "",
+        )
+
+    @get("/console/conflicts", include_in_schema=False, guards=[signed_in])
+    async def conflicts(request: Request[Any, Any, Any]) -> Template:
+        return await conflicts_page(request)
+
+    @post(
+        "/console/conflicts/{conflict_id:str}/resolve",
+        include_in_schema=False,
+        guards=[signed_in],
+        status_code=303,
+    )
+    async def resolve(request: Request[Any, Any, Any], conflict_id: FromPath[str]) -> Any:
+        form = await request.form()
+        t = _presenter(request).t
+        reason = str(form.get("reason", "")).strip()
+        choice = str(form.get("choice", ""))
+        merged = str(form.get("merged", "")).strip()
+        if not reason:
+            return await conflicts_page(request, 422, t("err_reason"), conflict_id)
+        value: Any
+        if merged:
+            if form.get("merged_is_text") == "1":
+                value = merged
+            else:
+                try:
+                    value = json.loads(merged)
+                except ValueError:
+                    return await conflicts_page(request, 422, t("err_bad_json"), conflict_id)
+        elif choice.isdigit():
+            value = await reads.conflict_value(request.user, conflict_id, int(choice))
+        else:
+            return await conflicts_page(request, 422, t("err_value"), conflict_id)
+        try:
+            await services.engine.resolve_conflict(request.user, conflict_id, value, reason)
+        except NotFound:
+            raise
+        except DomainError as exc:
+            return await conflicts_page(request, _status(exc), exc.message, conflict_id)
+        back = _local(str(form.get("back", "")), "/console/conflicts?done=1")
+        return Redirect(back, status_code=303)
+
+    # --- evidence, with the session's scope ------------------------------------------
+
+    async def _evidence(request: Request[Any, Any, Any], sha256: str, thumb: bool) -> Stream:
+        ev = await services.uploads.get(request.user, sha256)
+        blobs = services.uploads.thumbnails if thumb else services.uploads.blobs
+        size = None
+        if ev.lost_at is None and (ev.thumbnail or not thumb):
+            size = await blobs.size(ev.sha256)
+        if size is None:
+            raise NotFound(f"evidence {sha256} is not available")
+        return Stream(
+            blobs.read_range(ev.sha256),
+            media_type="image/jpeg" if thumb else ev.media_type,
+            headers={
+                "Content-Length": str(size),
+                "Cache-Control": "private, no-cache",
+                "X-Content-Type-Options": "nosniff",
+                # the browser shows the file in a document of its own: let it show
+                # the file, nothing else
+                "Content-Security-Policy": "default-src 'none'; img-src 'self'; "
+                "media-src 'self'; sandbox",
+                "ETag": f'"{ev.sha256}{".thumb" if thumb else ""}"',
+            },
+        )
+
+    @get(
+        "/console/evidence/{sha256:str}",
+        include_in_schema=False,
+        guards=[signed_in],
+        opt={"skip_compression": True},
+    )
+    async def evidence(request: Request[Any, Any, Any], sha256: FromPath[str]) -> Stream:
+        return await _evidence(request, sha256, thumb=False)
+
+    @get(
+        "/console/evidence/{sha256:str}/thumbnail",
+        include_in_schema=False,
+        guards=[signed_in],
+        opt={"skip_compression": True},
+    )
+    async def thumbnail(request: Request[Any, Any, Any], sha256: FromPath[str]) -> Stream:
+        return await _evidence(request, sha256, thumb=True)
+
+    # --- errors as pages -------------------------------------------------------------
+
+    def on_login_required(request: Request[Any, Any, Any], _: Exception) -> Response[Any]:
+        if request.method == "GET":
+            return Redirect("/?" + urlencode({"next": request.url.path}))
+        return _login_page(request, _presenter(request).t("session_ended"), 401)
+
+    def on_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        p = _presenter(request)
+        if isinstance(exc, NotFound) or (isinstance(exc, HTTPException) and exc.status_code == 404):
+            status, key = 404, "err_not_found"
+        elif isinstance(exc, PermissionDeniedException) and exc.detail == "csrf":
+            status, key = 403, "err_csrf"
+        elif isinstance(exc, HTTPException):
+            status, key = (
+                exc.status_code,
+                "err_forbidden" if exc.status_code == 403 else "err_title",
+            )
+        elif isinstance(exc, DomainError):
+            status, key = _status(exc), "err_forbidden"
+        else:
+            raise exc
+        return _page(request, "error.html", p, status=status, message=p.t(key))
+
+    return Router(
+        path="/",
+        route_handlers=[
+            home,
+            login,
+            logout,
+            set_lang,
+            queue,
+            finding,
+            decide,
+            conflicts,
+            resolve,
+            evidence,
+            thumbnail,
+        ],
+        middleware=[SessionMiddleware],
+        before_request=check_csrf,
+        response_headers=_HEADERS,
+        exception_handlers={
+            LoginRequired: on_login_required,
+            DomainError: on_error,
+            HTTPException: on_error,
+        },
+        include_in_schema=False,
+    )
+
+
+_DECISIONS = ("accept", "return", "reclassify", "merge")
+
+
+def _status(exc: DomainError) -> int:
+    return CODES.get(exc.code, (422, ""))[0]
+
+
+def _queue_query(params: dict[str, str]) -> tuple[QueueQuery, int]:
+    """The queue's filters from the form's query string; a value that does not parse
+    is ignored, as if not chosen."""
+
+    def flag(name: str) -> bool | None:
+        return {"true": True, "false": False}.get(params.get(name, ""))
+
+    def day(name: str) -> date | None:
+        try:
+            return date.fromisoformat(params[name]) if name in params else None
+        except ValueError:
+            return None
+
+    page = int(params["page"]) if params.get("page", "").isdigit() else 1
+    page = max(1, min(page, 10_000))
+    sort = params.get("sort", "severity")
+    q = QueueQuery(
+        product_id=params.get("product"),
+        site_id=params.get("site"),
+        stage_type=params.get("stage"),
+        classification=params.get("classification"),
+        status=params.get("status"),
+        inspector=params.get("inspector"),
+        date_from=day("date_from"),
+        date_to=day("date_to"),
+        has_open_conflict=flag("open_conflict"),
+        has_missing_evidence=flag("missing_evidence"),
+        sort=sort if sort in SORTS else "severity",  # type: ignore[arg-type]
+        limit=PAGE_SIZE,
+        offset=(page - 1) * PAGE_SIZE,
+    )
+    return q, page

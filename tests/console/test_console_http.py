@@ -1,0 +1,219 @@
+"""The console over HTTP (the app in-process): sessions, CSRF, languages, scope, the
+review actions and /schema offline. The browser journeys are in test_console_browser.py."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from server.console.messages import CATALOGUES, negotiate
+from server.demo import DEMO_PASSWORD
+from sync.client import HttpTransport, Tablet
+from tests.conftest import login
+
+INSP = "insp-ds-routine"  # Jiangsu leads; team insp.js1 + insp.js2; in progress
+CSRF = re.compile(r'name="_csrf" value="([^"]+)"')
+
+
+def csrf_of(html: str) -> str:
+    m = CSRF.search(html)
+    assert m, "the page has no form with a CSRF token"
+    return m.group(1)
+
+
+async def sign_in(client, username: str, tz: str = "Asia/Shanghai", lang: str = "zh"):
+    """Sign in through the form as a person would; the client keeps the cookies and
+    asks for ``lang`` from then on."""
+    client.cookies.clear()
+    client.headers["Accept-Language"] = lang
+    page = await client.get("/")
+    r = await client.post(
+        "/console/login",
+        data={
+            "_csrf": csrf_of(page.text),
+            "username": username,
+            "password": DEMO_PASSWORD,
+            "tz": tz,
+            "next": "",
+        },
+        follow_redirects=False,
+    )
+    return r
+
+
+async def tablet(demo, tmp_path: Path, username: str, name: str) -> Tablet:
+    s = await login(demo, username, device={"name": name})
+    transport = HttpTransport(
+        "http://testserver.local",
+        access_token=s.tokens["access_token"],
+        refresh_token=s.tokens["refresh_token"],
+        client=demo,
+    )
+    t = Tablet(tmp_path / f"{name}.db", transport, device_id=s.tokens["device_id"])
+    await t.sync()
+    return t
+
+
+def test_every_message_is_in_both_languages():
+    en, zh = CATALOGUES["en"], CATALOGUES["zh"]
+    assert set(en) == set(zh), sorted(set(en) ^ set(zh))
+    assert all(v.strip() for v in [*en.values(), *zh.values()])
+
+
+def test_accept_language_picks_the_language():
+    assert negotiate("en-GB,en;q=0.9") == "en"
+    assert negotiate("fr-FR, zh-CN;q=0.8, en;q=0.5") == "zh"
+    assert negotiate("de") == "zh"  # neither: Chinese, the regulators' language
+    assert negotiate(None) == "zh"
+    assert negotiate("zh;q=0, en") == "en"
+
+
+async def test_sign_in_page_in_the_language_asked_for(demo):
+    zh = await demo.get("/")
+    assert zh.status_code == 200 and zh.headers["content-type"].startswith("text/html")
+    assert "登录控制台" in zh.text and 'lang="zh-CN"' in zh.text
+    en = await demo.get("/", headers={"Accept-Language": "en-US,en;q=0.9"})
+    assert "Sign in to the console" in en.text
+    # the switch sets a cookie that wins over the header
+    r = await demo.get("/console/lang", params={"to": "en", "next": "/"}, follow_redirects=False)
+    assert r.status_code in (302, 303) and r.headers["location"] == "/"
+    again = await demo.get("/", headers={"Accept-Language": "zh"})
+    assert "Sign in to the console" in again.text
+    # never a redirect to another host
+    r = await demo.get("/console/lang", params={"to": "zh", "next": "//evil.example/"})
+    assert r.headers.get("location", "/") == "/" or r.status_code == 200
+
+
+async def test_session_cookie_flags_and_the_api_keeps_its_bearer_tokens(demo):
+    r = await sign_in(demo, "sup.js")
+    assert r.status_code == 303 and r.headers["location"] == "/console/queue"
+    cookie = next(c for c in r.headers.get_list("set-cookie") if "inspectsync_session=" in c)
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Secure" not in cookie
+    queue = await demo.get("/console/queue")
+    assert queue.status_code == 200 and "Supervisor Chen (Jiangsu)" in queue.text
+    # the console's cookie is no credential for the API
+    assert (await demo.get("/api/v1/inspections")).status_code == 401
+
+
+async def test_over_https_the_cookie_is_secure(app, seeded_db):
+    from litestar.testing import AsyncTestClient
+
+    async with AsyncTestClient(app=app, base_url="https://testserver.local") as c:
+        r = await sign_in(c, "sup.js")
+        cookie = next(x for x in r.headers.get_list("set-cookie") if "inspectsync_session=" in x)
+        assert "Secure" in cookie
+
+
+async def test_wrong_password_disabled_user_and_inspector_are_refused(demo):
+    page = await demo.get("/", headers={"Accept-Language": "en"})
+    form = {"_csrf": csrf_of(page.text), "username": "sup.js", "password": "nope", "next": ""}
+    r = await demo.post("/console/login", data=form, headers={"Accept-Language": "en"})
+    assert r.status_code == 401 and "Wrong username or password." in r.text
+    r = await sign_in(demo, "insp.js1", lang="en")
+    assert r.status_code == 403 and "inspectors use the tablet app" in r.text
+
+    # a disabled user's open session ends on the next request
+    assert (await sign_in(demo, "sup.js")).status_code == 303
+    admin = await login(demo, "admin")
+    r = await admin.patch("/api/v1/users/sup.js", json={"disabled": True})
+    assert r.status_code == 200, r.text
+    r = await demo.get("/console/queue", follow_redirects=False)
+    assert r.status_code in (302, 303) and r.headers["location"].startswith("/?next=")
+    r = await sign_in(demo, "sup.js", lang="en")
+    assert r.status_code == 401 and "This account is disabled." in r.text
+
+
+async def test_a_form_without_its_token_is_refused(demo):
+    # the sign-in form
+    r = await demo.post(
+        "/console/login", data={"username": "sup.js", "password": DEMO_PASSWORD, "next": ""}
+    )
+    assert r.status_code == 403
+    # a signed-in form: another session's token does not do either
+    await sign_in(demo, "sup.js")
+    token = csrf_of((await demo.get("/console/conflicts")).text)
+    r = await demo.post("/console/logout", data={})
+    assert r.status_code == 403
+    r = await demo.post("/console/logout", data={"_csrf": token[:-2] + "xx"})
+    assert r.status_code == 403
+    assert (await demo.get("/console/queue")).status_code == 200  # still signed in
+
+
+async def test_logout_revokes_the_session(demo):
+    await sign_in(demo, "sup.js")
+    old = demo.cookies.get("inspectsync_session")
+    token = csrf_of((await demo.get("/console/queue")).text)
+    r = await demo.post("/console/logout", data={"_csrf": token}, follow_redirects=False)
+    assert r.status_code == 303
+    demo.cookies.set("inspectsync_session", old)  # a copy of the cookie is worth nothing now
+    r = await demo.get("/console/queue", follow_redirects=False)
+    assert r.status_code in (302, 303) and r.headers["location"] == "/?next=%2Fconsole%2Fqueue"
+
+
+async def test_review_from_the_console_scoped_like_the_api(demo, tmp_path):
+    li = await tablet(demo, tmp_path, "insp.js1", "li")
+    li.edit(
+        "finding",
+        "f-ln2",
+        {
+            "inspection_id": INSP,
+            "title": "LN2 alarm not tested",
+            "classification": "major",
+            "linked_items": ["l2-cellbank:cb_history"],
+            "status": "submitted",
+        },
+    )
+    await li.sync()
+
+    # another province's supervisor: 404 for the page, the evidence, the actions
+    await sign_in(demo, "sup.zj", lang="en")
+    r = await demo.get("/console/findings/f-ln2")
+    assert r.status_code == 404 and "Not found" in r.text
+    assert "f-ln2" not in (await demo.get("/console/queue")).text
+    token = csrf_of((await demo.get("/console/queue")).text)
+    r = await demo.post(
+        "/console/findings/f-ln2/decisions",
+        data={"_csrf": token, "decision": "accept", "reason": "fine"},
+    )
+    assert r.status_code == 404
+
+    await sign_in(demo, "sup.js", "Europe/Berlin", "en")
+    queue = await demo.get("/console/queue", params={"classification": "major"})
+    assert "LN2 alarm not tested" in queue.text and "NMPA: major defect" in queue.text
+    assert "Inspector Li (Jiangsu)" in queue.text  # names, not ids
+    page = await demo.get("/console/findings/f-ln2")
+    assert page.status_code == 200 and "Inspector Li (Jiangsu)" in page.text
+    assert "Times in Europe/Berlin" in page.text
+    token = csrf_of(page.text)
+    # no reason: shown at the form, nothing decided
+    r = await demo.post(
+        "/console/findings/f-ln2/decisions",
+        data={"_csrf": token, "decision": "return", "reason": "", "comment": "x"},
+    )
+    assert r.status_code == 422 and "Give a reason." in r.text
+    r = await demo.post(
+        "/console/findings/f-ln2/decisions",
+        data={
+            "_csrf": token,
+            "decision": "return",
+            "reason": "evidence thin",
+            "comment": "Cite the alarm log",
+        },
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    page = await demo.get(r.headers["location"])
+    assert "Returned to inspector" in page.text and "Cite the alarm log" in page.text
+    assert "Signed by Supervisor Chen (Jiangsu) (reviewed)" in page.text
+    await li.sync()
+    assert li.view("finding", "f-ln2")["status"] == "returned"
+
+
+async def test_schema_page_references_nothing_outside_the_server(demo):
+    r = await demo.get("/schema")
+    assert r.status_code == 200
+    urls = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)""", r.text)
+    assert urls and all(u.startswith("/") and not u.startswith("//") for u in urls), urls
+    assert "http://" not in r.text.split("<body")[0] and "https://" not in r.text.split("<body")[0]
+    for u in urls:
+        assert (await demo.get(u)).status_code == 200, u
