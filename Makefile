@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck bench bench-floor bench-upload clean
+.PHONY: install run test lint typecheck bench bench-floor bench-upload bench-load clean
 
 $(BIN)/inspectsync: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ bench-floor: install  ## the push of bench/run.py against a bare app: the stack'
 
 bench-upload: install  ## evidence uploads: 100 photos of 3 MB over tus
 	$(BIN)/python bench/upload.py
+
+bench-load: install  ## overload: 200 tablets pull and push for 60 s (LOAD_ARGS="--duration 15" to shorten)
+	$(BIN)/python bench/load.py $(LOAD_ARGS)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -27,6 +27,7 @@ from server.console import (
     schema_viewer,
     template_config,
 )
+from server.overload import Overload
 from server.problems import problem_details_plugin
 from server.routes.admin import DevicesController, UsersController
 from server.routes.auth import AuthController
@@ -176,6 +177,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     def provide(value: Any) -> Provide:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
+    overload = Overload(
+        max_in_flight=settings.max_in_flight,
+        max_pushes_in_flight=settings.max_pushes_in_flight,
+        max_event_streams=settings.max_event_streams,
+        retry_after_seconds=settings.overload_retry_after_seconds,
+    )
+
     logging_config = LoggingConfig(
         root={"level": settings.log_level, "handlers": ["queue_listener"]},
         # Expected 4xx are answers, not errors; unexpected ones are logged by
@@ -214,7 +222,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             "settings": provide(settings),
         },
         lifespan=[lifespan],
-        on_app_init=[jwt_auth.on_app_init],
+        # overload first: past its bounds a request is answered 503 before any work
+        on_app_init=[jwt_auth.on_app_init, overload.install],
         plugins=[problem_details_plugin()],
         openapi_config=OpenAPIConfig(
             title="inspectsync",
@@ -234,4 +243,5 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         debug=False,
     )
     app.state.services = services
+    app.state.overload = overload
     return app

@@ -63,6 +63,7 @@ CODES: dict[str, tuple[int, str]] = {
     "checksum_mismatch": (460, "The chunk does not match its checksum"),
     "internal_error": (500, "Internal server error"),
     "storage_error": (503, "The database is not available"),
+    "overloaded": (503, "The server is at its limit; try again after Retry-After"),
 }
 
 _BY_STATUS = {

@@ -83,6 +83,24 @@ class Settings(msgspec.Struct, kw_only=True):
     max_body_bytes: int = 2_000_000
     """Largest request body accepted (413 beyond). Env: INSPECTSYNC_MAX_BODY_BYTES."""
 
+    max_in_flight: int = 32
+    """Requests served at once (health checks and event streams not counted); past it
+    the answer is at once 503 ``overloaded`` with ``Retry-After``.
+    Env: INSPECTSYNC_MAX_IN_FLIGHT."""
+
+    max_pushes_in_flight: int = 8
+    """Sync pushes served at once (decoding, waiting for the database writer, writing),
+    within ``max_in_flight``; past it 503 ``overloaded``.
+    Env: INSPECTSYNC_MAX_PUSHES_IN_FLIGHT."""
+
+    max_event_streams: int = 1000
+    """Open server-sent event streams (one per online tablet), counted apart from
+    requests; past it 503 ``overloaded``. Env: INSPECTSYNC_MAX_EVENT_STREAMS."""
+
+    overload_retry_after_seconds: int = 2
+    """The ``Retry-After`` of a 503 ``overloaded``; tablets wait at least this long, with
+    jitter. Env: INSPECTSYNC_OVERLOAD_RETRY_AFTER_SECONDS."""
+
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     """SQLite durability: FULL survives power loss, NORMAL a killed process.
     Env: INSPECTSYNC_SQLITE_SYNCHRONOUS."""

@@ -12,8 +12,9 @@ in one directory (``--state``, else ``INSPECTSYNC_TABLET_DIR``, else ``./tablet`
 Only ``login``, ``logout`` and ``sync`` talk to the server. Every other command works
 offline on the local state: edits wait in the outbox until the next ``sync``.
 
-Exit codes: 0 ok, 1 a usage or local error, 2 the server could not be reached (the
-outbox is kept), 3 the server revoked this device (local data was wiped).
+Exit codes: 0 ok, 1 a usage or local error, 2 the server could not be reached or is
+too busy (``sync`` retries a 503 or 429 after its ``Retry-After`` first; the outbox is
+kept), 3 the server revoked this device (local data was wiped).
 """
 
 from __future__ import annotations
@@ -267,6 +268,14 @@ def cmd_login(args: argparse.Namespace) -> int:
         )
     except httpx.HTTPError as exc:
         print(f"inspectsync: cannot reach {server}: {exc}", file=sys.stderr)
+        return EXIT_OFFLINE
+    if r.status_code == 429 or r.status_code >= 500:  # busy or failing: not refused
+        wait = r.headers.get("Retry-After")
+        print(
+            f"inspectsync: {server} cannot log you in now ({r.status_code}): {_problem(r)}"
+            + (f"; try again in {wait} s" if wait else "; try again later"),
+            file=sys.stderr,
+        )
         return EXIT_OFFLINE
     if r.status_code != 200:
         print(f"inspectsync: login refused ({r.status_code}): {_problem(r)}", file=sys.stderr)

@@ -9,7 +9,9 @@
 - ``sync()`` pulls every page, pushes the outbox in batches, then pulls again. Each
   pulled page is applied together with its cursor in one local transaction, so an
   interruption resumes where it stopped; a resent push is answered as duplicates.
-- Network failures are retried with exponential backoff.
+- Network failures, 5xx and 429 answers are retried a bounded number of times with
+  jittered exponential backoff, and never sooner than the server's ``Retry-After``: a
+  server shedding load (503 ``overloaded``) sees its tablets come back spread out.
 
 Transports: :class:`InProcessTransport` calls an engine directly (tests);
 :class:`HttpTransport` speaks the HTTP protocol with httpx.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
 import hashlib
 import json
 import random
@@ -62,8 +65,17 @@ __all__ = [
 ]
 
 
+MAX_RETRY_AFTER = 300.0  # seconds: a longer Retry-After is waited this long at most
+
+
 class TransportError(Exception):
-    """The server could not be reached or failed (5xx): try again later."""
+    """The server could not be reached, failed (5xx) or asked to slow down (429): try
+    again later. ``retry_after`` is the wait in seconds the server asked for
+    (``Retry-After``), if it named one."""
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class DeviceRevoked(Exception):
@@ -140,6 +152,8 @@ class HttpTransport:
             )
         except httpx.TransportError as exc:
             raise TransportError(str(exc)) from exc
+        if r.status_code >= 500 or r.status_code == 429:  # busy, not a refused token
+            raise TransportError(_refusal("refresh", r), retry_after=_retry_after(r))
         if r.status_code != 200:
             return False
         tokens = r.json()
@@ -172,7 +186,7 @@ class HttpTransport:
                 if attempt == 0 and await self._refresh():
                     continue
             if r.status_code >= 500 or r.status_code == 429:
-                raise TransportError(f"server answered {r.status_code}")
+                raise TransportError(_refusal(path, r), retry_after=_retry_after(r))
             if r.status_code != 200:
                 raise RuntimeError(f"{path}: {r.status_code} {r.text}")
             return decode(r.content, kind, self.media)
@@ -351,7 +365,7 @@ class HttpTransport:
         if r.status_code == 401 and _problem_code(r) == "device_revoked":
             raise DeviceRevoked("the server has revoked this device")
         if r.status_code >= 500 or r.status_code in (401, 423, 429):
-            raise TransportError(f"upload: server answered {r.status_code}")
+            raise TransportError(_refusal("upload", r), retry_after=_retry_after(r))
         raise UploadRefused(f"{r.status_code} {_problem_code(r) or r.text[:200]}")
 
 
@@ -362,8 +376,39 @@ class UploadRefused(Exception):
 def _problem_code(r: httpx.Response) -> str:
     try:
         return str(r.json().get("code", ""))
-    except ValueError:
+    except (ValueError, AttributeError):
         return ""
+
+
+def _refusal(what: str, r: httpx.Response) -> str:
+    code = _problem_code(r)
+    wait = r.headers.get("Retry-After")
+    return (
+        f"{what}: server answered {r.status_code}"
+        + (f" {code}" if code else "")
+        + (f", retry after {wait} s" if wait else "")
+    )
+
+
+def _retry_after(r: httpx.Response) -> float | None:
+    """The answer's ``Retry-After`` in seconds (a number of seconds or an HTTP date),
+    at most :data:`MAX_RETRY_AFTER`; None when it has none or it cannot be read."""
+    text = r.headers.get("Retry-After", "").strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 _SCHEMA: dict[str, tuple[dict[str, Any], str | tuple[str, ...]]] = {
@@ -422,7 +467,13 @@ class Tablet:
         backoff: float = 0.2,
         now: Callable[[], datetime] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
+        """``retries``: how many times a request that failed (network, 5xx, 429) is sent
+        again before :class:`TransportError` reaches the caller; ``backoff``: the first
+        wait, doubled after each failure (at most 30 s), never shorter than the
+        server's ``Retry-After``; each wait is stretched by ``1 + jitter()`` (``jitter``
+        in [0, 1)), so tablets refused together do not come back together."""
         self.db = sqlite_utils.Database(str(path))
         self.db.execute("PRAGMA journal_mode=WAL")
         for name, (columns, pk) in _SCHEMA.items():
@@ -441,6 +492,7 @@ class Tablet:
         self.backoff = backoff
         self._now = now or (lambda: datetime.now(UTC))
         self._sleep = sleep
+        self._jitter = jitter
 
     # --- small local state ---------------------------------------------------------
 
@@ -725,14 +777,18 @@ class Tablet:
     # --- sync ----------------------------------------------------------------------
 
     async def _retry(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """``call`` until it does not raise :class:`TransportError`, at most
+        ``retries + 1`` times; between two, the backoff or the server's
+        ``Retry-After`` (whichever is longer), times ``1 + jitter()``."""
         delay = self.backoff
         for attempt in range(self.retries + 1):
             try:
                 return await call()
-            except TransportError:
+            except TransportError as exc:
                 if attempt == self.retries:
                     raise
-                await self._sleep(delay * (1 + random.random()))
+                wait = max(delay, exc.retry_after or 0.0)
+                await self._sleep(wait * (1 + self._jitter()))
                 delay = min(delay * 2, 30.0)
         raise AssertionError("unreachable")
 
