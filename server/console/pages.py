@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
+import re
 import secrets
 from datetime import date
 from pathlib import Path
@@ -41,7 +42,9 @@ from server.console.reads import SORTS, ConsoleReads
 from server.console.sessions import SESSION_COOKIE, ConsoleSession, ConsoleSessions
 from server.problems import CODES
 from sync.errors import DomainError, NotFound
-from sync.models import Principal, Role
+from sync.exports import export_json, findings_csv, responses_csv
+from sync.inspection_report import render_report
+from sync.models import InspectionStatus, Principal, Role
 from sync.review import Decision, QueueQuery
 
 if TYPE_CHECKING:
@@ -394,6 +397,112 @@ def console_router(services: Services) -> Router:
             return await finding_page(request, finding_id, _status(exc), exc.message, form)
         return Redirect(f"/console/findings/{quote(finding_id)}?done={kind}", status_code=303)
 
+    # --- one inspection ------------------------------------------------------------
+
+    async def inspection_page(
+        request: Request[Any, Any, Any],
+        inspection_id: str,
+        status: int = 200,
+        error: str = "",
+        blocking: dict[str, Any] | None = None,
+    ) -> Template:
+        p = _presenter(request)
+        found = await reads.inspection(request.user, inspection_id, p)
+        moved = request.query_params.get("moved")
+        return _page(
+            request,
+            "inspection.html",
+            p,
+            status=status,
+            i=found,
+            error=error,
+            blocking=blocking or {},
+            done=p.t("insp_moved", status=p.t(f"ist_{moved}")) if moved in _STATUSES else "",
+        )
+
+    @get("/console/inspections/{inspection_id:str}", include_in_schema=False, guards=[signed_in])
+    async def inspection(request: Request[Any, Any, Any], inspection_id: FromPath[str]) -> Template:
+        return await inspection_page(request, inspection_id)
+
+    @post(
+        "/console/inspections/{inspection_id:str}/transitions",
+        include_in_schema=False,
+        guards=[signed_in],
+        status_code=303,
+    )
+    async def transition(request: Request[Any, Any, Any], inspection_id: FromPath[str]) -> Any:
+        form = await request.form()
+        to = str(form.get("to", ""))
+        t = _presenter(request).t
+        try:
+            await services.registry.transition(request.user, inspection_id, InspectionStatus(to))
+        except ValueError:
+            return await inspection_page(request, inspection_id, 422, t("err_title"))
+        except NotFound:
+            raise
+        except DomainError as exc:
+            undecided = exc.extra.get("undecided_findings") or []
+            conflicts = exc.extra.get("open_conflicts") or []
+            if undecided or conflicts:
+                titles = await reads.finding_titles(undecided)
+                blocking = {
+                    "findings": [(f, titles.get(f, "")) for f in undecided],
+                    "conflicts": conflicts,
+                }
+                return await inspection_page(
+                    request, inspection_id, _status(exc), t("insp_close_blocked"), blocking
+                )
+            return await inspection_page(request, inspection_id, _status(exc), exc.message)
+        return Redirect(f"/console/inspections/{quote(inspection_id)}?moved={to}", status_code=303)
+
+    @get(
+        "/console/inspections/{inspection_id:str}/export.csv",
+        include_in_schema=False,
+        guards=[signed_in],
+    )
+    async def export_csv(
+        request: Request[Any, Any, Any], inspection_id: FromPath[str]
+    ) -> Response[bytes]:
+        dossier = await reads.dossier(request.user, inspection_id)
+        what = "responses" if request.query_params.get("what") == "responses" else "findings"
+        text = findings_csv(dossier) if what == "findings" else responses_csv(dossier)
+        return Response(
+            content=text.encode("utf-8"),
+            media_type="text/csv; charset=utf-8",
+            headers=_attachment(inspection_id, f"{what}.csv"),
+        )
+
+    @get(
+        "/console/inspections/{inspection_id:str}/export.json",
+        include_in_schema=False,
+        guards=[signed_in],
+    )
+    async def export_json_file(
+        request: Request[Any, Any, Any], inspection_id: FromPath[str]
+    ) -> Response[bytes]:
+        dossier = await reads.dossier(request.user, inspection_id)
+        return Response(
+            content=export_json(dossier),
+            media_type="application/json",
+            headers=_attachment(inspection_id, "export.json"),
+        )
+
+    @get(
+        "/console/inspections/{inspection_id:str}/report.html",
+        include_in_schema=False,
+        guards=[signed_in],
+    )
+    async def report(
+        request: Request[Any, Any, Any], inspection_id: FromPath[str]
+    ) -> Response[str]:
+        dossier = await reads.dossier(request.user, inspection_id)
+        signatures = await services.review.signatures(request.user, inspection_id)
+        return Response(
+            content=render_report(dossier, signatures),
+            media_type=MediaType.HTML,
+            headers={"Content-Security-Policy": _REPORT_CSP},
+        )
+
     # --- conflicts -------------------------------------------------------------------
 
     async def conflicts_page(
@@ -530,6 +639,11 @@ def console_router(services: Services) -> Router:
             queue,
             finding,
             decide,
+            inspection,
+            transition,
+            export_csv,
+            export_json_file,
+            report,
             conflicts,
             resolve,
             evidence,
@@ -548,6 +662,14 @@ def console_router(services: Services) -> Router:
 
 
 _DECISIONS = ("accept", "return", "reclassify", "merge")
+_STATUSES = tuple(s.value for s in InspectionStatus)
+# the report is people's text in one self-contained page: nothing else may run or load
+_REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+
+
+def _attachment(inspection_id: str, suffix: str) -> dict[str, str]:
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", inspection_id)[:80] or "inspection"
+    return {"Content-Disposition": f'attachment; filename="{stem}-{suffix}"'}
 
 
 def _status(exc: DomainError) -> int:
@@ -572,6 +694,7 @@ def _queue_query(params: dict[str, str]) -> tuple[QueueQuery, int]:
     sort = params.get("sort", "severity")
     q = QueueQuery(
         product_id=params.get("product"),
+        inspection_id=params.get("inspection"),
         site_id=params.get("site"),
         stage_type=params.get("stage"),
         classification=params.get("classification"),

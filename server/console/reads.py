@@ -16,9 +16,10 @@ import msgspec
 from server.console.present import Presenter
 from sync.errors import NotFound
 from sync.fielddata import CLASSIFICATION_LABELS, FINDING_STATUSES, parse_response_id
-from sync.models import Principal, Role, StoredRecord
-from sync.reports import Reports, find_item
-from sync.review import QueueQuery
+from sync.models import InspectionStatus, Principal, Role, StoredRecord
+from sync.registry import TRANSITIONS
+from sync.reports import Dossier, Reports, find_item
+from sync.review import DECIDED, QueueQuery
 
 if TYPE_CHECKING:
     from server.app import Services
@@ -319,6 +320,129 @@ class ConsoleReads:
             "changes": changes,
         }
 
+    # --- one inspection ---------------------------------------------------------
+
+    async def finding_titles(self, ids: list[str]) -> dict[str, str]:
+        """Titles of findings the caller has already been shown (an engine refusal)."""
+        out = {}
+        for fid in ids:
+            rec = await self.s.store.get_record("finding", fid)
+            if rec is not None:
+                out[fid] = str(rec.data.get("title") or "")
+        return out
+
+    async def dossier(self, principal: Principal, inspection_id: str) -> Dossier:
+        """The inspection's dossier (exports, report); NotFound outside the scope."""
+        return await self.reports.dossier(principal, inspection_id)
+
+    async def inspection(
+        self, principal: Principal, inspection_id: str, p: Presenter
+    ) -> dict[str, Any]:
+        """Everything the inspection page shows; NotFound outside the principal's scope."""
+        d = await self.reports.dossier(principal, inspection_id)
+        lang = p.t.lang
+        insp = d.inspection
+        users = await self.user_names()
+        devices = await self.device_names()
+        status = InspectionStatus(insp["status"])
+        step = TRANSITIONS.get(status)
+        # the next step, if the role may take it (the registry checks the rest, e.g.
+        # that only the lead authority reviews and closes, and says why not)
+        next_status = step[0].value if step is not None and principal.role in step[1] else None
+        # per covered link: required items answered (in any repeat), sign-offs
+        answered: dict[str, set[str]] = {}
+        for r in d.responses:
+            key = parse_response_id(r.id)
+            if key is not None and r.data.get("value") is not None:
+                answered.setdefault(key.link_id, set()).add(key.item_key)
+        signoffs: dict[str, list[dict[str, str]]] = {}
+        for s in d.signoffs:
+            scope = str(s.data.get("scope") or "")
+            signoffs.setdefault(scope.removeprefix("link:"), []).append(
+                {
+                    "name": str(s.data.get("signer_name") or ""),
+                    "at": p.when(s.data.get("signed_at")),
+                }
+            )
+        links = []
+        for link in d.links:
+            template = link.template
+            required = [i.key for _, i in template.items() if i.required] if template else []
+            done = answered.get(link.link_id, set())
+            links.append(
+                {
+                    "id": link.link_id,
+                    "position": link.position,
+                    "stage": link.stage_title_zh if lang == "zh" else link.stage_title_en,
+                    "version": link.version_id or "",
+                    "answered": len(done & set(required)),
+                    "required": len(required),
+                    "answered_all": len(done),
+                    "signoffs": signoffs.get(link.link_id, []),
+                }
+            )
+        findings = sorted(
+            (
+                {
+                    "id": f.id,
+                    "title": f.data.get("title", ""),
+                    "badge": p.classification(
+                        f.data.get("classification"),
+                        disputed="classification" in (f.data.get("open_conflicts") or []),
+                    ),
+                    "status": p.t(f"st_{f.data.get('status', 'draft')}"),
+                    "decided": f.data.get("status") in DECIDED,
+                    "raised_by": getattr(d.raised_by.get(f.id), "name", ""),
+                }
+                for f in d.findings
+            ),
+            key=lambda f: (f["badge"]["key"] != "disputed", f["badge"]["key"], f["title"]),
+        )
+        quarantine = [
+            {
+                "kind": p.t(f"kind_{q['kind']}")
+                if f"kind_{q['kind']}" in p.t.catalogue
+                else q["kind"],
+                "record_id": q["record_id"],
+                "code": q["code"],
+                "field": q.get("field") or "",
+                "message": q["message"],
+                "by": users.get(q["user_id"], q["user_id"]),
+                "device": devices.get(q.get("device_id") or "", q.get("device_id") or ""),
+                "at": p.when(q["received_at"]),
+            }
+            for q in await self.s.engine.quarantine(principal)
+            if q.get("inspection_id") == inspection_id
+        ]
+        return {
+            "id": inspection_id,
+            "title": insp.get("title", ""),
+            "type": p.t(f"type_{insp.get('type')}"),
+            "status": status.value,
+            "status_label": p.t(f"ist_{status.value}"),
+            "next_status": next_status,
+            "next_label": p.t(f"ist_{next_status}") if next_status else "",
+            "planned": f"{insp.get('planned_start', '')} – {insp.get('planned_end', '')}",
+            "site": d.site.get("name", ""),
+            "province": d.site.get("province", ""),
+            "address": d.site.get("address", ""),
+            "licence": d.site.get("licence_number", ""),
+            "organisation": d.organisation.get("name", ""),
+            "product": d.product.get("name", ""),
+            "chain": d.chain.get("name", ""),
+            "product_id": d.chain.get("product_id", ""),
+            "lead": _authority(d.lead_authority, lang),
+            "participating": [_authority(a, lang) for a in d.participating_authorities],
+            "team": [
+                {"name": m.name, "role": p.t(f"team_{m.role}"), "authority": m.authority_name}
+                for m in d.team
+            ],
+            "links": links,
+            "findings": findings,
+            "undecided": sum(1 for f in findings if not f["decided"]),
+            "quarantine": quarantine,
+        }
+
     # --- conflicts --------------------------------------------------------------
 
     async def conflicts(self, principal: Principal, p: Presenter) -> list[dict[str, Any]]:
@@ -346,6 +470,7 @@ class ConsoleReads:
                     "record_kind": d["record_kind"],
                     "record_id": d["record_id"],
                     "inspection": insp.data.get("title", "") if insp else "",
+                    "inspection_id": d["inspection_id"],
                     "flagged": d.get("flagged", False),
                     "shown": p.field_value(field, d.get("winner")),
                     "text_field": all(
@@ -386,6 +511,11 @@ class _NoKey:
 
 
 _NOKEY = _NoKey()
+
+
+def _authority(a: Any, lang: str) -> str:
+    name_zh = getattr(a, "name_zh", "") or ""
+    return str(name_zh if lang == "zh" and name_zh else a.name)
 
 
 def _change(p: Presenter, field: str, old: dict[str, Any], new: dict[str, Any]) -> str:

@@ -150,6 +150,7 @@ def world(server: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
     zhao = Tablet(server, tmp / "zhao", "insp.js2")
     li.sync()
     li.run("answer", INSP, "l2-cellbank", "cb_history", "yes", "--note", "file CB-17 seen")
+    li.run("answer", INSP, "l2-cellbank", "cb_characterisation", "maybe")  # rejected: quarantined
     fid = li.run(
         "finding",
         "add",
@@ -273,6 +274,22 @@ def test_supervisor_reviews_resolves_and_returns(browser, world):
     decisions = page.locator("#decisions").inner_text()
     assert "Signed by Supervisor Chen (Jiangsu) (reviewed)" in decisions
     shoot(page, "finding-returned")
+
+    # its inspection: progress per link, the rejected answer, closing refused with why
+    page.click("dl a[href^='/console/inspections/']")
+    page.wait_for_url(re.compile(rf"/console/inspections/{INSP}$"))
+    assert "1 of" in page.get_by_test_id("progress-l2-cellbank").inner_text()
+    assert "cb_characterisation" in page.content()  # quarantined, with its reason
+    shoot(page, "inspection")
+    for _ in ("fieldwork_done", "under_review"):
+        page.get_by_test_id("move").click()
+        page.wait_for_url(re.compile(r"moved="))
+    assert page.get_by_test_id("status").inner_text() == "Under review"
+    page.get_by_test_id("move").click()  # close
+    page.wait_for_load_state()
+    error = page.get_by_test_id("error").inner_text()
+    assert "decide every finding" in error and "LN2 low-level alarm never tested" in error
+    shoot(page, "inspection-close-refused")
     assert outside == [], outside  # nothing was fetched from anywhere else
     ctx.close()
 
@@ -297,6 +314,8 @@ def test_another_provinces_supervisor_gets_404_by_url(browser, world):
     assert sha is not None
     assert page.goto(f"{base}/console/evidence/{sha.group(0)}").status == 404
     assert page.goto(f"{base}/console/evidence/{sha.group(0)}/thumbnail").status == 404
+    for url in (f"/console/inspections/{INSP}", f"/console/inspections/{INSP}/report.html"):
+        assert page.goto(base + url).status == 404, url
     ctx.close()
 
 

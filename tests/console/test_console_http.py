@@ -176,6 +176,17 @@ async def test_review_from_the_console_scoped_like_the_api(demo, tmp_path):
         data={"_csrf": token, "decision": "accept", "reason": "fine"},
     )
     assert r.status_code == 404
+    for url in (
+        f"/console/inspections/{INSP}",
+        f"/console/inspections/{INSP}/export.csv",
+        f"/console/inspections/{INSP}/export.json",
+        f"/console/inspections/{INSP}/report.html",
+    ):
+        assert (await demo.get(url)).status_code == 404, url
+    r = await demo.post(
+        f"/console/inspections/{INSP}/transitions", data={"_csrf": token, "to": "fieldwork_done"}
+    )
+    assert r.status_code == 404
 
     await sign_in(demo, "sup.js", "Europe/Berlin", "en")
     queue = await demo.get("/console/queue", params={"classification": "major"})
@@ -207,6 +218,32 @@ async def test_review_from_the_console_scoped_like_the_api(demo, tmp_path):
     assert "Signed by Supervisor Chen (Jiangsu) (reviewed)" in page.text
     await li.sync()
     assert li.view("finding", "f-ln2")["status"] == "returned"
+
+    # the inspection page: progress, findings, exports; closing refused with the reason
+    page = await demo.get(f"/console/inspections/{INSP}")
+    assert page.status_code == 200 and "Inspector Li (Jiangsu)" in page.text
+    assert "required items answered" in page.text and "LN2 alarm not tested" in page.text
+    csv = await demo.get(f"/console/inspections/{INSP}/export.csv")
+    assert csv.status_code == 200 and "LN2 alarm not tested" in csv.content.decode("utf-8-sig")
+    assert "attachment" in csv.headers["content-disposition"]
+    report = await demo.get(f"/console/inspections/{INSP}/report.html")
+    assert (
+        report.status_code == 200
+        and "default-src 'none'" in report.headers["content-security-policy"]
+    )
+    token = csrf_of(page.text)
+    for to in ("fieldwork_done", "under_review"):
+        r = await demo.post(
+            f"/console/inspections/{INSP}/transitions",
+            data={"_csrf": token, "to": to},
+            follow_redirects=False,
+        )
+        assert r.status_code == 303, r.text
+    r = await demo.post(
+        f"/console/inspections/{INSP}/transitions", data={"_csrf": token, "to": "closed"}
+    )
+    assert r.status_code == 409
+    assert "decide every finding" in r.text and "/console/findings/f-ln2" in r.text
 
 
 async def test_schema_page_references_nothing_outside_the_server(demo):
