@@ -229,6 +229,18 @@ EN: dict[str, str] = {
     "type_follow_up": "Follow-up",
     "q_code": "Reason",
     "none_yet": "None yet.",
+    # the chain view
+    "chain_title": "Chain view: {product}",
+    "chain_mah": "Marketing-authorisation holder: {mah}",
+    "chain_totals": "Across the chain",
+    "chain_hands_over": "Hands over: {what}",
+    "chain_inspections": "Inspections",
+    "chain_no_inspection": "No inspection covers this link.",
+    "chain_no_findings": "No finding at this link.",
+    "chain_joint": "joint",
+    "chain_lead": "lead: {lead}",
+    "chain_other_authority": "another authority's inspection: its page is not yours to open",
+    "nav_chain": "Chain view",
     # conflicts
     "conflicts_title": "Open conflicts",
     "conflicts_intro": (
@@ -488,6 +500,17 @@ ZH: dict[str, str] = {
     "type_follow_up": "跟踪检查",
     "q_code": "原因",
     "none_yet": "暂无。",
+    "chain_title": "生产链视图：{product}",
+    "chain_mah": "上市许可持有人：{mah}",
+    "chain_totals": "全链合计",
+    "chain_hands_over": "交付：{what}",
+    "chain_inspections": "检查",
+    "chain_no_inspection": "尚无检查覆盖此环节。",
+    "chain_no_findings": "此环节无缺陷。",
+    "chain_joint": "联合",
+    "chain_lead": "牵头：{lead}",
+    "chain_other_authority": "其他监管部门的检查：您无权打开其页面",
+    "nav_chain": "生产链视图",
     "conflicts_title": "未解决的冲突",
     "conflicts_intro": (
         "列出每个被保留的值、填写人、设备和时间。保留其中一个，或输入合并后的值；必须填写理由。"

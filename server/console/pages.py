@@ -503,6 +503,13 @@ def console_router(services: Services) -> Router:
             headers={"Content-Security-Policy": _REPORT_CSP},
         )
 
+    # --- the chain view ------------------------------------------------------------
+
+    @get("/console/products/{product_id:str}/chain", include_in_schema=False, guards=[signed_in])
+    async def chain(request: Request[Any, Any, Any], product_id: FromPath[str]) -> Template:
+        p = _presenter(request)
+        return _page(request, "chain.html", p, c=await reads.chain(request.user, product_id, p))
+
     # --- conflicts -------------------------------------------------------------------
 
     async def conflicts_page(
@@ -644,6 +651,7 @@ def console_router(services: Services) -> Router:
             export_csv,
             export_json_file,
             report,
+            chain,
             conflicts,
             resolve,
             evidence,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from server.console.present import Presenter
+from sync.access import can_see_inspection
 from sync.errors import NotFound
 from sync.fielddata import CLASSIFICATION_LABELS, FINDING_STATUSES, parse_response_id
 from sync.models import InspectionStatus, Principal, Role, StoredRecord
@@ -269,6 +270,7 @@ class ConsoleReads:
             "site": dossier.site.get("name", ""),
             "province": dossier.site.get("province", ""),
             "product": dossier.product.get("name", ""),
+            "product_id": dossier.chain.get("product_id", ""),
             "linked": items,
             "evidence": evidence,
             "decisions": decisions,
@@ -443,6 +445,85 @@ class ConsoleReads:
             "quarantine": quarantine,
         }
 
+    # --- the chain view of a product --------------------------------------------
+
+    async def chain(self, principal: Principal, product_id: str, p: Presenter) -> dict[str, Any]:
+        """Every link of the product's chains in chain order, with site, province, the
+        inspections covering it, its findings and counts by classification (a disputed
+        one counted as disputed). Findings of inspections outside the principal's scope
+        are listed (authorities share them) but not linked: their pages are 404."""
+        view = await self.reports.chain_findings(principal, product_id)
+        lang = p.t.lang
+        chains: list[dict[str, Any]] = []
+        totals = dict.fromkeys(_COUNTED, 0)
+        for c in view.chains:
+            links: list[dict[str, Any]] = []
+            for lk in c.links:
+                counts = {k: 0 for k in _COUNTED}
+                rows = []
+                for f in lk.findings:
+                    badge = p.classification(
+                        f.classification, disputed="classification" in f.open_conflicts
+                    )
+                    gone = f.status in ("withdrawn", "merged")
+                    if not gone:
+                        counts[badge["key"]] += 1
+                        totals[badge["key"]] += 1
+                    rows.append(
+                        {
+                            "id": f.id,
+                            "title": f.title or f.id,
+                            "badge": badge,
+                            "status": p.t(f"st_{f.status}"),
+                            "gone": gone,
+                            "inspection": f.inspection_title,
+                            "raised_by": f.raised_by.name if f.raised_by else "",
+                            "linkable": can_see_inspection(
+                                principal,
+                                {"authority_ids": f.authority_ids, "team_user_ids": []},
+                            ),
+                        }
+                    )
+                links.append(
+                    {
+                        "position": lk.position,
+                        "stage": lk.stage_title_zh if lang == "zh" else lk.stage_title_en,
+                        "site": lk.site_name,
+                        "province": lk.province,
+                        "organisation": lk.organisation_name,
+                        "hands_over": lk.hands_over,
+                        "inspections": [
+                            {
+                                "id": i.id,
+                                "title": i.title,
+                                "status": p.t(f"ist_{i.status}"),
+                                "lead": _authority(i.lead_authority, lang),
+                                "joint": i.joint,
+                                "linkable": can_see_inspection(
+                                    principal,
+                                    {
+                                        "authority_ids": [
+                                            i.lead_authority.id,
+                                            *(a.id for a in i.participating_authorities),
+                                        ],
+                                        "team_user_ids": [],
+                                    },
+                                ),
+                            }
+                            for i in lk.inspections
+                        ],
+                        "findings": rows,
+                        "counts": counts,
+                    }
+                )
+            chains.append({"name": c.name, "links": links})
+        return {
+            "product": view.product_name,
+            "mah": view.mah_name,
+            "chains": chains,
+            "totals": totals,
+        }
+
     # --- conflicts --------------------------------------------------------------
 
     async def conflicts(self, principal: Principal, p: Presenter) -> list[dict[str, Any]]:
@@ -501,6 +582,8 @@ class ConsoleReads:
                     return values[n].get("value")
         raise NotFound(f"no value {n} in conflict {conflict_id!r}")
 
+
+_COUNTED = ("critical", "major", "other", "none", "disputed")
 
 _NOBODY = Principal(user_id="", username="", role=Role.SUPERVISOR, authority_id="")
 """Templates are readable by every role; the console lists their titles."""

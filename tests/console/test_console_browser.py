@@ -290,6 +290,14 @@ def test_supervisor_reviews_resolves_and_returns(browser, world):
     error = page.get_by_test_id("error").inner_text()
     assert "decide every finding" in error and "LN2 low-level alarm never tested" in error
     shoot(page, "inspection-close-refused")
+
+    # the product's chain: every link in order, the finding under its link
+    page.click("dl a[href$='/chain']")
+    page.wait_for_url(re.compile(r"/console/products/.+/chain$"))
+    cell_bank = page.locator('li.link[data-position="2"]')
+    assert "LN2 low-level alarm never tested" in cell_bank.inner_text()
+    assert page.get_by_test_id("total-critical").inner_text().endswith("1")
+    shoot(page, "chain")
     assert outside == [], outside  # nothing was fetched from anywhere else
     ctx.close()
 

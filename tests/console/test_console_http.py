@@ -188,6 +188,11 @@ async def test_review_from_the_console_scoped_like_the_api(demo, tmp_path):
     )
     assert r.status_code == 404
 
+    # authorities share the chain view: listed, not linked (its page is not theirs)
+    chain = await demo.get("/console/products/prod-zv101/chain")
+    assert "LN2 alarm not tested" in chain.text
+    assert '<a href="/console/findings/f-ln2">' not in chain.text
+
     await sign_in(demo, "sup.js", "Europe/Berlin", "en")
     queue = await demo.get("/console/queue", params={"classification": "major"})
     assert "LN2 alarm not tested" in queue.text and "NMPA: major defect" in queue.text
@@ -218,6 +223,16 @@ async def test_review_from_the_console_scoped_like_the_api(demo, tmp_path):
     assert "Signed by Supervisor Chen (Jiangsu) (reviewed)" in page.text
     await li.sync()
     assert li.view("finding", "f-ln2")["status"] == "returned"
+
+    # the chain view: every link in chain order, the finding under its link
+    chain = await demo.get("/console/products/prod-zv101/chain")
+    assert chain.status_code == 200
+    assert (
+        chain.text.index("1. MAH")
+        < chain.text.index("2. Cell bank")
+        < chain.text.index("LN2 alarm not tested")
+    )
+    assert '<a href="/console/findings/f-ln2">' in chain.text
 
     # the inspection page: progress, findings, exports; closing refused with the reason
     page = await demo.get(f"/console/inspections/{INSP}")
