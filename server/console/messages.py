@@ -103,6 +103,8 @@ EN: dict[str, str] = {
     "flag_conflict": "Conflict: {fields}",
     "flag_missing": "{n} evidence file(s) missing",
     "no_findings": "No finding matches these filters.",
+    "live_changed": "Tablets sent changes to these findings.",
+    "live_refresh": "Show them",
     "decisions_n": "{n} decision(s)",
     # the finding page
     "finding": "Finding",
@@ -376,6 +378,8 @@ ZH: dict[str, str] = {
     "flag_conflict": "冲突：{fields}",
     "flag_missing": "缺少 {n} 个证据文件",
     "no_findings": "没有符合筛选条件的缺陷。",
+    "live_changed": "平板已提交对这些缺陷的修改。",
+    "live_refresh": "刷新查看",
     "decisions_n": "{n} 项决定",
     "finding": "缺陷",
     "back_to_queue": "返回审查队列",

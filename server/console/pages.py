@@ -325,17 +325,26 @@ def console_router(services: Services) -> Router:
         def page_url(n: int) -> str:
             return "/console/queue?" + urlencode({**chosen, "page": str(n)})
 
+        stamp = await reads.queue_stamp(request.user, q)
         return _page(
             request,
             "queue.html",
             p,
             **found,
+            stamp=stamp,
+            stamp_url="/console/queue/stamp?" + urlencode(chosen),
             chosen=chosen,
             first=first,
             last=last,
             prev_url=page_url(page - 1) if page > 1 else None,
             next_url=page_url(page + 1) if last < found["total"] else None,
         )
+
+    @get("/console/queue/stamp", include_in_schema=False, guards=[signed_in])
+    async def queue_stamp(request: Request[Any, Any, Any]) -> dict[str, str]:
+        """For the queue page's script: a value that changes when its findings do."""
+        q, _ = _queue_query({k: v for k, v in request.query_params.items() if v})
+        return {"stamp": await reads.queue_stamp(request.user, q)}
 
     # --- one finding ---------------------------------------------------------------
 
@@ -644,6 +653,7 @@ def console_router(services: Services) -> Router:
             logout,
             set_lang,
             queue,
+            queue_stamp,
             finding,
             decide,
             inspection,

@@ -115,6 +115,14 @@ class ConsoleReads:
             },
         }
 
+    async def queue_stamp(self, principal: Principal, q: QueueQuery) -> str:
+        """Changes when the queue's findings (with these filters) change: their number
+        and the newest change. The page compares it to tell that tablets pushed."""
+        latest, total = await self.s.review.queue(
+            principal, msgspec.structs.replace(q, sort="-updated", limit=1, offset=0)
+        )
+        return f"{total}:{latest[0]['updated_at'] if latest else ''}"
+
     # --- one finding ------------------------------------------------------------
 
     async def finding(self, principal: Principal, finding_id: str, p: Presenter) -> dict[str, Any]:

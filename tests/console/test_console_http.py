@@ -194,6 +194,8 @@ async def test_review_from_the_console_scoped_like_the_api(demo, tmp_path):
     assert '<a href="/console/findings/f-ln2">' not in chain.text
 
     await sign_in(demo, "sup.js", "Europe/Berlin", "en")
+    stamp = (await demo.get("/console/queue/stamp")).json()["stamp"]
+    assert stamp.startswith("1:")  # one finding; changes when tablets push
     queue = await demo.get("/console/queue", params={"classification": "major"})
     assert "LN2 alarm not tested" in queue.text and "NMPA: major defect" in queue.text
     assert "Inspector Li (Jiangsu)" in queue.text  # names, not ids
