@@ -28,6 +28,7 @@ log = logging.getLogger("inspectsync")
 # code -> (HTTP status, title)
 CODES: dict[str, tuple[int, str]] = {
     "validation_failed": (400, "The request is malformed or a field has the wrong type"),
+    "too_deep": (400, "The body is nested too deep to decode"),
     "not_authenticated": (401, "Authentication is required"),
     "token_invalid": (401, "The access token is invalid or expired"),
     "invalid_credentials": (401, "Wrong username or password"),
@@ -182,6 +183,18 @@ def _from_msgspec(exc: msgspec.MsgspecError) -> ProblemDetailsException:
     return _problem("validation_failed", text, status=400, field=field or "body")
 
 
+def _from_recursion(exc: RecursionError) -> ProblemDetailsException:
+    """A body nested deeper than the decoder can follow (msgspec decodes recursively):
+    the client's fault, answered 400. Logged with its traceback all the same, in case
+    the recursion was the server's own."""
+    log.warning("a request hit the recursion limit (a body nested too deep?)", exc_info=exc)
+    return _problem(
+        "too_deep",
+        "the body is nested deeper than the server decodes (about 1,000 levels)",
+        field="body",
+    )
+
+
 def _from_unexpected(exc: Exception) -> ProblemDetailsException:
     log.exception("unhandled error", exc_info=exc)
     return _problem("internal_error", "An unexpected error occurred; it has been logged.")
@@ -195,6 +208,7 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
                 DomainError: _from_domain,
                 HTTPException: _from_http,
                 msgspec.MsgspecError: _from_msgspec,
+                RecursionError: _from_recursion,
                 Exception: _from_unexpected,
             },
         )

@@ -580,6 +580,10 @@ class SyncEngine:
                 else:
                     if not isinstance(value, dict):
                         raise InvalidInput("restore with an object of fields", field="value")
+                    known = {f: v for f, v in value.items() if f in POLICIES.get(kind, {})}
+                    wrong = check_fields(kind, known) if kind in POLICIES else None
+                    if wrong is not None and wrong.code == "wrong_type":
+                        raise InvalidInput(wrong.message, field=f"value.{wrong.field}")
                     deleted = False
                     for f, v in value.items():
                         if f in POLICIES.get(kind, {}):
@@ -588,6 +592,9 @@ class SyncEngine:
             else:
                 if field not in POLICIES.get(kind, {}):
                     raise InvalidInput(f"{kind} has no field {field!r}", field="value")
+                wrong = check_fields(kind, {field: value})
+                if wrong is not None and wrong.code == "wrong_type":
+                    raise InvalidInput(wrong.message, field="value")
                 data[field] = value
                 stamps[field] = _raw(Stamp(rec.rev + 1, hlc, principal.user_id))
             data["_stamps"] = stamps

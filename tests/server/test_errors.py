@@ -93,3 +93,66 @@ async def test_numbers_past_what_the_database_holds_are_4xx_naming_the_field(dem
         cursor = base64.urlsafe_b64encode(msgspec.msgpack.encode(forged)).decode().rstrip("=")
         r = await li.post("/api/v1/sync/pull", json={"cursor": cursor})
         assert r.status_code == 422 and r.json()["field"] == "cursor", r.text
+
+
+async def test_a_body_nested_too_deep_is_400_too_deep_on_every_json_route(demo):
+    admin = await login(demo, "admin")
+    sup = await login(demo, "sup.js")
+    deep = b"[" * 5000 + b"]" * 5000
+    for session, url, body in [
+        (admin, "/api/v1/sites", b'{"data":' + deep + b"}"),
+        (sup, "/api/v1/sync/conflicts/cf_x/resolve", b'{"value":' + deep + b',"reason":"r"}'),
+        (sup, "/api/v1/review/findings/f_x/decisions", b'{"decision":' + deep + b"}"),
+        (sup, "/api/v1/sync/pull", b'{"from_a_newer_app":' + deep + b"}"),
+    ]:
+        r = await session.post(url, content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 400, (url, r.text)
+        assert (r.json()["code"], r.json()["field"]) == ("too_deep", "body"), url
+
+
+async def test_resolving_with_a_value_of_the_wrong_type_is_422_not_500(demo):
+    from datetime import UTC, datetime
+
+    def push(fid: str, mid: str, base: int, cls: str) -> dict:
+        now = datetime.now(UTC)
+        return {
+            "mutations": [
+                {
+                    "mid": mid,
+                    "kind": "finding",
+                    "id": fid,
+                    "base_rev": base,
+                    "fields": {
+                        "inspection_id": "insp-ds-routine",
+                        "title": "T",
+                        "classification": cls,
+                    },
+                    "hlc": f"{int(now.timestamp() * 1000):015d}.00000.{mid}",
+                    "device_time": now.isoformat(),
+                }
+            ]
+        }
+
+    li = await login(demo, "insp.js1", device={"name": "a"})
+    zhao = await login(demo, "insp.js2", device={"name": "b"})
+    assert (
+        await li.post("/api/v1/sync/push", json=push("f-c", "a:1", 0, "major"))
+    ).status_code == 200
+    r = await zhao.post("/api/v1/sync/push", json=push("f-c", "b:1", 0, "critical"))
+    assert r.json()["results"][0]["status"] == "conflict"
+    cid = next(
+        c["conflict_id"]
+        for c in r.json()["results"][0]["conflicts"]
+        if c["field"] == "classification"
+    )
+    sup = await login(demo, "sup.js")
+    for value in (["major"], {"a": 1}, 5):
+        r = await sup.post(
+            f"/api/v1/sync/conflicts/{cid}/resolve", json={"value": value, "reason": "r"}
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["field"] == "value"
+    r = await sup.post(
+        f"/api/v1/sync/conflicts/{cid}/resolve", json={"value": "major", "reason": "r"}
+    )
+    assert r.status_code == 200
