@@ -75,10 +75,28 @@ _StrictLoader.add_implicit_resolver(
 )
 
 
+def _joined_surrogates(value: Any) -> Any:
+    """YAML reads JSON's escape of a character past U+FFFF (``"\\ud83d\\ude00"``) as two
+    lone surrogates, which no text encoding takes: join each pair into the character it
+    escapes. A lone surrogate is refused (``UnicodeDecodeError``)."""
+    if isinstance(value, str):
+        if not any("\ud800" <= c <= "\udfff" for c in value):
+            return value
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+    if isinstance(value, dict):
+        return {_joined_surrogates(k): _joined_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_joined_surrogates(v) for v in value]
+    return value
+
+
 def parse_yaml(text: str | bytes, source: str = "") -> Any:
     """Parse YAML (or JSON) text, refusing duplicate keys; errors name ``source``."""
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        loaded = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return _joined_surrogates(loaded)
+    except UnicodeDecodeError:
+        raise ChecklistError(source, "not valid text: a lone surrogate escape") from None
     except ChecklistError as exc:
         raise ChecklistError(_join(source, exc.path), exc.message) from None
     except yaml.YAMLError as exc:

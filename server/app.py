@@ -29,6 +29,7 @@ from server.console import (
 )
 from server.overload import Overload
 from server.problems import problem_details_plugin
+from server.routes._openapi import ClosedStructSchemaPlugin
 from server.routes.admin import DevicesController, UsersController
 from server.routes.auth import AuthController
 from server.routes.checklists import ChecklistController
@@ -224,7 +225,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         lifespan=[lifespan],
         # overload first: past its bounds a request is answered 503 before any work
         on_app_init=[jwt_auth.on_app_init, overload.install],
-        plugins=[problem_details_plugin()],
+        plugins=[problem_details_plugin(), ClosedStructSchemaPlugin()],
         openapi_config=OpenAPIConfig(
             title="inspectsync",
             version=VERSION,

@@ -23,8 +23,11 @@ __all__ = [
     "AssignmentIn",
     "DeviceOut",
     "DraftIn",
+    "FieldError",
+    "InspectionExport",
     "LoginIn",
     "MeOut",
+    "ProblemOut",
     "PublishIn",
     "RefreshIn",
     "TemplateIn",
@@ -45,6 +48,28 @@ Offset = Annotated[
 AfterId = Annotated[
     int, QueryParameter(ge=0, le=2**63 - 1, description="Continue after this event id")
 ]
+
+
+class FieldError(msgspec.Struct, kw_only=True):
+    field: str
+    message: str
+    source: str
+    """body, query, path, header or cookie"""
+
+
+class ProblemOut(msgspec.Struct, kw_only=True):
+    """An RFC 9457 problem detail, served as ``application/problem+json``. Branch on
+    ``code`` (stable; the table in docs/api.md); ``field`` names the input at fault,
+    ``errors`` lists each one of a 400; some codes add members (``current_rev``,
+    ``current_status``, ``retry_after``, ...)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    field: str | None = None
+    errors: list[FieldError] | None = None
 
 
 class LoginIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -120,6 +145,18 @@ class DeviceOut(msgspec.Struct, kw_only=True):
     @classmethod
     def of(cls, d: Device) -> DeviceOut:
         return cls(**msgspec.structs.asdict(d))
+
+
+class InspectionExport(msgspec.Struct, kw_only=True):
+    """The document ``GET .../export.json`` serves (``sync.exports.export_json``)."""
+
+    format: str
+    generated_at: datetime
+    generated_by: str
+    inspection: dict[str, Any]
+    findings: list[dict[str, Any]]
+    responses: list[dict[str, Any]]
+    signoffs: list[dict[str, Any]]
 
 
 class TransitionIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -7,6 +7,7 @@ from litestar.params import FromPath, JSONBody
 
 from server.deps import AccountsDep, AuthedRequest, StoreDep
 from server.guards import ADMIN, ANY_ROLE
+from server.routes._openapi import problems
 from server.schemas import DeviceOut, UserIn, UserOut, UserPatch
 from sync.audit import Actor
 from sync.errors import NotFound
@@ -18,12 +19,12 @@ class UsersController(Controller):
     tags = ["users"]
     guards = [ADMIN]
 
-    @get("/")
+    @get("/", responses=problems(401, 403))
     async def list_users(self, store: StoreDep) -> list[UserOut]:
         """Every user (admin)."""
         return [UserOut.of(u) for u in await store.list_users()]
 
-    @post("/")
+    @post("/", responses=problems(400, 401, 403, 409, 413, 422))
     async def add_user(
         self, request: AuthedRequest, data: JSONBody[UserIn], accounts: AccountsDep
     ) -> UserOut:
@@ -39,14 +40,14 @@ class UsersController(Controller):
         )
         return UserOut.of(user)
 
-    @get("/{user_id:str}")
+    @get("/{user_id:str}", responses=problems(400, 401, 403, 404))
     async def get_user(self, user_id: FromPath[str], store: StoreDep) -> UserOut:
         user = await store.get_user(user_id)
         if user is None:
             raise NotFound(f"no user {user_id!r}")
         return UserOut.of(user)
 
-    @patch("/{user_id:str}")
+    @patch("/{user_id:str}", responses=problems(400, 401, 403, 404, 413, 422))
     async def patch_user(
         self,
         request: AuthedRequest,
@@ -74,14 +75,19 @@ class DevicesController(Controller):
     path = "/api/v1/devices"
     tags = ["devices"]
 
-    @get("/", guards=[ANY_ROLE])
+    @get("/", guards=[ANY_ROLE], responses=problems(401))
     async def list_devices(self, request: AuthedRequest, store: StoreDep) -> list[DeviceOut]:
         """Admins see every device; anyone else sees their own."""
         p = request.user
         devices = await store.list_devices(None if p.role is Role.ADMIN else p.user_id)
         return [DeviceOut.of(d) for d in devices]
 
-    @post("/{device_id:str}/revoke", guards=[ADMIN], status_code=200)
+    @post(
+        "/{device_id:str}/revoke",
+        guards=[ADMIN],
+        status_code=200,
+        responses=problems(400, 401, 403, 404),
+    )
     async def revoke(
         self, request: AuthedRequest, device_id: FromPath[str], accounts: AccountsDep
     ) -> DeviceOut:

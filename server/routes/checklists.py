@@ -10,14 +10,17 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Response, get, post, put
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Link, OpenAPIMediaType, OpenAPIType, RequestBody, Schema
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from checklists.diff import TemplateDiff
 from checklists.i18n import localize, pick_lang
 from checklists.loader import ChecklistError, decode_template, dump_template
-from checklists.schema import StageType
+from checklists.schema import StageType, Template
 from server.deps import AuthedRequest, AuthoringDep
 from server.guards import ADMIN, ANY_ROLE
+from server.routes._openapi import link, operation, problems
 from server.routes.reference import IfMatch, parse_if_match
 from server.schemas import ContentIn, DraftIn, PublishIn, TemplateIn, envelope, to_envelope
 from sync.errors import InvalidInput
@@ -46,18 +49,58 @@ class StageOut(msgspec.Struct):
     current_version: str | None
 
 
+_TEMPLATE_FILE = RequestBody(
+    required=True,
+    description="A checklist template file, as `inspectsync checklists export` writes it",
+    content={
+        "application/yaml": OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING)),
+        "application/json": OpenAPIMediaType(schema=Schema(type=OpenAPIType.OBJECT)),
+    },
+)
+
+
+_TEMPLATE_LINKS = {
+    "GetTemplate": link("ApiV1ChecklistsTemplatesKeyGetTemplate", key="$response.body#/0/id"),
+    "ListVersions": link(
+        "ApiV1ChecklistsTemplatesKeyVersionsListVersions", key="$response.body#/0/id"
+    ),
+    "CreateDraft": link(
+        "ApiV1ChecklistsTemplatesKeyVersionsCreateDraft", key="$response.body#/0/id"
+    ),
+}
+
+
+def _version_links(vid: str) -> dict[str, Link]:
+    """Every operation on one checklist version, its ``vid`` taken from ``vid``."""
+    names = {
+        "GetVersion": "ApiV1ChecklistsVersionsVidGetVersion",
+        "GetLocalized": "ApiV1ChecklistsVersionsVidLocalizedGetLocalized",
+        "Export": "ApiV1ChecklistsVersionsVidExportExport",
+        "UpdateDraft": "ApiV1ChecklistsVersionsVidUpdateDraft",
+        "Validate": "ApiV1ChecklistsVersionsVidValidateValidate",
+        "Publish": "ApiV1ChecklistsVersionsVidPublishPublish",
+        "Retire": "ApiV1ChecklistsVersionsVidRetireRetire",
+    }
+    return {name: link(operation_id, vid=vid) for name, operation_id in names.items()}
+
+
 class ChecklistController(Controller):
     path = "/api/v1/checklists"
     tags = ["checklists"]
 
-    @get("/templates", guards=[ANY_ROLE])
+    @get(
+        "/templates",
+        guards=[ANY_ROLE],
+        responses=problems(401),
+        operation_class=operation(links={200: _TEMPLATE_LINKS}),
+    )
     async def list_templates(
         self, request: AuthedRequest, authoring: AuthoringDep
     ) -> list[TemplateOut]:
         """Every template (one per stage type)."""
         return [to_envelope(t) for t in await authoring.list_templates(request.user)]
 
-    @post("/templates", guards=[ADMIN])
+    @post("/templates", guards=[ADMIN], responses=problems(400, 401, 403, 409, 413, 422))
     async def create_template(
         self, data: JSONBody[TemplateIn], request: AuthedRequest, authoring: AuthoringDep
     ) -> TemplateOut:
@@ -65,20 +108,29 @@ class ChecklistController(Controller):
         rec = await authoring.create_template(request.user, data.key, data.stage_type, data.title)
         return to_envelope(rec)
 
-    @get("/templates/{key:str}", guards=[ANY_ROLE])
+    @get("/templates/{key:str}", guards=[ANY_ROLE], responses=problems(400, 401, 404))
     async def get_template(
         self, key: FromPath[str], request: AuthedRequest, authoring: AuthoringDep
     ) -> TemplateOut:
         return to_envelope(await authoring.get_template(request.user, key))
 
-    @get("/templates/{key:str}/versions", guards=[ANY_ROLE])
+    @get(
+        "/templates/{key:str}/versions",
+        guards=[ANY_ROLE],
+        responses=problems(400, 401, 404),
+        operation_class=operation(links={200: _version_links("$response.body#/0/id")}),
+    )
     async def list_versions(
         self, key: FromPath[str], request: AuthedRequest, authoring: AuthoringDep
     ) -> list[VersionOut]:
         """The versions you may read, oldest first (drafts: admins only)."""
         return [to_envelope(v) for v in await authoring.list_versions(request.user, key)]
 
-    @post("/templates/{key:str}/versions", guards=[ADMIN])
+    @post(
+        "/templates/{key:str}/versions",
+        guards=[ADMIN],
+        responses=problems(400, 401, 403, 404, 409, 413, 422),
+    )
     async def create_draft(
         self,
         key: FromPath[str],
@@ -92,7 +144,12 @@ class ChecklistController(Controller):
         )
         return to_envelope(rec)
 
-    @get("/stages", guards=[ANY_ROLE])
+    @get(
+        "/stages",
+        guards=[ANY_ROLE],
+        responses=problems(401),
+        operation_class=operation(links={200: _version_links("$response.body#/0/current_version")}),
+    )
     async def stages(self, authoring: AuthoringDep) -> list[StageOut]:
         """Each stage type with its template and the version a new inspection pins."""
         out = []
@@ -107,14 +164,14 @@ class ChecklistController(Controller):
             )
         return out
 
-    @get("/versions/{vid:str}", guards=[ANY_ROLE])
+    @get("/versions/{vid:str}", guards=[ANY_ROLE], responses=problems(400, 401, 404))
     async def get_version(
         self, vid: FromPath[str], request: AuthedRequest, authoring: AuthoringDep
     ) -> VersionOut:
         """A version with its bilingual content as authored."""
         return to_envelope(await authoring.get_version(request.user, vid))
 
-    @get("/versions/{vid:str}/localized", guards=[ANY_ROLE])
+    @get("/versions/{vid:str}/localized", guards=[ANY_ROLE], responses=problems(400, 401, 404))
     async def get_localized(
         self,
         vid: FromPath[str],
@@ -133,7 +190,11 @@ class ChecklistController(Controller):
             "content": localize(authoring.content(rec), chosen),
         }
 
-    @put("/versions/{vid:str}", guards=[ADMIN])
+    @put(
+        "/versions/{vid:str}",
+        guards=[ADMIN],
+        responses=problems(400, 401, 403, 404, 409, 412, 413, 422),
+    )
     async def update_draft(
         self,
         vid: FromPath[str],
@@ -149,7 +210,12 @@ class ChecklistController(Controller):
         )
         return to_envelope(rec)
 
-    @post("/versions/{vid:str}/validate", guards=[ADMIN], status_code=200)
+    @post(
+        "/versions/{vid:str}/validate",
+        guards=[ADMIN],
+        status_code=200,
+        responses=problems(400, 401, 403, 404),
+    )
     async def validate(
         self, vid: FromPath[str], request: AuthedRequest, authoring: AuthoringDep
     ) -> ValidationOut:
@@ -159,7 +225,12 @@ class ChecklistController(Controller):
             valid=not problems, problems=[Problem(p.field, p.message) for p in problems]
         )
 
-    @post("/versions/{vid:str}/publish", guards=[ADMIN], status_code=200)
+    @post(
+        "/versions/{vid:str}/publish",
+        guards=[ADMIN],
+        status_code=200,
+        responses=problems(400, 401, 403, 404, 409, 412, 413, 422),
+    )
     async def publish(
         self,
         vid: FromPath[str],
@@ -179,14 +250,32 @@ class ChecklistController(Controller):
         )
         return to_envelope(rec)
 
-    @post("/versions/{vid:str}/retire", guards=[ADMIN], status_code=200)
+    @post(
+        "/versions/{vid:str}/retire",
+        guards=[ADMIN],
+        status_code=200,
+        responses=problems(400, 401, 403, 404, 409),
+    )
     async def retire(
         self, vid: FromPath[str], request: AuthedRequest, authoring: AuthoringDep
     ) -> VersionOut:
         """Retire a published version: no new inspection pins it."""
         return to_envelope(await authoring.retire(request.user, vid))
 
-    @get("/versions/{vid:str}/export", guards=[ANY_ROLE], media_type="application/yaml")
+    @get(
+        "/versions/{vid:str}/export",
+        guards=[ANY_ROLE],
+        media_type="application/yaml",
+        responses={
+            200: ResponseSpec(
+                Template,
+                media_type="application/yaml",
+                description="The version as a template file: YAML of this schema",
+                generate_examples=False,
+            ),
+            **problems(400, 401, 404),
+        },
+    )
     async def export(
         self, vid: FromPath[str], request: AuthedRequest, authoring: AuthoringDep
     ) -> Response[str]:
@@ -198,7 +287,7 @@ class ChecklistController(Controller):
             headers={"Content-Disposition": f'attachment; filename="{rec.id}.yaml"'},
         )
 
-    @get("/diff", guards=[ANY_ROLE])
+    @get("/diff", guards=[ANY_ROLE], responses=problems(400, 401, 404))
     async def diff(
         self,
         request: AuthedRequest,
@@ -210,7 +299,12 @@ class ChecklistController(Controller):
         versions you may read."""
         return await authoring.diff(request.user, from_, to)
 
-    @post("/import", guards=[ADMIN])
+    @post(
+        "/import",
+        guards=[ADMIN],
+        responses=problems(400, 401, 403, 409, 413, 422),
+        operation_class=operation(body=_TEMPLATE_FILE),
+    )
     async def import_file(
         self,
         request: AuthedRequest,

@@ -25,17 +25,19 @@ from litestar import (
     get,
     head,
     patch,
+    post,
     route,
 )
-from litestar.connection import ASGIConnection
 from litestar.datastructures import MutableScopeHeaders
 from litestar.exceptions import HTTPException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 from litestar.types import Message, Scope
 
 from server.deps import AuthedRequest, UploadsDep
 from server.guards import ANY_ROLE
+from server.routes._openapi import header, operation, problems
 from sync.errors import EvidenceLost, NotFound
 from sync.evidence import BlobStore
 from sync.models import Upload
@@ -238,14 +240,6 @@ def _serve(
     )
 
 
-async def _token_unless_options(
-    connection: ASGIConnection[Any, Any, Any, Any], handler: Any
-) -> None:
-    """ANY_ROLE, except for OPTIONS (tus discovery and CORS preflight need no token)."""
-    if connection.scope["method"] != "OPTIONS":
-        await ANY_ROLE(connection, handler)
-
-
 def _discovery(uploads: Uploads) -> Response[None]:
     return Response(
         content=None,
@@ -260,29 +254,81 @@ def _discovery(uploads: Uploads) -> Response[None]:
     )
 
 
+_TUS = {"Tus-Resumable": header("The tus version: 1.0.0")}
+_OFFSET = header("Bytes the server holds, durably", integer=True)
+_EXPIRES = header("When an unfinished upload is dropped (HTTP date)", required=False)
+_FILE_TYPES = tuple(_SUFFIX)
+_FILE = {
+    "ETag": header("The SHA-256, quoted"),
+    "Accept-Ranges": header("bytes"),
+    "Cache-Control": header("private, no-cache"),
+}
+_RANGE_ANSWERS = {
+    206: ResponseSpec(None, description="The one byte range asked for (`Range`)"),
+    304: ResponseSpec(None, description="`If-None-Match` matches: the file is unchanged"),
+}
+
+
+def _no_body(description: str) -> ResponseSpec:
+    return ResponseSpec(None, description=description)
+
+
 class EvidenceController(Controller):
     path = "/api/v1/evidence"
     tags = ["evidence"]
 
     # --- tus uploads -----------------------------------------------------------------
 
-    # One handler for both methods: Litestar gives every path a default OPTIONS handler
-    # unless one of the path's own handlers takes OPTIONS.
+    # Its own OPTIONS handler (public, documented apart from POST) replaces Litestar's
+    # default one for the path. Litestar builds a controller's routes in the order of
+    # the handlers' names, and a path whose first handler has no OPTIONS gets the
+    # default one: so this name sorts before ``create_upload`` (test_openapi.py checks).
     @route(
         "/uploads",
-        http_method=[HttpMethod.POST, HttpMethod.OPTIONS],
-        guards=[_token_unless_options],
-        status_code=201,
+        http_method=[HttpMethod.OPTIONS],
+        status_code=204,
+        include_in_schema=True,
+        responses={204: _no_body("tus discovery"), **problems()},
+        operation_class=operation(
+            public=True,
+            headers={
+                204: {
+                    "Tus-Version": header("1.0.0"),
+                    "Tus-Extension": header(TUS_EXTENSIONS),
+                    "Tus-Max-Size": header("The largest file accepted, in bytes", integer=True),
+                    "Tus-Checksum-Algorithm": header("The Upload-Checksum algorithms"),
+                }
+            },
+        ),
     )
-    async def create_upload(
-        self, request: Request[Any, Any, Any], uploads: UploadsDep
-    ) -> Response[None]:
+    async def announce_uploads(self, uploads: UploadsDep) -> Response[None]:
+        """tus discovery (no token): the version, extensions, maximum size and checksum
+        algorithms."""
+        return _discovery(uploads)
+
+    @post(
+        "/uploads",
+        guards=[ANY_ROLE],
+        status_code=201,
+        responses={
+            201: _no_body("The upload is created: send its bytes to `Location`"),
+            **problems(400, 401, 403, 404, 412, 413, 422),
+        },
+        operation_class=operation(
+            headers={
+                201: {
+                    "Location": header("The upload's URL"),
+                    "Upload-Offset": _OFFSET,
+                    "Upload-Expires": header("When it is dropped unless finished (HTTP date)"),
+                    **_TUS,
+                }
+            }
+        ),
+    )
+    async def create_upload(self, request: AuthedRequest, uploads: UploadsDep) -> Response[None]:
         """tus creation: ``Upload-Length`` and ``Upload-Metadata`` (``sha256`` and
         ``inspection_id`` required; ``filename``, ``captured_at``, ``latitude``,
-        ``longitude``). Answers 201 with ``Location``. ``OPTIONS`` (no token): tus
-        discovery, the version, extensions, maximum size and checksum algorithms."""
-        if request.method == "OPTIONS":
-            return _discovery(uploads)
+        ``longitude``). Answers 201 with ``Location``."""
         _check_tus(request)
         if "Upload-Defer-Length" in request.headers:
             raise _bad("Upload-Defer-Length is not supported: send Upload-Length", "Upload-Length")
@@ -299,7 +345,26 @@ class EvidenceController(Controller):
             },
         )
 
-    @head("/uploads/{upload_id:str}", guards=[ANY_ROLE])
+    @head(
+        "/uploads/{upload_id:str}",
+        guards=[ANY_ROLE],
+        responses={
+            200: _no_body("Where the upload stands"),
+            **problems(400, 401, 404, 410, 412),
+        },
+        operation_class=operation(
+            headers={
+                200: {
+                    "Upload-Offset": _OFFSET,
+                    "Upload-Length": header("The file's size in bytes", integer=True),
+                    "Upload-Metadata": header("The metadata given at creation"),
+                    "Upload-Expires": _EXPIRES,
+                    "Cache-Control": header("no-store"),
+                    **_TUS,
+                }
+            }
+        ),
+    )
     async def upload_status(
         self, upload_id: FromPath[str], request: AuthedRequest, uploads: UploadsDep
     ) -> Response[None]:
@@ -318,6 +383,13 @@ class EvidenceController(Controller):
         "/uploads/{upload_id:str}",
         guards=[ANY_ROLE],
         status_code=204,
+        responses={
+            204: _no_body("The chunk is stored"),
+            **problems(400, 401, 403, 404, 409, 410, 412, 413, 415, 422, 423, 460),
+        },
+        operation_class=operation(
+            headers={204: {"Upload-Offset": _OFFSET, "Upload-Expires": _EXPIRES, **_TUS}}
+        ),
         # A chunk is bounded by the upload's own length (<= the per-file limit), not by
         # the app's body limit; it is streamed to disk, never held whole in memory.
         request_max_body_size=None,
@@ -351,7 +423,13 @@ class EvidenceController(Controller):
         )
         return Response(content=None, status_code=204, headers=_progress_headers(up))
 
-    @delete("/uploads/{upload_id:str}", guards=[ANY_ROLE], status_code=204)
+    @delete(
+        "/uploads/{upload_id:str}",
+        guards=[ANY_ROLE],
+        status_code=204,
+        responses=problems(400, 401, 404, 412),
+        operation_class=operation(headers={204: _TUS}),
+    )
     async def terminate_upload(
         self, upload_id: FromPath[str], request: AuthedRequest, uploads: UploadsDep
     ) -> None:
@@ -361,7 +439,7 @@ class EvidenceController(Controller):
 
     # --- reading ---------------------------------------------------------------------
 
-    @get("/missing", guards=[ANY_ROLE])
+    @get("/missing", guards=[ANY_ROLE], responses=problems(400, 401, 404))
     async def missing(
         self, inspection_id: FromQuery[str], request: AuthedRequest, uploads: UploadsDep
     ) -> dict[str, Any]:
@@ -372,7 +450,17 @@ class EvidenceController(Controller):
             "missing": await uploads.missing(request.user, inspection_id),
         }
 
-    @get("/{sha256:str}", guards=[ANY_ROLE], opt=_SKIP_COMPRESSION)
+    @get(
+        "/{sha256:str}",
+        guards=[ANY_ROLE],
+        opt=_SKIP_COMPRESSION,
+        response_description="The file",
+        responses={**_RANGE_ANSWERS, **problems(400, 401, 404, 416)},
+        operation_class=operation(
+            media={200: _FILE_TYPES, 206: _FILE_TYPES},
+            headers={200: _FILE, 206: {**_FILE, "Content-Range": header("bytes a-b/size")}},
+        ),
+    )
     async def download(
         self, sha256: FromPath[str], request: AuthedRequest, uploads: UploadsDep
     ) -> Response[Any]:
@@ -392,7 +480,17 @@ class EvidenceController(Controller):
         etag = f'"{ev.sha256}"'
         return _serve(request, uploads.blobs, ev.sha256, size, ev.media_type, etag, name)
 
-    @get("/{sha256:str}/thumbnail", guards=[ANY_ROLE], opt=_SKIP_COMPRESSION)
+    @get(
+        "/{sha256:str}/thumbnail",
+        guards=[ANY_ROLE],
+        opt=_SKIP_COMPRESSION,
+        response_description="A JPEG thumbnail",
+        responses={**_RANGE_ANSWERS, **problems(400, 401, 404, 416)},
+        operation_class=operation(
+            media={200: ("image/jpeg",), 206: ("image/jpeg",)},
+            headers={200: _FILE, 206: {**_FILE, "Content-Range": header("bytes a-b/size")}},
+        ),
+    )
     async def thumbnail(
         self, sha256: FromPath[str], request: AuthedRequest, uploads: UploadsDep
     ) -> Response[Any]:
@@ -411,7 +509,7 @@ class EvidenceController(Controller):
             f"{ev.sha256}-thumb.jpg",
         )
 
-    @get("/{sha256:str}/meta", guards=[ANY_ROLE])
+    @get("/{sha256:str}/meta", guards=[ANY_ROLE], responses=problems(400, 401, 404))
     async def meta(
         self, sha256: FromPath[str], request: AuthedRequest, uploads: UploadsDep
     ) -> EvidenceMeta:

@@ -7,6 +7,7 @@ from litestar import get
 from litestar.exceptions import HTTPException
 
 from server.deps import StoreDep
+from server.routes._openapi import operation, problems
 from sync.errors import StorageError
 
 
@@ -15,13 +16,25 @@ class Health(msgspec.Struct, omit_defaults=True):
     schema_version: int | None = None
 
 
-@get("/healthz", exclude_from_auth=True, tags=["health"])
+@get(
+    "/healthz",
+    exclude_from_auth=True,
+    tags=["health"],
+    responses=problems(),
+    operation_class=operation(public=True),
+)
 async def healthz() -> Health:
     """The process is up."""
     return Health(status="ok")
 
 
-@get("/readyz", exclude_from_auth=True, tags=["health"])
+@get(
+    "/readyz",
+    exclude_from_auth=True,
+    tags=["health"],
+    responses=problems(),
+    operation_class=operation(public=True),
+)
 async def readyz(store: StoreDep) -> Health:
     """The database answers; 503 if it does not."""
     try:

@@ -11,6 +11,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from server.deps import AuthedRequest, RegistryDep
 from server.guards import ANY_ROLE, STAFF
+from server.routes._openapi import problems
 from server.routes.reference import IfMatch, parse_if_match
 from server.schemas import (
     AssignmentIn,
@@ -44,7 +45,7 @@ class InspectionController(Controller):
     path = "/api/v1/inspections"
     tags = ["inspections"]
 
-    @get("/", guards=[ANY_ROLE])
+    @get("/", guards=[ANY_ROLE], responses=problems(400, 401))
     async def list_inspections(
         self,
         request: AuthedRequest,
@@ -78,7 +79,7 @@ class InspectionController(Controller):
         )
         return to_page("inspection", items, total, limit, offset)
 
-    @post("/", guards=[STAFF])
+    @post("/", guards=[STAFF], responses=problems(400, 401, 403, 409, 413, 422))
     async def create_inspection(
         self, data: JSONBody[InspectionCreate], request: AuthedRequest, registry: RegistryDep
     ) -> InspectionOut:
@@ -86,13 +87,17 @@ class InspectionController(Controller):
         as ``planned``; status, pins and team are set by their own endpoints."""
         return to_envelope(await registry.create_inspection(request.user, data.id, data.data))
 
-    @get("/{inspection_id:str}", guards=[ANY_ROLE])
+    @get("/{inspection_id:str}", guards=[ANY_ROLE], responses=problems(400, 401, 404))
     async def get_inspection(
         self, inspection_id: FromPath[str], request: AuthedRequest, registry: RegistryDep
     ) -> InspectionOut:
         return to_envelope(await registry.get_inspection(request.user, inspection_id))
 
-    @put("/{inspection_id:str}", guards=[STAFF])
+    @put(
+        "/{inspection_id:str}",
+        guards=[STAFF],
+        responses=problems(400, 401, 403, 404, 409, 412, 413, 422),
+    )
     async def replan_inspection(
         self,
         inspection_id: FromPath[str],
@@ -107,7 +112,12 @@ class InspectionController(Controller):
         )
         return to_envelope(rec)
 
-    @post("/{inspection_id:str}/transitions", guards=[ANY_ROLE], status_code=200)
+    @post(
+        "/{inspection_id:str}/transitions",
+        guards=[ANY_ROLE],
+        status_code=200,
+        responses=problems(400, 401, 403, 404, 409, 412, 413, 422),
+    )
     async def transition(
         self,
         inspection_id: FromPath[str],
@@ -125,7 +135,11 @@ class InspectionController(Controller):
         )
         return to_envelope(rec)
 
-    @get("/{inspection_id:str}/assignments", guards=[ANY_ROLE])
+    @get(
+        "/{inspection_id:str}/assignments",
+        guards=[ANY_ROLE],
+        responses=problems(400, 401, 404),
+    )
     async def list_assignments(
         self, inspection_id: FromPath[str], request: AuthedRequest, registry: RegistryDep
     ) -> list[AssignmentOut]:
@@ -134,7 +148,11 @@ class InspectionController(Controller):
             to_envelope(r) for r in await registry.list_assignments(request.user, inspection_id)
         ]
 
-    @post("/{inspection_id:str}/assignments", guards=[STAFF])
+    @post(
+        "/{inspection_id:str}/assignments",
+        guards=[STAFF],
+        responses=problems(400, 401, 403, 404, 409, 413, 422),
+    )
     async def assign(
         self,
         inspection_id: FromPath[str],
@@ -148,7 +166,11 @@ class InspectionController(Controller):
         )
         return to_envelope(await registry.assign(request.user, inspection_id, body))
 
-    @delete("/{inspection_id:str}/assignments/{assignment_id:str}", guards=[STAFF])
+    @delete(
+        "/{inspection_id:str}/assignments/{assignment_id:str}",
+        guards=[STAFF],
+        responses=problems(400, 401, 403, 404),
+    )
     async def unassign(
         self,
         inspection_id: FromPath[str],

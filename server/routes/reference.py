@@ -16,6 +16,7 @@ from litestar.params import FromPath, HeaderParameter, JSONBody
 
 from server.deps import AuthedRequest, RegistryDep
 from server.guards import ADMIN, ANY_ROLE
+from server.routes._openapi import problems
 from server.schemas import Limit, Offset, envelope, page, to_envelope, to_page
 from sync.errors import InvalidInput
 from sync.models import KIND_TYPES
@@ -95,18 +96,28 @@ def _router(kind: str) -> Router:
             guards=[ANY_ROLE],
             operation_id=f"list_{plural}",
             summary=f"List {plural} you may see",
+            responses=problems(400, 401),
         )(list_records),
         get(
-            "/{record_id:str}", guards=[ANY_ROLE], operation_id=f"get_{kind}", summary=f"One {kind}"
+            "/{record_id:str}",
+            guards=[ANY_ROLE],
+            operation_id=f"get_{kind}",
+            summary=f"One {kind}",
+            responses=problems(400, 401, 404),
         )(get_record),
         post(
-            "/", guards=[ADMIN], operation_id=f"create_{kind}", summary=f"Create a {kind} (admin)"
+            "/",
+            guards=[ADMIN],
+            operation_id=f"create_{kind}",
+            summary=f"Create a {kind} (admin)",
+            responses=problems(400, 401, 403, 409, 413, 422),
         )(create_record),
         put(
             "/{record_id:str}",
             guards=[ADMIN],
             operation_id=f"replace_{kind}",
             summary=f"Replace a {kind} (admin)",
+            responses=problems(400, 401, 403, 404, 412, 413, 422),
         )(replace_record),
     ]
     return Router(path=f"/api/v1/{plural}", route_handlers=handlers, tags=[plural])

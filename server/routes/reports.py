@@ -8,11 +8,15 @@ import re
 from typing import Annotated, Literal, TypeAlias
 
 from litestar import Controller, Response, get
+from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency, Provide
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 
 from server.deps import AuthedRequest, RegistryDep, ReviewDep
 from server.guards import ANY_ROLE, STAFF
+from server.routes._openapi import problems
+from server.schemas import InspectionExport
 from sync.exports import export_json, findings_csv, responses_csv
 from sync.inspection_report import render_report
 from sync.reports import ChainFindings, Reports
@@ -30,6 +34,16 @@ ReportsDep: TypeAlias = NamedDependency[Reports]
 
 _SAFE = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
 _REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+
+
+_ATTACHMENT_HEADERS = [
+    ResponseHeader(
+        name="Content-Disposition",
+        description="attachment, with a file name made from the inspection id",
+        documentation_only=True,
+        required=True,
+    )
+]
 
 
 def provide_reports(registry: RegistryDep) -> Reports:
@@ -52,7 +66,11 @@ class ReportsController(Controller):
     # one on this class would outlive the app that made it)
     dependencies = {"reports": Provide(provide_reports, sync_to_thread=False)}
 
-    @get("/products/{record_id:str}/chain-findings", guards=[STAFF])
+    @get(
+        "/products/{record_id:str}/chain-findings",
+        guards=[STAFF],
+        responses=problems(400, 401, 403, 404),
+    )
     async def chain_findings(
         self, record_id: FromPath[str], request: AuthedRequest, reports: ReportsDep
     ) -> ChainFindings:
@@ -65,6 +83,9 @@ class ReportsController(Controller):
         "/inspections/{inspection_id:str}/export.csv",
         guards=[ANY_ROLE],
         media_type="text/csv; charset=utf-8",
+        response_description="The findings or responses as CSV (UTF-8 with a BOM)",
+        response_headers=_ATTACHMENT_HEADERS,
+        responses=problems(400, 401, 404),
     )
     async def csv_export(
         self,
@@ -87,6 +108,15 @@ class ReportsController(Controller):
         "/inspections/{inspection_id:str}/export.json",
         guards=[ANY_ROLE],
         media_type="application/json",
+        response_headers=_ATTACHMENT_HEADERS,
+        responses={
+            200: ResponseSpec(
+                InspectionExport,
+                description="The inspection export (`inspectsync.inspection-export/1`)",
+                generate_examples=False,
+            ),
+            **problems(400, 401, 404),
+        },
     )
     async def json_export(
         self, inspection_id: FromPath[str], request: AuthedRequest, reports: ReportsDep
@@ -104,6 +134,8 @@ class ReportsController(Controller):
         "/inspections/{inspection_id:str}/report.html",
         guards=[ANY_ROLE],
         media_type="text/html; charset=utf-8",
+        response_description="The report: one self-contained HTML document",
+        responses=problems(400, 401, 404),
     )
     async def report_html(
         self,

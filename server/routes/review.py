@@ -16,7 +16,8 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from server.deps import AuthedRequest, EngineDep, ReviewDep, SettingsDep, StoreDep
 from server.guards import ADMIN, ANY_ROLE, STAFF
-from server.schemas import AfterId
+from server.routes._openapi import problems
+from server.schemas import AfterId, Limit, Offset
 from sync.audit import anchors_path, read_anchors
 from sync.review import Decision, QueueQuery, finding_view
 
@@ -32,7 +33,7 @@ class ReviewController(Controller):
     path = "/api/v1/review"
     tags = ["review"]
 
-    @get("/queue", guards=[STAFF])
+    @get("/queue", guards=[STAFF], responses=problems(400, 401, 403))
     async def queue(
         self,
         request: AuthedRequest,
@@ -51,8 +52,8 @@ class ReviewController(Controller):
         sort: FromQuery[
             Literal["severity", "-updated", "updated", "raised", "-raised", "site"]
         ] = "severity",
-        limit: FromQuery[int] = 50,
-        offset: FromQuery[int] = 0,
+        limit: Limit = 50,
+        offset: Offset = 0,
     ) -> QueuePage:
         """Findings of the inspections your authority leads or joins (admins: all),
         filtered, sorted (``severity``: critical first) and paged. Each row says which
@@ -76,7 +77,12 @@ class ReviewController(Controller):
         items, total = await review.queue(request.user, q)
         return QueuePage(items=items, total=total, limit=limit, offset=offset)
 
-    @post("/findings/{finding_id:str}/decisions", guards=[STAFF], status_code=200)
+    @post(
+        "/findings/{finding_id:str}/decisions",
+        guards=[STAFF],
+        status_code=200,
+        responses=problems(400, 401, 403, 404, 409, 412, 413, 422),
+    )
     async def decide(
         self,
         request: AuthedRequest,
@@ -89,7 +95,11 @@ class ReviewController(Controller):
         finding as it is now; the change reaches tablets on their next pull."""
         return finding_view(await review.decide(request.user, finding_id, data))
 
-    @get("/inspections/{inspection_id:str}/signatures", guards=[ANY_ROLE])
+    @get(
+        "/inspections/{inspection_id:str}/signatures",
+        guards=[ANY_ROLE],
+        responses=problems(400, 401, 404),
+    )
     async def signatures(
         self, request: AuthedRequest, inspection_id: FromPath[str], review: ReviewDep
     ) -> list[dict[str, Any]]:
@@ -103,7 +113,9 @@ class AuditController(Controller):
     path = "/api/v1/audit"
     tags = ["audit"]
 
-    @get("/history/{kind:str}/{record_id:str}", guards=[ANY_ROLE])
+    @get(
+        "/history/{kind:str}/{record_id:str}", guards=[ANY_ROLE], responses=problems(400, 401, 404)
+    )
     async def history(
         self,
         request: AuthedRequest,
@@ -117,7 +129,11 @@ class AuditController(Controller):
         rows: list[dict[str, Any]] = await engine.history(request.user, kind, record_id)
         return rows
 
-    @get("/versions/{kind:str}/{record_id:str}/{rev:int}", guards=[ANY_ROLE])
+    @get(
+        "/versions/{kind:str}/{record_id:str}/{rev:int}",
+        guards=[ANY_ROLE],
+        responses=problems(400, 401, 404),
+    )
     async def version(
         self,
         request: AuthedRequest,
@@ -130,7 +146,7 @@ class AuditController(Controller):
         change that needed a reason."""
         return await engine.version(request.user, kind, record_id, rev)
 
-    @get("/events", guards=[ADMIN])
+    @get("/events", guards=[ADMIN], responses=problems(400, 401, 403))
     async def events(
         self,
         store: StoreDep,
@@ -153,7 +169,7 @@ class AuditController(Controller):
         more = len(rows) == limit
         return {"events": rows, "next_after_id": rows[-1]["id"] if more else None}
 
-    @get("/verify", guards=[ADMIN])
+    @get("/verify", guards=[ADMIN], responses=problems(401, 403))
     async def verify(self, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
         """Walk the hash chain (admin) and check it against the anchors the server wrote
         down beside the database: ``ok``, events checked, the head (hash and event id),

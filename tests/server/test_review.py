@@ -67,7 +67,7 @@ async def test_returned_finding_is_fixed_offline_then_accepted_and_the_inspectio
     assert [r["id"] for r in only.json()["items"]] == ["f-log"]
     stage = await sup.get("/api/v1/review/queue", params={"stage_type": "cell_bank"})
     assert {r["id"] for r in stage.json()["items"]} == {"f-ln2", "f-log"}  # f-log: whole scope
-    assert (await sup.get("/api/v1/review/queue", params={"limit": 0})).status_code == 422
+    assert (await sup.get("/api/v1/review/queue", params={"limit": 0})).status_code == 400
 
     r = await decide(sup, "f-ln2", decision="return", reason="evidence thin")
     assert r.status_code == 422 and r.json()["field"] == "comment"
