@@ -15,7 +15,7 @@ import logging
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -788,6 +788,30 @@ def _json_feed(tx: BatchTx, *args: Any, **kw: Any) -> list[Change]:
     return out
 
 
+class _Undo:
+    """``_PushContext.undoable``: a class, not a generator (once per mutation)."""
+
+    __slots__ = ("ctx",)
+
+    def __init__(self, ctx: _PushContext) -> None:
+        self.ctx = ctx
+
+    def __enter__(self) -> None:
+        self.ctx._undo = {}
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        ctx = self.ctx
+        if exc is not None and ctx._undo:
+            for key, rec in ctx._undo.items():
+                if rec is None:
+                    ctx.records.pop(key, None)
+                else:
+                    ctx.records[key] = rec
+        ctx._undo = None
+
+
 class _PushContext:
     """The state of one push batch inside its transaction."""
 
@@ -911,22 +935,10 @@ class _PushContext:
             iid = m.fields.get("inspection_id") if isinstance(m, Mutation) else m.inspection_id
         return iid if isinstance(iid, str) else None
 
-    @contextlib.contextmanager
-    def undoable(self) -> Iterator[None]:
+    def undoable(self) -> _Undo:
         """Forget what the block wrote to this batch's view of the records if it
         raises (the store's savepoint undoes the rows)."""
-        self._undo = {}
-        try:
-            yield
-        except BaseException:
-            for key, rec in self._undo.items():
-                if rec is None:
-                    self.records.pop(key, None)
-                else:
-                    self.records[key] = rec
-            raise
-        finally:
-            self._undo = None
+        return _Undo(self)
 
     def apply(self, m: Mutation, hlc: str, skewed: bool) -> Result:
         if m.kind not in POLICIES:

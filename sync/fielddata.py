@@ -178,15 +178,23 @@ def check_record_id(kind: str, rid: str) -> Reason | None:
     return None
 
 
+_SHAPES: dict[str, type[msgspec.Struct]] = {
+    kind: msgspec.defstruct(
+        f"{kind}_fields", [(name, t, msgspec.UNSET) for name, t in types.items()], kw_only=True
+    )
+    for kind, types in FIELD_TYPES.items()
+}
+"""Per kind, one struct of every field (each optional): a mutation's fields are checked
+against their types in one call."""
+
+
 def _check_types(kind: str, fields: dict[str, Any]) -> Reason | None:
-    types = FIELD_TYPES[kind]
-    for name, value in fields.items():
-        try:
-            msgspec.convert(value, types[name], strict=True)
-        except msgspec.ValidationError as exc:
-            text, _, at = str(exc).partition(" - at `$")
-            where = name + at.rstrip("`").replace("[...]", "")
-            return _fail("wrong_type", where, f"{where}: {text[0].lower()}{text[1:]}")
+    try:
+        msgspec.convert(fields, _SHAPES[kind], strict=True)
+    except msgspec.ValidationError as exc:
+        text, _, at = str(exc).partition(" - at `$.")
+        where = at.rstrip("`").replace("[...]", "") or "fields"
+        return _fail("wrong_type", where, f"{where}: {text[0].lower()}{text[1:]}")
     return None
 
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -1413,6 +1413,42 @@ def _with_actor(tx: BatchTx, actor: Actor) -> BatchTx:
     return tx
 
 
+class _Savepoint:
+    """``_SQLiteBatch.savepoint``: a SQL savepoint plus what the batch keeps in memory
+    (its sequence, audit head, buffered rows), restored together on an exception. A
+    class, not a generator: it runs once per mutation of every push."""
+
+    __slots__ = ("batch", "head", "pending", "seq")
+
+    def __init__(self, batch: _SQLiteBatch) -> None:
+        self.batch = batch
+
+    def __enter__(self) -> None:
+        b = self.batch
+        self.seq, self.head = b._seq, b._head
+        self.pending = {sql: len(rows) for sql, rows in b._pending.items()}
+        b.db.execute("SAVEPOINT part")
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        b = self.batch
+        if exc is None:
+            b.db.execute("RELEASE part")
+            return
+        b.db.execute("ROLLBACK TO part")
+        b.db.execute("RELEASE part")
+        b._seq, b._head = self.seq, self.head
+        for sql in list(b._pending):
+            del b._pending[sql][self.pending.get(sql, 0) :]
+        # what was read or written inside may be gone: read it again when needed
+        b._known.clear()
+        if isinstance(exc, sqlite3.OperationalError | sqlite3.InternalError) or (
+            type(exc) is sqlite3.DatabaseError
+        ):  # the database failed (I/O, full, corrupt), not this part's data
+            raise StorageError(f"the database failed: {exc}", original=exc) from exc
+
+
 class _SQLiteBatch(BatchTx):
     def __init__(self, db: sqlite3.Connection, *, writable: bool) -> None:
         self.db = db
@@ -1432,28 +1468,9 @@ class _SQLiteBatch(BatchTx):
         self._known[(rec.kind, rec.id)] = (rec.data, rec.deleted)
         return rec
 
-    @contextlib.contextmanager
-    def savepoint(self) -> Iterator[None]:
+    def savepoint(self) -> _Savepoint:
         self._write()
-        seq, head = self._seq, self._head
-        pending = {sql: len(rows) for sql, rows in self._pending.items()}
-        self.db.execute("SAVEPOINT part")
-        try:
-            yield
-        except BaseException as exc:
-            self.db.execute("ROLLBACK TO part")
-            self.db.execute("RELEASE part")
-            self._seq, self._head = seq, head
-            for sql in list(self._pending):
-                del self._pending[sql][pending.get(sql, 0) :]
-            # what was read or written inside may be gone: read it again when needed
-            self._known.clear()
-            if isinstance(exc, sqlite3.OperationalError | sqlite3.InternalError) or (
-                type(exc) is sqlite3.DatabaseError
-            ):  # the database failed (I/O, full, corrupt), not this part's data
-                raise StorageError(f"the database failed: {exc}", original=exc) from exc
-            raise
-        self.db.execute("RELEASE part")
+        return _Savepoint(self)
 
     def _prior(self, key: tuple[str, str]) -> tuple[dict[str, Any], bool]:
         """The record as it is before a write: (data, deleted); a missing one counts
