@@ -17,7 +17,8 @@ import hashlib
 import secrets
 import time
 import uuid
-from collections import defaultdict, deque
+from collections import deque
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -72,15 +73,20 @@ class KeyedToken(Token):
     """Litestar's JWT token, verified with the key its ``kid`` header names.
 
     A tablet sends the same access token with every request for its 15 minutes, so the
-    claims of a token that passed every check are kept (by its exact text, at most
-    ``VERIFIED_MAX``) and only its time claims are checked again on later requests:
-    ``exp`` still ends it on time. Revocation does not depend on this: the holder
-    (user and device) is read on every request (``AuthService.retrieve_principal``).
+    claims of a token that passed every check are kept (by its exact text) and only its
+    time claims are checked again on later requests: ``exp`` still ends it on time.
+    Revocation does not depend on this: the holder (user and device) is read on every
+    request (``AuthService.retrieve_principal``).
+
+    At most ``VERIFIED_MAX`` tokens are kept, the oldest remembered going first (an
+    entry is about 1.7 KB with the token's text, so at most about 7 MB); one device
+    uses one token at a time, so that is 4,096 devices syncing within 15 minutes before
+    a token is ever checked twice in full (about 20 microseconds).
     """
 
     keys: ClassVar[dict[str, str]] = {}
     verified: ClassVar[dict[str, dict[str, Any]]] = {}
-    VERIFIED_MAX: ClassVar[int] = 10_000
+    VERIFIED_MAX: ClassVar[int] = 4096
 
     @classmethod
     def decode_payload(  # type: ignore[override]
@@ -111,8 +117,8 @@ class KeyedToken(Token):
             options=options,
         )
         if isinstance(payload.get("exp"), int) and isinstance(payload.get("nbf"), int):
-            if len(cls.verified) >= cls.VERIFIED_MAX:
-                cls.verified.clear()
+            while len(cls.verified) >= cls.VERIFIED_MAX:  # the oldest remembered first
+                cls.verified.pop(next(iter(cls.verified)))
             cls.verified[encoded_token] = dict(payload)
         return payload
 
@@ -141,21 +147,41 @@ class LoginLimiter:
 
     In memory, per process: enough for one server; a multi-process deployment
     would keep the counts in the shared database instead.
+
+    Bounded: a key is kept only while it has failures inside the window, and at most
+    ``MAX_KEYS`` keys are kept (about 0.9 KB each, so at most about 18 MB however many
+    usernames are tried); past it, keys whose failures are all older than the window
+    go, then the keys that failed longest ago (down to nine tenths of the bound).
+    Pushing a key out that way takes thousands of other failed logins within the
+    window, each a full password hash.
     """
 
-    def __init__(self, max_failures: int, window_seconds: int) -> None:
+    MAX_KEYS: ClassVar[int] = 20_000
+
+    def __init__(
+        self,
+        max_failures: int,
+        window_seconds: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_failures = max_failures
         self.window = window_seconds
-        self._failures: dict[tuple[str, str], deque[float]] = defaultdict(deque)
+        self._clock = clock
+        # in the order of each key's latest failure, oldest first
+        self._failures: dict[tuple[str, str], deque[float]] = {}
 
     def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
-        q = self._failures[key]
+        q = self._failures.get(key)
+        if q is None:
+            return deque()
         while q and q[0] <= now - self.window:
             q.popleft()
+        if not q:
+            del self._failures[key]
         return q
 
     def check(self, username: str, client: str) -> None:
-        now = time.monotonic()
+        now = self._clock()
         q = self._recent((username.lower(), client), now)
         if len(q) >= self.max_failures:
             raise RateLimited(
@@ -164,7 +190,25 @@ class LoginLimiter:
             )
 
     def fail(self, username: str, client: str) -> None:
-        self._failures[(username.lower(), client)].append(time.monotonic())
+        now = self._clock()
+        key = (username.lower(), client)
+        q = self._failures.pop(key, None) or deque()
+        q.append(now)
+        self._failures[key] = q  # now the latest to fail
+        if len(self._failures) > self.MAX_KEYS:
+            self._shrink(now)
+
+    def _shrink(self, now: float) -> None:
+        for key in [k for k, q in self._failures.items() if q[-1] <= now - self.window]:
+            del self._failures[key]
+        keep = self.MAX_KEYS * 9 // 10
+        while len(self._failures) > keep:
+            del self._failures[next(iter(self._failures))]
+
+    @property
+    def keys(self) -> int:
+        """How many (username, client address) pairs are remembered."""
+        return len(self._failures)
 
     def succeed(self, username: str, client: str) -> None:
         self._failures.pop((username.lower(), client), None)
