@@ -156,6 +156,8 @@ class ConsoleReads:
             responses = sorted(answers.get((link_id, item_key), []), key=lambda r: r.id)
             item = found[1] if found else None
             options = {o.value: _text(o.label, lang) for o in (item.options or [])} if item else {}
+            if item is not None and item.answer == "yes_no_na":
+                options = {"yes": p.t("yes"), "no": p.t("no"), "na": p.t("na")}
             items.append(
                 {
                     "ref": ref,
@@ -232,7 +234,7 @@ class ConsoleReads:
             )
 
         history = [
-            self._event(e, users, devices, p)
+            self._event(e, users, devices, p, {iid: dossier.inspection.get("title", iid)})
             for e in await self.s.engine.history(principal, "finding", finding_id)
         ]
         conflicts = [
@@ -300,7 +302,11 @@ class ConsoleReads:
 
     @staticmethod
     def _event(
-        e: dict[str, Any], users: dict[str, str], devices: dict[str, str], p: Presenter
+        e: dict[str, Any],
+        users: dict[str, str],
+        devices: dict[str, str],
+        p: Presenter,
+        titles: dict[str, str],
     ) -> dict[str, Any]:
         """One audit event in plain words: who, which device, what, when (device and
         server), why."""
@@ -311,6 +317,9 @@ class ConsoleReads:
             if field.startswith("_") or old.get(field) == new.get(field):
                 continue
             label = p.t(f"field_{field}") if f"field_{field}" in p.t.catalogue else field
+            if field == "inspection_id":  # set once, at creation: its title
+                old = {**old, field: titles.get(old.get(field, ""), old.get(field))}
+                new = {**new, field: titles.get(new.get(field, ""), new.get(field))}
             changes.append({"field": label, "text": _change(p, field, old, new)})
         op = str(e.get("op") or "")
         key = {"create": "h_created", "update": "h_updated", "delete": "h_deleted"}.get(
@@ -613,7 +622,7 @@ def _change(p: Presenter, field: str, old: dict[str, Any], new: dict[str, Any]) 
     """One field's change in words: entries added to a list of entries (comments,
     decisions), else old -> new."""
     before, after = old.get(field), new.get(field)
-    if isinstance(after, list) and all(isinstance(x, dict) for x in after):
+    if isinstance(after, list) and after and all(isinstance(x, dict) for x in after):
         known = {x.get("id") for x in before or [] if isinstance(x, dict)}
         added = [x for x in after if x.get("id") not in known or x.get("id") is None]
         words = [str(x.get("text") or x.get("reason") or x.get("decision") or "") for x in added]

@@ -58,7 +58,9 @@ class ConsoleSessions:
     async def create(
         self, user_id: str, *, tz: str, refresh_token: str
     ) -> tuple[str, ConsoleSession]:
-        """A new session: its cookie token and its record."""
+        """A new session: its cookie token and its record. Expired records are swept
+        away here (sign-ins are rare; records are small files)."""
+        await self.store.delete_expired()
         token = secrets.token_urlsafe(32)
         now = self.clock.now()
         record = ConsoleSession(

@@ -304,6 +304,15 @@ def test_supervisor_reviews_resolves_and_returns(browser, world):
     assert "LN2 low-level alarm never tested" in cell_bank.inner_text()
     assert page.get_by_test_id("total-critical").inner_text().endswith("1")
     shoot(page, "chain")
+
+    # the same finding in Chinese
+    page.goto(f"{base}/console/findings/{fid}")
+    page.click("a.lang")
+    page.wait_for_url(re.compile(rf"/console/findings/{fid}$"))
+    assert page.get_by_test_id("status").inner_text() == "已退回检查员"
+    assert "关键缺陷" in page.get_by_test_id("classification").inner_text()
+    assert "NMPA：严重缺陷" in page.get_by_test_id("classification").inner_text()
+    shoot(page, "finding-zh")
     assert outside == [], outside  # nothing was fetched from anywhere else
     ctx.close()
 

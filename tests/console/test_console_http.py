@@ -95,6 +95,43 @@ async def test_session_cookie_flags_and_the_api_keeps_its_bearer_tokens(demo):
     assert (await demo.get("/api/v1/inspections")).status_code == 401
 
 
+PUBLIC_PAGES = {"/", "/console/login", "/console/lang"}
+
+
+def _console_routes(app):
+    from server.console import CONSOLE_EXCLUDE
+
+    for route in app.routes:
+        if not any(re.match(p, route.path) for p in CONSOLE_EXCLUDE):
+            continue
+        if route.path in PUBLIC_PAGES or route.path.startswith(
+            ("/console/static/", "/console/vendor/")
+        ):
+            continue
+        for handler in route.route_handlers:
+            for method in handler.http_methods:
+                if method not in ("HEAD", "OPTIONS"):
+                    yield method, re.sub(r"\{(\w+):\w+\}", r"x-\1", route.path)
+
+
+async def test_every_console_page_needs_a_session(demo, app):
+    """Without a session, every page sends to the sign-in page and every form is
+    refused; a bearer token is no way in either."""
+    routes = list(_console_routes(app))
+    assert len(routes) >= 15
+    admin = await login(demo, "admin")
+    for method, path in routes:
+        demo.cookies.clear()
+        r = await demo.request(method, path, data={}, follow_redirects=False)
+        if method == "GET":
+            assert r.status_code in (302, 303), (method, path, r.status_code)
+            assert r.headers["location"].startswith("/?next="), (method, path)
+        else:
+            assert r.status_code == 401 and "登录" in r.text, (method, path, r.status_code)
+        r = await demo.request(method, path, headers=admin.headers, follow_redirects=False)
+        assert r.status_code in (302, 303, 401), (method, path, "bearer", r.status_code)
+
+
 async def test_over_https_the_cookie_is_secure(app, seeded_db):
     from litestar.testing import AsyncTestClient
 
