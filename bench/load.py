@@ -7,10 +7,12 @@ pinned checklists), logs in ``--connections`` tablets of the four demo inspector
 device login and one HTTP connection each) and brings each up to date with a pull.
 Then, for ``--duration`` seconds, every tablet loops as a tablet syncing without pause
 would: push a batch (new findings, an edit of one of its own findings, answers to
-checklist items of its inspections, with the revision it last saw as ``base_rev``),
-then pull to the end of its feed. Every request has a client timeout; a push that
-timed out is resent with the same body (same mids), as a tablet does. A ``503`` or
-``429`` is retried after its ``Retry-After`` (at least), with jitter.
+checklist items of its inspections, with the revision it last saw as ``base_rev``:
+most in its own repeat of a repeatable section, ``--shared`` of them to items the whole
+team answers, where merges and conflicts happen), then pull to the end of its feed.
+Every request has a client timeout; a push that timed out is resent with the same body
+(same mids), as a tablet does. A ``503`` or ``429`` is retried after its
+``Retry-After`` (at least), with jitter.
 
 It prints the requests made, the share answered 503, p50/p95/p99/max latency of the
 answered (non-503) requests, timeouts, the server's peak RSS (VmHWM, and the highest
@@ -223,8 +225,18 @@ class Tablet:
     """A demo inspector's tablet: its own device login and HTTP connection, a cursor,
     the revisions it last saw, numbered mids and an HLC."""
 
-    def __init__(self, base: str, username: str, index: int, timeout: float, tag: str) -> None:
+    def __init__(
+        self,
+        base: str,
+        username: str,
+        index: int,
+        timeout: float,
+        tag: str,
+        *,
+        impatient: bool = False,
+    ) -> None:
         self.username = username
+        self.impatient = impatient
         self.index = index
         self.tag = tag
         self.http = httpx.AsyncClient(
@@ -239,7 +251,8 @@ class Tablet:
         self.cursor: str | None = None
         self.revs: dict[tuple[str, str], int] = {}
         self.findings: list[str] = []  # this tablet's own findings
-        self.items: list[tuple[str, str, Any]] = []  # (response id, answer type, value)
+        self.items: list[Item] = []  # what it can answer in the inspections it works on
+        self.own_items: list[Item] = []  # those in repeatable sections
         self.inspections: list[str] = []
         self.n = 0
         self._wall = 0
@@ -302,6 +315,9 @@ class Tablet:
                 if stats is not None:
                     stats.refused[label] += 1
                     stats.refused_seconds.append(seconds)
+                if self.impatient:  # an adversarial tablet: straight back
+                    await asyncio.sleep(0)
+                    continue
                 try:
                     wait = float(r.headers.get("Retry-After", "1"))
                 except ValueError:
@@ -388,13 +404,19 @@ class Tablet:
             for link, vid in sorted(insp.get("pins", {}).items()):
                 content = versions.get(vid, {}).get("content", {})
                 self.items.extend(answerable(iid, link, content))
+        self.own_items = [i for i in self.items if i.repeatable]
         if not self.inspections or not self.items:
             raise BenchError(f"{self.username} has no inspection in progress to write to")
 
     # the measured loop
 
-    def batch(self, size: int) -> list[Mutation]:
-        """New findings, an edit of an own finding, answers: ``size`` mutations."""
+    def batch(self, size: int, shared: float) -> list[Mutation]:
+        """New findings, an edit of an own finding, answers: ``size`` mutations.
+
+        An answer is, with probability ``shared``, to an item the whole team answers
+        (repeat 0: the tablets of an inspection meet there, with merges and conflicts),
+        else to an item of a repeatable section in this tablet's own repeat (its own
+        filling line, say), which only it edits."""
         out: list[Mutation] = []
         rng = self.rng
         for _ in range(max(1, size // 5)):
@@ -417,13 +439,22 @@ class Tablet:
             note = f"edited on load tablet {self.index} at {time.time():.3f}"
             out.append(self.mutation("finding", fid, {"title": note}))
         while len(out) < size:
-            rid, answer, value = rng.choice(self.items)
-            note = f"Load tablet {self.index}, {answer}: seen at {time.time():.3f} ({self.n})"
-            out.append(self.mutation("response", rid, {"value": value, "note": note}))
+            if self.own_items and rng.random() >= shared:
+                item, repeat = rng.choice(self.own_items), self.index + 1
+            else:
+                item, repeat = rng.choice(self.items), 0
+            note = f"Load tablet {self.index}: {item.answer} seen at {time.time():.3f}"
+            out.append(
+                self.mutation(
+                    "response", f"{item.prefix}~{repeat}", {"value": item.value, "note": note}
+                )
+            )
         return out
 
-    async def push(self, size: int, stats: Stats, until: float, acks: list[Ack]) -> bool:
-        mutations = self.batch(size)
+    async def push(
+        self, size: int, shared: float, stats: Stats, until: float, acks: list[Ack]
+    ) -> bool:
+        mutations = self.batch(size, shared)
         body = encode(PushRequest(mutations=mutations, app_version="bench-load"), JSON)
         r = await self.call(PUSH_PATH, "push", content=body, stats=stats, until=until)
         if r is None:
@@ -462,13 +493,19 @@ class Tablet:
         return True
 
     async def run(
-        self, until: float, batch: int, stats: Stats, acks: list[Ack], errors: list[str]
+        self,
+        until: float,
+        batch: int,
+        shared: float,
+        stats: Stats,
+        acks: list[Ack],
+        errors: list[str],
     ) -> None:
         # spread the first requests over a second, as tablets waking up do
         await asyncio.sleep(self.rng.uniform(0, 1.0))
         try:
             while time.monotonic() < until:
-                if not await self.push(batch, stats, until, acks):
+                if not await self.push(batch, shared, stats, until, acks):
                     return
                 if not await self.pull(stats, until, max_pages=20):
                     return
@@ -476,11 +513,21 @@ class Tablet:
             errors.append(f"{self.username} tablet {self.index}: {exc}")
 
 
-def answerable(iid: str, link: str, content: dict[str, Any]) -> list[tuple[str, str, Any]]:
+class Item(msgspec.Struct, frozen=True):
+    """A checklist item a tablet can answer: the response id is ``prefix~repeat``."""
+
+    prefix: str  # inspection~link~item
+    answer: str
+    value: Any
+    repeatable: bool
+
+
+def answerable(iid: str, link: str, content: dict[str, Any]) -> list[Item]:
     """Items of a pinned checklist a tablet can answer validly without a photo: yes/no/NA
     (yes, unless yes needs evidence), text, and numbers inside their limits."""
-    out: list[tuple[str, str, Any]] = []
+    out: list[Item] = []
     for section in content.get("sections", []):
+        repeatable = bool(section.get("repeatable"))
         for item in section.get("items", []):
             rule = item.get("evidence") or {}
             needs = set(rule.get("when_answer_in", ()))
@@ -498,7 +545,7 @@ def answerable(iid: str, link: str, content: dict[str, Any]) -> list[tuple[str, 
                     value = low if low is not None else (high if high is not None else 1)
             else:
                 continue
-            out.append((f"{iid}~{link}~{item['key']}~0", answer, value))
+            out.append(Item(f"{iid}~{link}~{item['key']}", answer, value, repeatable))
     return out
 
 
@@ -557,7 +604,14 @@ async def run_load(args: argparse.Namespace, server: Server) -> Outcome:
     tag = f"{int(time.time()) % 10**6:06d}"
     await start_inspections(server.base)
     tablets = [
-        Tablet(server.base, INSPECTORS[i % len(INSPECTORS)], i, args.timeout, tag)
+        Tablet(
+            server.base,
+            INSPECTORS[i % len(INSPECTORS)],
+            i,
+            args.timeout,
+            tag,
+            impatient=args.ignore_retry_after,
+        )
         for i in range(args.connections)
     ]
     try:
@@ -567,7 +621,8 @@ async def run_load(args: argparse.Namespace, server: Server) -> Outcome:
         rss_before = proc_status_kib(server.pid, "VmRSS")
         print(
             f"  ready: server VmRSS {rss_before / 1024:.1f} MB; {args.connections} tablets"
-            f" x (push {args.batch} + pull to the end) for {args.duration:.0f} s",
+            f" x (push {args.batch} + pull to the end) for {args.duration:.0f} s;"
+            f" {args.shared:.0%} of the answers to items the team shares",
             flush=True,
         )
         stats = Stats()
@@ -581,7 +636,9 @@ async def run_load(args: argparse.Namespace, server: Server) -> Outcome:
             health_task = asyncio.create_task(probe_health(server.base, stop, health))
             t0 = time.perf_counter()
             until = time.monotonic() + args.duration
-            await asyncio.gather(*(t.run(until, args.batch, stats, acks, errors) for t in tablets))
+            await asyncio.gather(
+                *(t.run(until, args.batch, args.shared, stats, acks, errors) for t in tablets)
+            )
             wall = time.perf_counter() - t0
             stop.set()
             await asyncio.gather(lag_task, health_task)
@@ -759,6 +816,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--batch", type=int, default=10, help="mutations per push (default 10)")
     parser.add_argument(
+        "--shared",
+        type=float,
+        default=0.1,
+        help="share of the answers to items the whole team answers (repeat 0), the rest"
+        " in the tablet's own repeat of a repeatable section (default 0.1; 1.0: every"
+        " answer is to a shared item, so conflicts pile up on the same records)",
+    )
+    parser.add_argument(
+        "--ignore-retry-after",
+        action="store_true",
+        help="tablets send a refused request again at once (an adversarial client),"
+        " instead of waiting its Retry-After with jitter as sync/client.py does",
+    )
+    parser.add_argument(
         "--synchronous",
         choices=["FULL", "NORMAL"],
         default="FULL",
@@ -816,7 +887,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     verdicts = report(args, outcome)
-    print(f"\n[check] server stopped (exit code {exit_code}); reading {server.db_path.name}")
+    how = " (SIGTERM: uvicorn exits by the signal after a graceful shutdown)"
+    print(
+        f"\n[check] server stopped (exit code {exit_code}{how if exit_code == -15 else ''});"
+        f" reading {server.db_path.name} read-only"
+    )
     checked, lost, problems = verify(server.db_path, outcome.acks)
     print(f"  {checked} acknowledged mutations (applied, merged, conflict) checked: {lost} lost")
     for p in problems:

@@ -295,3 +295,34 @@ def test_a_gate_says_no_past_its_limit_and_counts():
     assert (g.busy, g.peak, g.refused) == (2, 2, 1)
     with pytest.raises(ValueError):
         Gate("nothing", 0)
+
+
+async def test_a_refusal_is_one_answer_and_a_warning_at_most_every_ten_seconds(caplog):
+    now = [100.0]
+    o = Overload(
+        max_in_flight=1,
+        max_pushes_in_flight=1,
+        max_event_streams=1,
+        retry_after_seconds=2,
+        clock=lambda: now[0],
+    )
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    caplog.set_level("WARNING", logger="inspectsync")
+    assert o.requests.enter()
+    assert not o.requests.enter()
+    await o.refuse(o.requests, send)
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[0]["status"] == 503
+    assert dict(sent[0]["headers"])[b"retry-after"] == b"2"
+    problem = msgspec.json.decode(sent[1]["body"])
+    assert problem["code"] == "overloaded" and problem["limit"] == "requests in flight"
+    assert not caplog.records  # not yet ten seconds
+    now[0] += 10
+    await o.refuse(o.requests, send)
+    assert len(caplog.records) == 1
+    assert "refused 2 (requests in flight)" in caplog.records[0].getMessage()
+    assert "in flight 1/1 requests" in caplog.records[0].getMessage()
