@@ -11,7 +11,16 @@ $(BIN)/inspectsync: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-install: $(BIN)/inspectsync
+# the tablet app's JavaScript (app/): packages pinned by app/package-lock.json, bundled
+# into app/www/vendor/ for the browser (app/build.mjs)
+app/node_modules/.package-lock.json: app/package.json app/package-lock.json
+	cd app && npm ci --no-audit --no-fund
+	touch $@
+
+app/www/vendor/tus.js: app/node_modules/.package-lock.json app/build.mjs
+	cd app && node build.mjs
+
+install: $(BIN)/inspectsync app/www/vendor/tus.js
 
 run: install  ## start the server on SQLite with demo data
 	$(BIN)/inspectsync serve --demo
@@ -22,8 +31,10 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy
+	cd app && npx --no-install tsc -p jsconfig.json
 
 test: lint typecheck  ## the whole suite: lint, types, tests
+	cd app && node --test test/
 	$(BIN)/python -m pytest
 
 bench: install
@@ -39,4 +50,4 @@ bench-load: install  ## overload: 200 tablets pull and push for 60 s (LOAD_ARGS=
 	$(BIN)/python bench/load.py $(LOAD_ARGS)
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .hypothesis app/node_modules app/www/vendor
