@@ -27,6 +27,7 @@ from litestar.openapi.spec import (
     OpenAPIHeader,
     OpenAPIMediaType,
     Operation,
+    Parameter,
     RequestBody,
     Schema,
 )
@@ -45,11 +46,13 @@ __all__ = [
     "PUSH_ANSWERS",
     "PUSH_OPERATION",
     "RETRY_AFTER",
+    "TUS_RESUMABLE",
     "ClosedStructSchemaPlugin",
     "header",
     "link",
     "operation",
     "problems",
+    "request_header",
     "wire_body",
 ]
 
@@ -83,6 +86,24 @@ def header(description: str, *, required: bool = True, integer: bool = False) ->
         schema=Schema(type="integer" if integer else "string"),  # type: ignore[arg-type]
     )
 
+
+def request_header(
+    name: str, description: str, *, required: bool = True, schema: Schema | None = None
+) -> Parameter:
+    return Parameter(
+        name=name,
+        param_in="header",
+        description=description,
+        required=required,
+        schema=schema or Schema(type="string"),  # type: ignore[arg-type]
+    )
+
+
+TUS_RESUMABLE = request_header(
+    "Tus-Resumable",
+    "The tus version: 1.0.0 (any other, or none, is 412 `tus_version_unsupported`)",
+    schema=Schema(type="string", const="1.0.0"),  # type: ignore[arg-type]
+)
 
 RETRY_AFTER = header("Seconds to wait before trying again", required=False, integer=True)
 
@@ -122,6 +143,7 @@ def operation(
     media: dict[int, tuple[str, ...]] | None = None,
     headers: dict[int, dict[str, OpenAPIHeader]] | None = None,
     links: dict[int, dict[str, Link]] | None = None,
+    request_headers: list[Parameter] | None = None,
 ) -> type[Operation]:
     """An ``operation_class`` completing what Litestar generated:
 
@@ -132,7 +154,10 @@ def operation(
     - ``headers``: headers of answers, by status;
     - ``links``: OpenAPI links of answers, by status: which operation a value of the
       answer feeds (what schemathesis' stateful phase follows, beside the links it
-      infers).
+      infers);
+    - ``request_headers``: headers the handler reads itself (tus, ``Range``), said
+      without Litestar validating them first (the handler answers their problems:
+      412 for ``Tus-Resumable``, not a 400).
     """
 
     @dataclass
@@ -154,6 +179,8 @@ def operation(
                 answer.headers = {**(answer.headers or {}), **named}
             for status, linked in (links or {}).items():
                 answers[str(status)].links = linked
+            if request_headers:
+                self.parameters = [*(self.parameters or []), *request_headers]
 
     return DocumentedOperation
 

@@ -31,13 +31,21 @@ from litestar import (
 from litestar.datastructures import MutableScopeHeaders
 from litestar.exceptions import HTTPException
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIMediaType, OpenAPIType, RequestBody, Schema
 from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 from litestar.types import Message, Scope
 
 from server.deps import AuthedRequest, UploadsDep
 from server.guards import ANY_ROLE
-from server.routes._openapi import header, operation, problems
+from server.routes._openapi import (
+    TUS_RESUMABLE,
+    header,
+    link,
+    operation,
+    problems,
+    request_header,
+)
 from sync.errors import EvidenceLost, NotFound
 from sync.evidence import BlobStore
 from sync.models import Upload
@@ -269,6 +277,32 @@ _RANGE_ANSWERS = {
 }
 
 
+_COUNT = Schema(type=OpenAPIType.INTEGER, minimum=0)
+_CHUNK = RequestBody(
+    required=True,
+    description="The bytes from `Upload-Offset` on",
+    content={
+        "application/offset+octet-stream": OpenAPIMediaType(
+            schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
+        )
+    },
+)
+_READ_HEADERS = [
+    request_header("Range", "One byte range, `bytes=a-b` (206)", required=False),
+    request_header("If-Range", "The ETag the Range is for", required=False),
+    request_header("If-None-Match", "ETags you hold (304 if one matches)", required=False),
+]
+_UPLOAD_ID = "$response.header.Location#regex:/uploads/([^/]+)$"
+_UPLOAD_LINKS = {
+    name: link(operation_id, upload_id=_UPLOAD_ID)
+    for name, operation_id in {
+        "UploadStatus": "ApiV1EvidenceUploadsUploadIdUploadStatus",
+        "UploadChunk": "ApiV1EvidenceUploadsUploadIdUploadChunk",
+        "TerminateUpload": "ApiV1EvidenceUploadsUploadIdTerminateUpload",
+    }.items()
+}
+
+
 def _no_body(description: str) -> ResponseSpec:
     return ResponseSpec(None, description=description)
 
@@ -322,7 +356,17 @@ class EvidenceController(Controller):
                     "Upload-Expires": header("When it is dropped unless finished (HTTP date)"),
                     **_TUS,
                 }
-            }
+            },
+            links={201: _UPLOAD_LINKS},
+            request_headers=[
+                TUS_RESUMABLE,
+                request_header("Upload-Length", "The file's size in bytes", schema=_COUNT),
+                request_header(
+                    "Upload-Metadata",
+                    "Comma-separated `key base64(value)`: `sha256` and `inspection_id`"
+                    " required; `filename`, `captured_at`, `latitude`, `longitude`",
+                ),
+            ],
         ),
     )
     async def create_upload(self, request: AuthedRequest, uploads: UploadsDep) -> Response[None]:
@@ -362,7 +406,8 @@ class EvidenceController(Controller):
                     "Cache-Control": header("no-store"),
                     **_TUS,
                 }
-            }
+            },
+            request_headers=[TUS_RESUMABLE],
         ),
     )
     async def upload_status(
@@ -388,7 +433,17 @@ class EvidenceController(Controller):
             **problems(400, 401, 403, 404, 409, 410, 412, 413, 415, 422, 423, 460),
         },
         operation_class=operation(
-            headers={204: {"Upload-Offset": _OFFSET, "Upload-Expires": _EXPIRES, **_TUS}}
+            headers={204: {"Upload-Offset": _OFFSET, "Upload-Expires": _EXPIRES, **_TUS}},
+            body=_CHUNK,
+            request_headers=[
+                TUS_RESUMABLE,
+                request_header("Upload-Offset", "Where this chunk starts", schema=_COUNT),
+                request_header(
+                    "Upload-Checksum",
+                    "`<algorithm> <base64 digest>` of this chunk (460 if it does not match)",
+                    required=False,
+                ),
+            ],
         ),
         # A chunk is bounded by the upload's own length (<= the per-file limit), not by
         # the app's body limit; it is streamed to disk, never held whole in memory.
@@ -428,7 +483,7 @@ class EvidenceController(Controller):
         guards=[ANY_ROLE],
         status_code=204,
         responses=problems(400, 401, 404, 412),
-        operation_class=operation(headers={204: _TUS}),
+        operation_class=operation(headers={204: _TUS}, request_headers=[TUS_RESUMABLE]),
     )
     async def terminate_upload(
         self, upload_id: FromPath[str], request: AuthedRequest, uploads: UploadsDep
@@ -459,6 +514,7 @@ class EvidenceController(Controller):
         operation_class=operation(
             media={200: _FILE_TYPES, 206: _FILE_TYPES},
             headers={200: _FILE, 206: {**_FILE, "Content-Range": header("bytes a-b/size")}},
+            request_headers=_READ_HEADERS,
         ),
     )
     async def download(
@@ -489,6 +545,7 @@ class EvidenceController(Controller):
         operation_class=operation(
             media={200: ("image/jpeg",), 206: ("image/jpeg",)},
             headers={200: _FILE, 206: {**_FILE, "Content-Range": header("bytes a-b/size")}},
+            request_headers=_READ_HEADERS,
         ),
     )
     async def thumbnail(

@@ -151,3 +151,16 @@ async def test_a_template_file_escaping_a_character_past_the_bmp_imports(demo):
         headers={"Content-Type": "application/json"},
     )
     assert (r.status_code, r.json()["code"]) == (422, "invalid_input"), r.text
+
+
+def test_tus_requests_say_the_headers_the_server_reads(document):
+    uploads = document["paths"]["/api/v1/evidence/uploads"]
+    chunk = document["paths"]["/api/v1/evidence/uploads/{upload_id}"]["patch"]
+    named = {p["name"]: p for p in chunk["parameters"] if p["in"] == "header"}
+    assert named["Tus-Resumable"]["schema"] == {"type": "string", "const": "1.0.0"}
+    assert named["Upload-Offset"]["required"] and not named["Upload-Checksum"]["required"]
+    assert list(chunk["requestBody"]["content"]) == ["application/offset+octet-stream"]
+    created = uploads["post"]["responses"]["201"]
+    assert {"Location", "Upload-Offset", "Tus-Resumable"} <= set(created["headers"])
+    assert set(created["links"]) == {"UploadStatus", "UploadChunk", "TerminateUpload"}
+    assert "Tus-Max-Size" in uploads["options"]["responses"]["204"]["headers"]
