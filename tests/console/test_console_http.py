@@ -198,6 +198,7 @@ async def test_review_from_the_console_scoped_like_the_api(demo, tmp_path):
             "classification": "major",
             "linked_items": ["l2-cellbank:cb_history"],
             "status": "submitted",
+            "evidence_hashes": ["ab" * 32],  # a photo the tablet has not uploaded yet
         },
     )
     await li.sync()
@@ -239,6 +240,9 @@ async def test_review_from_the_console_scoped_like_the_api(demo, tmp_path):
     page = await demo.get("/console/findings/f-ln2")
     assert page.status_code == 200 and "Inspector Li (Jiangsu)" in page.text
     assert "Times in Europe/Berlin" in page.text
+    assert "Not uploaded yet" in page.text  # the missing photo, said so
+    assert 'class="ev-missing"' in page.text and "/thumbnail" not in page.text
+    assert "1 evidence file(s) missing" in queue.text
     token = csrf_of(page.text)
     # no reason: shown at the form, nothing decided
     r = await demo.post(
