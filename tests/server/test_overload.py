@@ -134,7 +134,22 @@ def pulled_ids(http: httpx.Client, token: str) -> set[str]:
     raise AssertionError("pull did not end")
 
 
-def test_past_the_bounds_requests_are_shed_and_nothing_accepted_is_lost(tmp_path):
+@pytest.fixture
+def hold():
+    """``hold(base, path, body, token)``: a :class:`Held` request, its socket closed at
+    the end of the test whatever happened."""
+    made: list[Held] = []
+
+    def make(*args: Any) -> Held:
+        made.append(Held(*args))
+        return made[-1]
+
+    yield make
+    for h in made:
+        h.sock.close()
+
+
+def test_past_the_bounds_requests_are_shed_and_nothing_accepted_is_lost(tmp_path, hold):
     proc, base = start_server(tmp_path, "--demo", env=LIMITS)
     try:
         with httpx.Client(base_url=base, timeout=10) as http:
@@ -143,7 +158,7 @@ def test_past_the_bounds_requests_are_shed_and_nothing_accepted_is_lost(tmp_path
             accepted: set[str] = set()
 
             # one push in flight: the next push is refused, a pull is not
-            held_push = Held(base, "/api/v1/sync/push", push_body("held:1", "f-held"), js1)
+            held_push = hold(base, "/api/v1/sync/push", push_body("held:1", "f-held"), js1)
 
             def probe_push() -> httpx.Response:
                 r = http.post(
@@ -164,7 +179,7 @@ def test_past_the_bounds_requests_are_shed_and_nothing_accepted_is_lost(tmp_path
             assert http.post("/api/v1/sync/pull", json={}, headers=auth).status_code == 200
 
             # and a second request in flight: every other request is refused now
-            held_pull = Held(base, "/api/v1/sync/pull", b'{"limit": 10}', js1)
+            held_pull = hold(base, "/api/v1/sync/pull", b'{"limit": 10}', js1)
             r = refused(
                 lambda: http.get("/api/v1/inspections", headers=auth),
                 "requests in flight",
@@ -207,7 +222,7 @@ def test_past_the_bounds_requests_are_shed_and_nothing_accepted_is_lost(tmp_path
         stop(proc)
 
 
-def test_the_tablet_waits_retry_after_and_its_push_lands(tmp_path):
+def test_the_tablet_waits_retry_after_and_its_push_lands(tmp_path, hold):
     """The reference client meets a 503 on push, waits at least Retry-After (the
     injected sleep: while it "waits", the held push finishes) and pushes again."""
     proc, base = start_server(tmp_path, "--demo", env=LIMITS)
@@ -215,7 +230,7 @@ def test_the_tablet_waits_retry_after_and_its_push_lands(tmp_path):
         with httpx.Client(base_url=base, timeout=10) as http:
             tokens = login(http, "insp.js1", device="retry tablet")
             other = login(http, "insp.js2")["access_token"]
-        held = Held(base, "/api/v1/sync/push", push_body("held:1", "f-held"), other)
+        held = hold(base, "/api/v1/sync/push", push_body("held:1", "f-held"), other)
         released: list[int] = []
         slept: list[float] = []
 
