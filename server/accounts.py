@@ -9,7 +9,7 @@ from sync.audit import SYSTEM, Actor
 from sync.clock import Clock
 from sync.errors import InvalidInput, NotFound
 from sync.models import Device, Role, User
-from sync.store import Store
+from sync.storage import Store
 
 __all__ = ["Accounts"]
 

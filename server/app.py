@@ -50,8 +50,8 @@ from sync.models import Principal
 from sync.notify import Notifier
 from sync.registry import Registry
 from sync.review import Review
-from sync.sqlite_store import SQLiteStore
-from sync.store import Store
+from sync.storage import Store
+from sync.storage.sqlite import SQLiteStore
 from sync.uploads import UploadLimits, Uploads
 
 __all__ = ["Services", "build_services", "create_app"]

@@ -34,7 +34,7 @@ from sync.audit import Actor
 from sync.clock import Clock
 from sync.errors import DomainError, InvalidInput, NotFound
 from sync.models import Device, Principal, RefreshToken, Role, User
-from sync.store import Store
+from sync.storage import Store
 
 __all__ = [
     "AuthError",

@@ -29,7 +29,7 @@ from sync.clock import SystemClock
 from sync.errors import DomainError
 from sync.models import Role
 from sync.registry import Registry
-from sync.sqlite_store import SQLiteStore
+from sync.storage.sqlite import SQLiteStore
 
 __all__ = ["main"]
 

@@ -16,7 +16,7 @@ from sync.models import Principal
 from sync.notify import Notifier
 from sync.registry import Registry
 from sync.review import Review
-from sync.store import Store
+from sync.storage import Store
 from sync.uploads import Uploads
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 Every write of a record (from sync, review and admin work alike), and every change to a
 user or device, appends one *audit event* in the same transaction as the change. The
-storage backend writes them (``sync/sqlite_store.py``), so no code path can change data
+storage backend writes them (``sync/storage/``), so no code path can change data
 without leaving an event; this module holds what is backend-independent: who acts
 (:class:`Actor`), the per-change context a caller adds (:class:`AuditContext`), the
 field-level diff, and the hash chain.

@@ -29,7 +29,7 @@ from sync.models import (
     Role,
     StoredRecord,
 )
-from sync.store import Store
+from sync.storage import Store
 
 __all__ = ["Authoring", "version_id"]
 

@@ -59,7 +59,7 @@ from sync.protocol import (
     Unreadable,
 )
 from sync.signatures import SIGNED_FIELDS, content_hash, in_scope
-from sync.store import BatchTx, Store
+from sync.storage import BatchTx, Store
 
 __all__ = ["EngineConfig", "SyncEngine", "public_data"]
 

@@ -30,7 +30,7 @@ from sync.models import (
 )
 from sync.notify import Notifier
 from sync.review import undecided_and_conflicts
-from sync.store import BatchTx, Store
+from sync.storage import BatchTx, Store
 
 __all__ = ["REFERENCE_KINDS", "TRANSITIONS", "Registry", "new_id"]
 

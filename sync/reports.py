@@ -33,7 +33,7 @@ from sync.clock import Clock
 from sync.errors import Forbidden, NotFound
 from sync.fielddata import CLASSIFICATION_LABELS, parse_response_id
 from sync.models import Filter, Principal, Role, StoredRecord, User, public_fields
-from sync.store import BatchTx, Store
+from sync.storage import BatchTx, Store
 
 __all__ = [
     "CLASSES",

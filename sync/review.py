@@ -26,7 +26,7 @@ from sync.errors import Forbidden, InvalidInput, InvalidTransition, NotFound, Re
 from sync.fielddata import CLASSIFICATION_LABELS
 from sync.models import Principal, Role, StoredRecord
 from sync.signatures import content_hash
-from sync.store import BatchTx, Store
+from sync.storage import BatchTx, Store
 
 __all__ = [
     "DECIDED",

@@ -65,7 +65,7 @@ from sync.evidence import (
     sniff,
 )
 from sync.models import EvidenceFile, EvidenceRef, Principal, Upload
-from sync.store import Store
+from sync.storage import Store
 
 __all__ = [
     "CHECKSUM_ALGORITHMS",
@@ -208,7 +208,7 @@ class StorageCheck(msgspec.Struct, kw_only=True):
 
 
 class Uploads:
-    """The upload and download rules over a :class:`~sync.store.Store`, a blob store for
+    """The upload and download rules over a :class:`~sync.storage.Store`, a blob store for
     files, one for thumbnails and the local upload area. One per app (its locks are
     per process, like the store's writer lock)."""
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from sync.errors import StorageError
-from sync.sqlite_store import SQLiteStore
-from sync.store import BatchTx
+from sync.storage import BatchTx
+from sync.storage.sqlite import SQLiteStore
 
 
 @pytest.fixture

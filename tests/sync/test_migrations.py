@@ -6,7 +6,7 @@ import json
 
 import sqlite_utils
 
-from sync._migrations import MIGRATIONS, apply_migrations
+from sync.storage.sqlite_migrations import MIGRATIONS, apply_migrations
 
 
 def test_migrations_apply_once_and_keep_data(tmp_path):
@@ -37,8 +37,8 @@ async def test_bookkeeping_moves_out_of_public_data(tmp_path, monkeypatch):
     """A database written before migration 5 kept stamps inside ``data``: after it,
     the store reads every record exactly as before, and a pull page gets only what
     clients see."""
-    import sync._migrations as migrations
-    from sync.sqlite_store import SQLiteStore
+    import sync.storage.sqlite_migrations as migrations
+    from sync.storage.sqlite import SQLiteStore
 
     path = str(tmp_path / "old.db")
     monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS[:4])

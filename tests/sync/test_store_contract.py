@@ -1,4 +1,4 @@
-"""The storage contract (sync/store.py), written once and run against every backend.
+"""The storage contract (sync/storage/contract.py), written once and run against every backend.
 
 A new backend joins by adding a factory to BACKENDS; nothing else changes.
 """
@@ -23,8 +23,8 @@ from sync.models import (
     Upload,
     User,
 )
-from sync.sqlite_store import SQLiteStore
-from sync.store import Store
+from sync.storage import Store
+from sync.storage.sqlite import SQLiteStore
 
 NOW = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 

@@ -1,0 +1,9 @@
+"""Storage: one contract (:mod:`sync.storage.contract`), the logic every backend shares
+(:mod:`sync.storage.shared`), and the backends (:mod:`sync.storage.sqlite`).
+
+The engine imports only the contract; the server picks a backend at start-up.
+"""
+
+from sync.storage.contract import BatchTx, Store, Transaction
+
+__all__ = ["BatchTx", "Store", "Transaction"]

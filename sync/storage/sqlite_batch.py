@@ -1,0 +1,617 @@
+"""SQLite batches: the sync engine's synchronous access inside one transaction
+(:class:`~sync.storage.contract.BatchTx`) on a connection's own thread, and the group
+commit that runs queued write batches under one ``COMMIT``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from sync.audit import GENESIS, HASHED, SYSTEM, Actor, AuditContext, diff, event_hash
+from sync.errors import StorageError
+from sync.models import FeedRow, Filter, StoredRecord
+from sync.storage.contract import BatchTx
+from sync.storage.shared import (
+    FIELD,
+    audit_values,
+    join_data,
+    now_text,
+    record_from_row,
+    scope_of,
+    split_data,
+    write_op,
+)
+
+T = TypeVar("T")
+
+_HEAD_SQL = "SELECT hash FROM history ORDER BY id DESC LIMIT 1"
+_AUDIT_SQL = (
+    f"INSERT INTO history ({', '.join(HASHED)}, prev_hash, hash)"
+    f" VALUES ({', '.join('?' * (len(HASHED) + 2))})"
+)
+
+# The JSON path of the evidence hashes a record names, by kind (finding or response).
+_EVIDENCE_PATH = "CASE r.kind WHEN 'finding' THEN '$.evidence_hashes' ELSE '$.evidence' END"
+
+
+def where_sql(kind: str, filters: Sequence[Filter]) -> tuple[str, list[Any]]:
+    """The WHERE clause (and its parameters) of live records of a kind matching every
+    filter; field names are checked against :data:`~sync.storage.shared.FIELD`."""
+    clauses = ["kind = ?", "deleted = 0"]
+    params: list[Any] = [kind]
+    for f in filters:
+        if not FIELD.match(f.field):
+            raise ValueError(f"bad filter field {f.field!r}")
+        col = "id" if f.field == "id" else f"json_extract(data, '$.{f.field}')"
+        if f.op == "eq":
+            clauses.append(f"{col} = ?")
+            params.append(f.value)
+        elif f.op == "ne":
+            clauses.append(f"{col} IS NOT ?")
+            params.append(f.value)
+        elif f.op == "gte":
+            clauses.append(f"{col} >= ?")
+            params.append(f.value)
+        elif f.op == "lte":
+            clauses.append(f"{col} <= ?")
+            params.append(f.value)
+        elif f.op == "in":
+            values = list(f.value)
+            if not values:
+                clauses.append("0")
+                continue
+            clauses.append(f"{col} IN ({','.join('?' * len(values))})")
+            params.extend(values)
+        elif f.op == "contains":
+            clauses.append(f"EXISTS (SELECT 1 FROM json_each(data, '$.{f.field}') WHERE value = ?)")
+            params.append(f.value)
+        else:  # pragma: no cover - Filter.op is a Literal
+            raise ValueError(f"bad filter op {f.op!r}")
+    return " AND ".join(clauses), params
+
+
+def _missing_evidence(db: sqlite3.Connection, inspection_ids: list[str]) -> dict[str, list[str]]:
+    missing: dict[str, list[str]] = {}
+    for start in range(0, len(inspection_ids), 500):
+        chunk = inspection_ids[start : start + 500]
+        rows = db.execute(
+            "SELECT DISTINCT r.inspection_id, j.value FROM records r,"
+            f" json_each(r.data, {_EVIDENCE_PATH}) j"
+            f" WHERE r.inspection_id IN ({','.join('?' * len(chunk))})"
+            " AND r.kind IN ('finding', 'response') AND r.deleted = 0 AND j.type = 'text'"
+            " AND NOT EXISTS (SELECT 1 FROM evidence_refs f JOIN evidence e"
+            " ON e.sha256 = f.sha256 AND e.lost_at IS NULL"
+            " WHERE f.sha256 = j.value AND f.inspection_id = r.inspection_id)"
+            " ORDER BY r.inspection_id, j.value",
+            chunk,
+        ).fetchall()
+        for iid, sha in rows:
+            missing.setdefault(iid, []).append(sha)
+    return missing
+
+
+def _stored_evidence(db: sqlite3.Connection, hashes: list[str]) -> set[str]:
+    found: set[str] = set()
+    unique = list(dict.fromkeys(hashes))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        rows = db.execute(
+            f"SELECT sha256 FROM evidence WHERE sha256 IN ({','.join('?' * len(chunk))})"
+            " AND lost_at IS NULL",
+            chunk,
+        ).fetchall()
+        found.update(r[0] for r in rows)
+    return found
+
+
+async def _run_on_connection(conn: aiosqlite.Connection, runner: Callable[..., T], fn: Any) -> T:
+    """Run ``runner(sqlite3_connection, fn)`` on the aiosqlite connection's own thread.
+
+    aiosqlite serialises everything on one thread per connection; ``_execute`` is how
+    it runs a callable there. Using it keeps the batch on the same connection (and
+    thread) as every other query, in one hop instead of one per statement.
+    """
+    raw = conn._conn
+    try:
+        result: T = await conn._execute(runner, raw, fn)  # type: ignore[no-untyped-call]
+    except sqlite3.Error as exc:
+        raise StorageError(f"batch failed: {exc}", original=exc) from exc
+    return result
+
+
+class _Queued:
+    """A batch waiting for the writer, and where its answer goes."""
+
+    __slots__ = ("done", "fn")
+
+    def __init__(self, fn: Callable[[BatchTx], Any], done: asyncio.Future[Any]) -> None:
+        self.fn = fn
+        self.done = done
+
+
+def _group_write(
+    raw: sqlite3.Connection, fns: list[Callable[[BatchTx], Any]]
+) -> list[tuple[bool, Any]]:
+    """Run batches one after the other in one transaction, each in a savepoint, then
+    commit once. Returns (True, result) or (False, exception) per batch; raises if the
+    transaction itself fails (then nothing is committed)."""
+    if len(fns) == 1:  # the common case when the writer is idle: no savepoint
+        try:
+            return [(True, _batch_write(raw, fns[0]))]
+        except sqlite3.Error as exc:
+            return [(False, StorageError(f"batch failed: {exc}", original=exc))]
+        except Exception as exc:
+            return [(False, exc)]
+    outcomes: list[tuple[bool, Any]] = []
+    raw.execute("BEGIN IMMEDIATE")
+    try:
+        for fn in fns:
+            raw.execute("SAVEPOINT batch")
+            try:
+                batch = _SQLiteBatch(raw, writable=True)
+                result = fn(batch)
+                batch.finish()
+            except Exception as exc:
+                raw.execute("ROLLBACK TO batch")
+                raw.execute("RELEASE batch")
+                if isinstance(exc, sqlite3.Error):
+                    exc = StorageError(f"batch failed: {exc}", original=exc)
+                outcomes.append((False, exc))
+                continue
+            raw.execute("RELEASE batch")
+            outcomes.append((True, result))
+        raw.execute("COMMIT")
+    except BaseException:
+        if raw.in_transaction:
+            raw.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
+def _batch_write(raw: sqlite3.Connection, fn: Callable[[BatchTx], T]) -> T:
+    raw.execute("BEGIN IMMEDIATE")
+    try:
+        batch = _SQLiteBatch(raw, writable=True)
+        result = fn(batch)
+        batch.finish()
+        raw.execute("COMMIT")
+    except BaseException:
+        if raw.in_transaction:
+            raw.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _batch_read(raw: sqlite3.Connection, fn: Callable[[BatchTx], T]) -> T:
+    raw.execute("BEGIN")
+    try:
+        return fn(_SQLiteBatch(raw, writable=False))
+    finally:
+        raw.execute("ROLLBACK")
+
+
+def _with_actor(tx: BatchTx, actor: Actor) -> BatchTx:
+    tx.actor = actor
+    return tx
+
+
+class _Savepoint:
+    """``_SQLiteBatch.savepoint``: a SQL savepoint plus what the batch keeps in memory
+    (its sequence, audit head, buffered rows), restored together on an exception. A
+    class, not a generator: it runs once per mutation of every push."""
+
+    __slots__ = ("batch", "head", "pending", "seq")
+
+    def __init__(self, batch: _SQLiteBatch) -> None:
+        self.batch = batch
+
+    def __enter__(self) -> None:
+        b = self.batch
+        self.seq, self.head = b._seq, b._head
+        self.pending = {sql: len(rows) for sql, rows in b._pending.items()}
+        b.db.execute("SAVEPOINT part")
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        b = self.batch
+        if exc is None:
+            b.db.execute("RELEASE part")
+            return
+        b.db.execute("ROLLBACK TO part")
+        b.db.execute("RELEASE part")
+        b._seq, b._head = self.seq, self.head
+        for sql in list(b._pending):
+            del b._pending[sql][self.pending.get(sql, 0) :]
+        # what was read or written inside may be gone: read it again when needed
+        b._known.clear()
+        if isinstance(exc, sqlite3.OperationalError | sqlite3.InternalError) or (
+            type(exc) is sqlite3.DatabaseError
+        ):  # the database failed (I/O, full, corrupt), not this part's data
+            raise StorageError(f"the database failed: {exc}", original=exc) from exc
+
+
+class _SQLiteBatch(BatchTx):
+    def __init__(self, db: sqlite3.Connection, *, writable: bool) -> None:
+        self.db = db
+        self.writable = writable
+        self._now = now_text()
+        self._seq: int | None = None  # allocated in memory, written once at the end
+        # append-only rows, written with one executemany per table at the end
+        self._pending: dict[str, list[tuple[Any, ...]]] = {}
+        self.actor = SYSTEM
+        self.context = AuditContext()
+        self._head: str | None = None  # the audit chain's last hash, once read
+        # what this batch knows of records it read or wrote: (data, deleted), so that
+        # writes are audited field by field without reading the record again
+        self._known: dict[tuple[str, str], tuple[dict[str, Any], bool]] = {}
+
+    def _remember(self, rec: StoredRecord) -> StoredRecord:
+        self._known[(rec.kind, rec.id)] = (rec.data, rec.deleted)
+        return rec
+
+    def savepoint(self) -> _Savepoint:
+        self._write()
+        return _Savepoint(self)
+
+    def _prior(self, key: tuple[str, str]) -> tuple[dict[str, Any], bool]:
+        """The record as it is before a write: (data, deleted); a missing one counts
+        as deleted."""
+        if key in self._known:
+            return self._known[key]
+        row = self.db.execute(
+            "SELECT data, meta, deleted FROM records WHERE kind = ? AND id = ?", key
+        ).fetchone()
+        return (join_data(row[0], row[1]), bool(row[2])) if row else ({}, True)
+
+    def _audit(self, rec: StoredRecord, op: str | None, prior: tuple[dict[str, Any], bool]) -> None:
+        old, old_deleted = prior
+        before, after = diff(None if old_deleted else old, None if rec.deleted else rec.data)
+        op = op or write_op(old_deleted, rec.deleted)
+        values = audit_values(
+            self.actor,
+            self.context,
+            seq=rec.seq,
+            kind=rec.kind,
+            record_id=rec.id,
+            inspection_id=scope_of(rec.kind, rec.id, rec.data),
+            rev=rec.rev,
+            op=op,
+            old=before,
+            new=after,
+            now=self._now,
+        )
+        if self._head is None:
+            row = self.db.execute(_HEAD_SQL).fetchone()
+            self._head = str(row[0]) if row else GENESIS
+        digest = event_hash(self._head, values)
+        self._pending.setdefault(_AUDIT_SQL, []).append((*values, self._head, digest))
+        self._head = digest
+
+    def _next_seq(self) -> int:
+        if self._seq is None:
+            self._seq = int(self.db.execute("SELECT value FROM seq_counter").fetchone()[0])
+        self._seq += 1
+        return self._seq
+
+    def finish(self) -> None:
+        """Write what the batch buffered (inside its transaction): the append-only rows
+        and the sequence it allocated."""
+        for sql, rows in self._pending.items():
+            self.db.executemany(sql, rows)
+        self._pending.clear()
+        if self._seq is not None:
+            self.db.execute("UPDATE seq_counter SET value = ?", (self._seq,))
+
+    def _write(self) -> None:
+        if not self.writable:
+            raise StorageError("write in a read batch")
+
+    def get_record(
+        self, kind: str, record_id: str, *, include_deleted: bool = False
+    ) -> StoredRecord | None:
+        row = self.db.execute(
+            "SELECT * FROM records WHERE kind = ? AND id = ?", (kind, record_id)
+        ).fetchone()
+        if row is None:
+            return None
+        rec = self._remember(record_from_row(row))
+        return None if rec.deleted and not include_deleted else rec
+
+    def get_records(self, refs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredRecord]:
+        by_kind: dict[str, list[str]] = {}
+        for kind, rid in dict.fromkeys(refs):
+            by_kind.setdefault(kind, []).append(rid)
+        found: dict[tuple[str, str], StoredRecord] = {}
+        for kind, ids in by_kind.items():
+            for start in range(0, len(ids), 500):  # kind = ? AND id IN (...): the key
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self.db.execute(
+                    f"SELECT * FROM records WHERE kind = ? AND id IN ({marks})", [kind, *chunk]
+                ).fetchall()
+                found.update(
+                    {(r["kind"], r["id"]): self._remember(record_from_row(r)) for r in rows}
+                )
+        for ref in refs:  # known not to exist: their first write needs no lookup
+            self._known.setdefault(ref, ({}, True))
+        return found
+
+    def put_record(
+        self,
+        kind: str,
+        record_id: str,
+        data: dict[str, Any],
+        *,
+        rev: int,
+        deleted: bool = False,
+        op: str | None = None,
+    ) -> StoredRecord:
+        self._write()
+        prior = self._prior((kind, record_id))
+        seq = self._next_seq()
+        now = self._now
+        self.db.execute(
+            "INSERT INTO records (kind, id, data, meta, rev, seq, deleted, created_at,"
+            " updated_at, inspection_id) VALUES (?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data,"
+            " meta = excluded.meta, rev = excluded.rev,"
+            " seq = excluded.seq, deleted = excluded.deleted, updated_at = excluded.updated_at,"
+            " inspection_id = excluded.inspection_id",
+            (
+                kind,
+                record_id,
+                *split_data(data),
+                rev,
+                seq,
+                int(deleted),
+                now,
+                now,
+                scope_of(kind, record_id, data),
+            ),
+        )
+        at = datetime.fromisoformat(now)
+        rec = StoredRecord(
+            kind=kind,
+            id=record_id,
+            data=data,
+            rev=rev,
+            seq=seq,
+            deleted=deleted,
+            created_at=at,
+            updated_at=at,
+        )
+        self._audit(rec, op, prior)
+        return self._remember(rec)
+
+    def find_records(self, kind: str, filters: Sequence[Filter] = ()) -> list[StoredRecord]:
+        where, params = where_sql(kind, filters)
+        rows = self.db.execute(f"SELECT * FROM records WHERE {where} ORDER BY id", params)
+        return [record_from_row(r) for r in rows.fetchall()]
+
+    def records_of(self, kind: str, inspection_id: str) -> list[StoredRecord]:
+        rows = self.db.execute(
+            "SELECT * FROM records WHERE inspection_id = ? AND kind = ? AND deleted = 0"
+            " ORDER BY id",
+            (inspection_id, kind),
+        ).fetchall()
+        return [record_from_row(r) for r in rows]
+
+    def get_mutations(self, keys: Sequence[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            rows = self.db.execute(
+                f"SELECT key, result FROM mutations WHERE key IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+            found.update({r[0]: bytes(r[1]) for r in rows})
+        return found
+
+    def get_mutation(self, key: str) -> bytes | None:
+        row = self.db.execute("SELECT result FROM mutations WHERE key = ?", (key,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def put_mutation(
+        self,
+        key: str,
+        *,
+        user_id: str,
+        device_id: str | None,
+        batch_id: str,
+        result: bytes,
+        at: datetime,
+    ) -> None:
+        self._write()
+        self._pending.setdefault(
+            "INSERT INTO mutations (key, user_id, device_id, batch_id, result, received_at)"
+            " VALUES (?,?,?,?,?,?)",
+            [],
+        ).append((key, user_id, device_id, batch_id, result, at.isoformat()))
+
+    def _insert(self, table: str, row: dict[str, Any]) -> None:
+        self._write()
+        sql = f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"
+        self._pending.setdefault(sql, []).append(tuple(row.values()))
+
+    def add_quarantine(self, row: dict[str, Any]) -> None:
+        self._insert("quarantine", row)
+
+    @staticmethod
+    def _scope_sql(
+        inspection_ids: Sequence[str], refs: Sequence[tuple[str, str]]
+    ) -> tuple[str, list[Any]]:
+        parts: list[str] = []
+        params: list[Any] = []
+        if inspection_ids:
+            parts.append(f"inspection_id IN ({','.join('?' * len(inspection_ids))})")
+            params.extend(inspection_ids)
+        if refs:
+            pairs = ",".join(["(?,?)"] * len(refs))
+            parts.append(f"(inspection_id IS NULL AND (kind, id) IN (VALUES {pairs}))")
+            for kind, rid in refs:
+                params.extend((kind, rid))
+        return ("(" + " OR ".join(parts) + ")" if parts else "0"), params
+
+    def feed(
+        self,
+        after_seq: int,
+        inspection_ids: Sequence[str],
+        refs: Sequence[tuple[str, str]],
+        limit: int,
+        *,
+        max_seq: int | None = None,
+        live_only: bool = False,
+    ) -> list[StoredRecord]:
+        sql, args = self._feed_sql(
+            "*", after_seq, inspection_ids, refs, limit, max_seq=max_seq, live_only=live_only
+        )
+        return [record_from_row(r) for r in self.db.execute(sql, args).fetchall()]
+
+    def _feed_sql(
+        self,
+        columns: str,
+        after_seq: int,
+        inspection_ids: Sequence[str],
+        refs: Sequence[tuple[str, str]],
+        limit: int,
+        *,
+        max_seq: int | None,
+        live_only: bool,
+    ) -> tuple[str, list[Any]]:
+        scope, params = self._scope_sql(inspection_ids, refs)
+        # Pick the page's seqs first (index only), then read just those rows: sorting
+        # whole rows of everything after the cursor costs more than the page itself.
+        sub = f"SELECT seq FROM records WHERE seq > ? AND {scope}"
+        args: list[Any] = [after_seq, *params]
+        if max_seq is not None:
+            sub += " AND seq <= ?"
+            args.append(max_seq)
+        if live_only:
+            sub += " AND deleted = 0"
+        sub += " ORDER BY seq LIMIT ?"
+        args.append(limit)
+        return f"SELECT {columns} FROM records WHERE seq IN ({sub}) ORDER BY seq", args
+
+    def feed_json(
+        self,
+        after_seq: int,
+        inspection_ids: Sequence[str],
+        refs: Sequence[tuple[str, str]],
+        limit: int,
+        *,
+        max_seq: int | None = None,
+        live_only: bool = False,
+    ) -> list[FeedRow]:
+        sql, args = self._feed_sql(
+            "kind, id, rev, seq, deleted, data",
+            after_seq,
+            inspection_ids,
+            refs,
+            limit,
+            max_seq=max_seq,
+            live_only=live_only,
+        )
+        cur = self.db.execute(sql, args)
+        cur.row_factory = None  # plain tuples: no sqlite3.Row per record
+        return [FeedRow(k, i, rv, sq, bool(d), data) for k, i, rv, sq, d, data in cur]
+
+    def bound_refs(self, inspection_ids: Sequence[str]) -> list[tuple[str, str]]:
+        if not inspection_ids:
+            return []
+        rows = self.db.execute(
+            "SELECT kind, id FROM records WHERE inspection_id IN"
+            f" ({','.join('?' * len(inspection_ids))}) ORDER BY seq",
+            list(inspection_ids),
+        ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def get_snapshot(self, key: str) -> str | None:
+        row = self.db.execute("SELECT scope FROM scope_snapshots WHERE hash = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def put_snapshot(self, key: str, scope: str) -> None:
+        self._write()
+        self.db.execute(
+            "INSERT OR IGNORE INTO scope_snapshots (hash, scope, created_at) VALUES (?,?,?)",
+            (key, scope, self._now),
+        )
+
+    def tombstone_horizon(self) -> int:
+        row = self.db.execute(
+            "SELECT value FROM store_meta WHERE key = 'tombstone_horizon'"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def purge_tombstones(self, before: datetime) -> int:
+        self._write()
+        row = self.db.execute(
+            "SELECT COUNT(*), MAX(seq) FROM records WHERE deleted = 1 AND updated_at < ?",
+            (before.isoformat(),),
+        ).fetchone()
+        if not row[0]:
+            return 0
+        self.db.execute(
+            "DELETE FROM records WHERE deleted = 1 AND updated_at < ?", (before.isoformat(),)
+        )
+        self.db.execute(
+            "UPDATE store_meta SET value = MAX(CAST(value AS INTEGER), ?)"
+            " WHERE key = 'tombstone_horizon'",
+            (row[1],),
+        )
+        return int(row[0])
+
+    def max_seq(self) -> int:
+        if self._seq is not None:
+            return self._seq
+        return int(self.db.execute("SELECT value FROM seq_counter").fetchone()[0])
+
+    def update_device_sync(self, device_id: str, user_id: str, **fields: Any) -> None:
+        self._write()
+        self.db.execute(
+            "INSERT OR IGNORE INTO device_sync (device_id, user_id) VALUES (?, ?)",
+            (device_id, user_id),
+        )
+        received = int(fields.pop("mutations_received", 0))
+        sets = [f"{k} = ?" for k in fields if FIELD.match(k)]
+        params: list[Any] = [fields[k] for k in fields if FIELD.match(k)]
+        sets.append("mutations_received = mutations_received + ?")
+        params.append(received)
+        self.db.execute(
+            f"UPDATE device_sync SET {', '.join(sets)} WHERE device_id = ?", (*params, device_id)
+        )
+
+    def list_device_sync(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT * FROM device_sync ORDER BY device_id").fetchall()
+        return [dict(r) for r in rows]
+
+    def list_quarantine(self, inspection_ids: Sequence[str] | None) -> list[dict[str, Any]]:
+        if inspection_ids is None:
+            rows = self.db.execute("SELECT * FROM quarantine ORDER BY received_at DESC").fetchall()
+        else:
+            rows = self.db.execute(
+                "SELECT * FROM quarantine WHERE inspection_id IN"
+                f" ({','.join('?' * len(inspection_ids)) or 'NULL'})"
+                " ORDER BY received_at DESC",
+                list(inspection_ids),
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def history_of(self, kind: str, record_id: str) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT * FROM history WHERE kind = ? AND record_id = ? ORDER BY id",
+            (kind, record_id),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def missing_evidence(self, inspection_ids: Sequence[str]) -> dict[str, list[str]]:
+        return _missing_evidence(self.db, list(inspection_ids))
+
+    def stored_evidence(self, hashes: Sequence[str]) -> set[str]:
+        return _stored_evidence(self.db, list(hashes))
