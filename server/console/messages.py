@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from server.console.admin_checklists_text import CHECKLISTS_EN, CHECKLISTS_ZH
+from server.console.admin_text import ADMIN_EN, ADMIN_ZH
+
 __all__ = ["CATALOGUES", "LANGUAGES", "Messages", "negotiate"]
 
 LANGUAGES = ("zh", "en")
@@ -42,6 +45,11 @@ EN: dict[str, str] = {
     "nav_queue": "Review queue",
     "nav_conflicts": "Conflicts",
     "nav_api": "API reference",
+    "nav_checklists": "Checklists",
+    "nav_users": "Users",
+    "nav_devices": "Devices",
+    "nav_reference": "Reference data",
+    "nav_audit": "Audit trail",
     # classifications and statuses
     "cls_critical": "Critical",
     "cls_major": "Major",
@@ -320,6 +328,11 @@ ZH: dict[str, str] = {
     "nav_queue": "审查队列",
     "nav_conflicts": "冲突",
     "nav_api": "API 参考",
+    "nav_checklists": "检查表",
+    "nav_users": "用户",
+    "nav_devices": "设备",
+    "nav_reference": "基础数据",
+    "nav_audit": "审计追踪",
     "cls_critical": "关键缺陷（PIC/S）",
     "cls_major": "主要缺陷（PIC/S）",
     "cls_other": "其他缺陷（PIC/S）",
@@ -564,6 +577,10 @@ ZH: dict[str, str] = {
     "err_value": "请选择一个值或输入合并后的值。",
     "err_bad_json": "合并后的值不是有效的 JSON。",
 }
+
+# the admin pages keep their messages beside them, one module each
+EN |= ADMIN_EN | CHECKLISTS_EN
+ZH |= ADMIN_ZH | CHECKLISTS_ZH
 
 CATALOGUES: dict[str, dict[str, str]] = {"en": EN, "zh": ZH}
 

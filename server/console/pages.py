@@ -14,10 +14,8 @@ with the session's token, or, for the sign-in form, with the sign-in cookie.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import json
 import re
-import secrets
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,21 +24,40 @@ from urllib.parse import quote, urlencode
 import msgspec
 from litestar import MediaType, Request, Response, Router, get, post
 from litestar.connection import ASGIConnection
-from litestar.datastructures import Cookie, ResponseHeader
+from litestar.datastructures import Cookie
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException, PermissionDeniedException
-from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import MiddlewareProtocol
 from litestar.params import FromPath
 from litestar.response import Redirect, Stream, Template
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from server.auth import AuthError, RateLimited
-from server.console.messages import CATALOGUES, Messages, negotiate
-from server.console.present import Presenter, zone
+from server.console._web import (
+    HEADERS as _HEADERS,
+)
+from server.console._web import (
+    LANG_COOKIE,
+    LOGIN_CSRF_COOKIE,
+    PAGE_SIZE,
+    ConsoleAuth,
+    LoginRequired,
+    check_csrf,
+    signed_in,
+)
+from server.console._web import cookie as _cookie
+from server.console._web import local_path as _local
+from server.console._web import login_page as _login_page
+from server.console._web import page as _page
+from server.console._web import presenter as _presenter
+from server.console._web import secure as _secure
+from server.console._web import status_of as _status
+from server.console.admin import admin_pages
+from server.console.admin_checklists import checklist_pages
+from server.console.messages import CATALOGUES
+from server.console.present import zone
 from server.console.reads import SORTS, ConsoleReads
-from server.console.sessions import SESSION_COOKIE, ConsoleSession, ConsoleSessions
-from server.problems import CODES
+from server.console.sessions import SESSION_COOKIE, ConsoleSessions
 from sync.errors import DomainError, NotFound
 from sync.exports import export_json, findings_csv, responses_csv
 from sync.inspection_report import render_report
@@ -54,146 +71,6 @@ __all__ = ["CONSOLE_EXCLUDE", "console_router"]
 
 CONSOLE_EXCLUDE = ["^/$", "^/console(/|$)"]
 """Paths the API's bearer-token middleware leaves to the console's own sessions."""
-
-LANG_COOKIE = "inspectsync_lang"
-LOGIN_CSRF_COOKIE = "inspectsync_login_csrf"
-PAGE_SIZE = 25
-STATIC = Path(__file__).parent / "static"
-
-_HEADERS = [
-    ResponseHeader(name="Cache-Control", value="no-store"),
-    ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
-    ResponseHeader(name="Referrer-Policy", value="same-origin"),
-    ResponseHeader(name="X-Frame-Options", value="DENY"),
-    ResponseHeader(
-        name="Content-Security-Policy",
-        value="default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
-        "form-action 'self'; frame-ancestors 'none'",
-    ),
-]
-
-
-class LoginRequired(Exception):
-    """No live session: the handler answers with the sign-in page."""
-
-
-class ConsoleAuth(msgspec.Struct):
-    """What the middleware found: the cookie's token and its session record."""
-
-    token: str
-    session: ConsoleSession
-    display_name: str
-
-
-async def signed_in(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    if not isinstance(connection.user, Principal):
-        raise LoginRequired
-
-
-async def check_csrf(request: Request[Any, Any, Any]) -> None:
-    """Before every handler: a POST must carry the token of its session (or of the
-    sign-in form), else 403."""
-    if request.method != "POST":
-        return
-    form = await request.form()
-    sent = form.get("_csrf")
-    if request.url.path == "/console/login":
-        expected = request.cookies.get(LOGIN_CSRF_COOKIE)
-    else:
-        auth = request.auth
-        if not isinstance(auth, ConsoleAuth):
-            raise LoginRequired
-        expected = auth.session.csrf
-    if not (
-        isinstance(sent, str) and expected and hmac.compare_digest(sent.encode(), expected.encode())
-    ):
-        raise PermissionDeniedException("csrf")
-
-
-# --- page helpers ------------------------------------------------------------------
-
-
-def _lang(request: Request[Any, Any, Any]) -> str:
-    chosen = request.cookies.get(LANG_COOKIE)
-    if chosen in CATALOGUES:
-        return chosen
-    return negotiate(request.headers.get("Accept-Language"))
-
-
-def _presenter(request: Request[Any, Any, Any]) -> Presenter:
-    auth = request.auth
-    tz = auth.session.tz if isinstance(auth, ConsoleAuth) else None
-    return Presenter(Messages(_lang(request)), tz)
-
-
-def _local(target: str | None, default: str = "/console/queue") -> str:
-    """A path on this server to go to next (never another host)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return default
-
-
-def _page(
-    request: Request[Any, Any, Any],
-    template: str,
-    p: Presenter,
-    status: int = 200,
-    cookies: list[Cookie] | None = None,
-    **context: Any,
-) -> Template:
-    auth = request.auth
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    other = "en" if p.t.lang == "zh" else "zh"
-    return Template(
-        template_name=template,
-        media_type=MediaType.HTML,
-        status_code=status,
-        cookies=cookies or [],
-        context={
-            "t": p.t,
-            "p": p,
-            "lang": p.t.lang,
-            "lang_url": "/console/lang?" + urlencode({"to": other, "next": here}),
-            "user_name": auth.display_name if isinstance(auth, ConsoleAuth) else "",
-            "csrf": auth.session.csrf if isinstance(auth, ConsoleAuth) else "",
-            "path": request.url.path,
-            **context,
-        },
-    )
-
-
-def _secure(request: Request[Any, Any, Any]) -> bool:
-    return request.url.scheme == "https"
-
-
-def _cookie(request: Request[Any, Any, Any], key: str, value: str, **kw: Any) -> Cookie:
-    return Cookie(
-        key=key,
-        value=value,
-        path="/",
-        httponly=True,
-        samesite=kw.pop("samesite", "lax"),
-        secure=_secure(request),
-        **kw,
-    )
-
-
-def _login_page(
-    request: Request[Any, Any, Any], message: str = "", status: int = 200, next_: str = ""
-) -> Template:
-    token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
-    p = _presenter(request)
-    return _page(
-        request,
-        "login.html",
-        p,
-        status=status,
-        cookies=[_cookie(request, LOGIN_CSRF_COOKIE, token, samesite="strict")],
-        login_csrf=token,
-        message=message,
-        next=_local(next_ or request.query_params.get("next"), ""),
-    )
-
 
 # --- sign-in, sign-out, language -------------------------------------------------
 
@@ -666,6 +543,8 @@ def console_router(services: Services) -> Router:
             resolve,
             evidence,
             thumbnail,
+            *checklist_pages(services, reads),
+            *admin_pages(services, reads),
         ],
         middleware=[SessionMiddleware],
         before_request=check_csrf,
@@ -688,10 +567,6 @@ _REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; f
 def _attachment(inspection_id: str, suffix: str) -> dict[str, str]:
     stem = re.sub(r"[^A-Za-z0-9._-]", "_", inspection_id)[:80] or "inspection"
     return {"Content-Disposition": f'attachment; filename="{stem}-{suffix}"'}
-
-
-def _status(exc: DomainError) -> int:
-    return CODES.get(exc.code, (422, ""))[0]
 
 
 def _queue_query(params: dict[str, str]) -> tuple[QueueQuery, int]:
