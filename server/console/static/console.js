@@ -25,6 +25,12 @@
     };
     setInterval(check, 10000);
   }
+  // a form with data-confirm asks first (without this script it is sent at once)
+  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+    form.addEventListener("submit", function (ev) {
+      if (!window.confirm(form.dataset.confirm)) { ev.preventDefault(); ev.stopImmediatePropagation(); }
+    });
+  });
   // a form is sent once, even on a double tap
   document.querySelectorAll('form[method="post"]').forEach(function (form) {
     form.addEventListener("submit", function () {
