@@ -26,6 +26,7 @@ from checklists.schema import ANSWER_TYPES, DOCUMENTS, StageType
 from server.console._checklist_form import apply_step, content_from_form, field_of, number_text
 from server.console._web import admin_only, page, presenter, status_of
 from server.console.present import Presenter
+from sync.audit import SYSTEM
 from sync.errors import DomainError, InvalidInput, NotFound, RevisionMismatch
 from sync.models import Principal, StoredRecord
 
@@ -69,9 +70,54 @@ def _problem(p: Presenter, exc: DomainError, content: dict[str, Any] | None) -> 
         if rx.search(message):
             message = p.t(key, detail=exc.message)
             break
-    field = field_of(exc.field, content or {}, exc.message) if content is not None else ""
-    where = (exc.field or "").removeprefix("content.").removeprefix("content")
-    return {"field": field, "message": message, "where": where, "original": exc.message}
+    if exc.field in ("changelog", "effective_date"):
+        field = exc.field
+    else:
+        field = field_of(exc.field, content or {}, exc.message) if content is not None else ""
+    return {
+        "field": field,
+        "message": message,
+        "where": _where(p, field, content or {}),
+        "original": exc.message,
+    }
+
+
+_FIELD = re.compile(
+    r"^(?:s(?P<s>\d+)(?:_i(?P<i>\d+))?(?:_(?P<ro>[ro])(?P<n>\d+))?_?)?(?P<rest>.*)$"
+)
+_LABELS = {
+    "document": "ck_ref_document",
+    "section": "ck_ref_section",
+    "value": "ck_opt_value",
+    "label_zh": "ck_opt_label_zh",
+    "label_en": "ck_opt_label_en",
+    "refs": "ck_references",
+    "opts": "ck_options",
+    "items": "ck_f_items",
+    "content": "ck_whole_template",
+}
+
+
+def _where(p: Presenter, field: str, content: dict[str, Any]) -> str:
+    """A form field in words: ``Section title › item_key › Minimum``."""
+    m = _FIELD.match(field)
+    if not m or not field:
+        return ""
+    parts = []
+    sections = content.get("sections") or []
+    if m["s"] is not None and int(m["s"]) < len(sections):
+        section = sections[int(m["s"])]
+        parts.append(_title(section.get("title"), p.t.lang) or str(section.get("key", "")))
+        items = section.get("items") or []
+        if m["i"] is not None and int(m["i"]) < len(items):
+            parts.append(str(items[int(m["i"])].get("key", "")))
+    if m["ro"]:
+        parts.append(p.t("ck_ref_n" if m["ro"] == "r" else "ck_opt_n", n=int(m["n"]) + 1))
+    rest = m["rest"]
+    if rest:
+        key = _LABELS.get(rest, f"ck_{rest}")
+        parts.append(p.t(key) if key in p.t.catalogue else rest)
+    return " › ".join(x for x in parts if x)
 
 
 def _title(t: dict[str, Any] | None, lang: str) -> str:
@@ -103,6 +149,7 @@ def checklist_pages(services: Services, reads: ConsoleReads) -> list[Any]:
 
     def version_row(v: StoredRecord, names: dict[str, str], p: Presenter) -> dict[str, Any]:
         d = v.data
+        names = {**names, SYSTEM.user_id: p.t("ck_by_system")}
         return {
             "id": v.id,
             "version": d["version"],
@@ -110,7 +157,7 @@ def checklist_pages(services: Services, reads: ConsoleReads) -> list[Any]:
             "status_label": p.t(f"ck_status_{d['status']}"),
             "created_by": names.get(d.get("created_by") or "", d.get("created_by") or ""),
             "created_at": p.when(v.created_at),
-            "published_by": names.get(d.get("published_by") or "", ""),
+            "published_by": names.get(d.get("published_by") or "", d.get("published_by") or ""),
             "published_at": p.when(d.get("published_at")),
             "effective_date": d.get("effective_date") or "",
             "retired_at": p.when(d.get("retired_at")),
@@ -304,6 +351,7 @@ def checklist_pages(services: Services, reads: ConsoleReads) -> list[Any]:
             sections=_sections_view(rec.data["content"], p),
             problems=problems,
             previous=earlier[-1] if earlier else "",
+            open_draft=next((x.id for x in versions if x.data["status"] == "draft"), ""),
             error=error,
             done=p.t(f"ck_done_{done}") if done in _DONE else "",
             today=services.clock.now().date().isoformat(),
@@ -464,7 +512,11 @@ def checklist_pages(services: Services, reads: ConsoleReads) -> list[Any]:
         try:
             effective = date.fromisoformat(raw_date) if raw_date else None
         except ValueError:
-            problem = {"field": "effective_date", "message": p.t("ck_err_date"), "where": ""}
+            problem = {
+                "field": "effective_date",
+                "message": p.t("ck_err_date"),
+                "where": p.t("ck_effective_date"),
+            }
             return await editor(
                 request,
                 rec,
@@ -485,8 +537,6 @@ def checklist_pages(services: Services, reads: ConsoleReads) -> list[Any]:
             raise
         except InvalidInput as exc:
             problem = _problem(p, exc, rec.data["content"])
-            if exc.field == "changelog":
-                problem["field"] = "changelog"
             return await editor(
                 request,
                 rec,
