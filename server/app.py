@@ -41,6 +41,7 @@ from server.routes.reports import ReportsController
 from server.routes.review import AuditController, ReviewController
 from server.routes.sync import SyncController
 from server.settings import Settings
+from server.webapp import APP_EXCLUDE, webapp_routes
 from sync.audit import anchor_head, anchors_path, read_anchors
 from sync.authoring import Authoring
 from sync.clock import Clock, SystemClock
@@ -170,7 +171,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         accepted_issuers=[settings.jwt_issuer],
         accepted_audiences=[settings.jwt_audience],
         require_claims=list(REQUIRED_CLAIMS),
-        exclude=["^/healthz$", "^/readyz$", "^/schema", *CONSOLE_EXCLUDE],
+        exclude=["^/healthz$", "^/readyz$", "^/schema", *CONSOLE_EXCLUDE, *APP_EXCLUDE],
         exclude_http_methods=["OPTIONS"],  # HEAD (tus upload status) needs a token
         description="Access token from POST /api/v1/auth/login",
     )
@@ -209,6 +210,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             *reference_routers(),
             console_router(services),
             *console_static_routers(),
+            *webapp_routes(),
         ],
         dependencies={
             "store": provide(services.store),

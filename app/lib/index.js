@@ -1,7 +1,7 @@
 // @ts-check
 /**
  * inspectsync's JavaScript client: what a tablet app needs to sync with the server
- * (docs/tablet-app.md). ES modules; dependencies `tus-js-client` and `@msgpack/msgpack`.
+ * (docs/app.md). ES modules; dependencies `tus-js-client` and `@msgpack/msgpack`.
  * @module
  */
 export { Tablet, overlay, PROTOCOL_VERSION } from "./tablet.js";
@@ -33,3 +33,4 @@ export const CLASSIFICATION_LABELS = Object.freeze({
 export function responseId(inspectionId, linkId, itemKey, repeat = 0) {
   return `${inspectionId}~${linkId}~${itemKey}~${repeat}`;
 }
+export { contentHash, inScope, canonicalJson, SIGNED_FIELDS } from "./signatures.js";

@@ -125,14 +125,11 @@ def sign_in(page: Any, base: str, username: str) -> None:
 
 
 def external_requests(page: Any, base: str) -> list[str]:
-    """Record every request the page makes that is not to our server."""
+    """Record every request the page makes that is not to our server (``data:`` and
+    ``blob:`` URLs are the page's own)."""
     seen: list[str] = []
     page.on(
         "request",
-        lambda r: (
-            seen.append(r.url)
-            if not (r.url.startswith(base) or r.url.startswith("data:"))
-            else None
-        ),
+        lambda r: seen.append(r.url) if not r.url.startswith((base, "data:", "blob:")) else None,
     )
     return seen

@@ -1,0 +1,55 @@
+"""The tablet app's files at /app: served without a token (a tablet loads the app before
+anyone has logged in), while the API behind it still needs one; nothing in the app
+names another host."""
+
+from __future__ import annotations
+
+import re
+
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from server.webapp import APP_ROOT
+
+
+async def test_the_shell_loads_without_a_token_and_the_api_still_needs_one(
+    client: AsyncTestClient[Litestar],
+) -> None:
+    r = await client.get("/app", follow_redirects=False)
+    assert r.status_code in (301, 302, 307, 308)
+    assert r.headers["location"] == "/app/"  # the service worker's scope
+    page = await client.get("/app/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.headers["cache-control"] == "no-cache"
+    for path in re.findall(r'(?:src|href)="(/app/[^"]+)"', page.text):
+        assert (await client.get(path)).status_code == 200, path
+    for path in ("/app/lib/index.js", "/app/vendor/tus.js", "/app/vendor/msgpack.js", "/app/sw.js"):
+        r = await client.get(path)
+        assert r.status_code == 200, path
+        assert "javascript" in r.headers["content-type"]
+    manifest = await client.get("/app/manifest.webmanifest")
+    assert manifest.headers["content-type"].startswith("application/manifest+json")
+    assert manifest.json()["start_url"] == "/app/"
+    api = await client.get("/api/v1/sync/conflicts")
+    assert api.status_code == 401
+
+
+async def test_outside_the_app_directory_nothing_is_served(
+    client: AsyncTestClient[Litestar],
+) -> None:
+    for path in ("/app/nope.js", "/app/..%2F..%2Fpyproject.toml", "/app/lib/../../Makefile"):
+        r = await client.get(path)
+        assert r.status_code == 404, path
+        assert r.headers["content-type"].startswith("application/problem+json")
+    assert (await client.get("/apple")).status_code in (401, 404)
+
+
+def test_no_file_of_the_app_loads_anything_from_another_host() -> None:
+    files = [*(APP_ROOT / "www").glob("*.*"), *(APP_ROOT / "lib").glob("*.js")]
+    assert any(f.name == "app.js" for f in files)
+    for f in files:
+        text = f.read_text(encoding="utf-8")
+        # an XML namespace is a name, not a request
+        assert not re.search(r"""(?<!xmlns=)["'(]https?://""", text), f"{f.name} names another host"
+        assert "//cdn" not in text, f.name
