@@ -387,3 +387,25 @@ async def test_import_and_export_round_trip(demo):
     assert ".answer" in error.group(1)
     r = await demo.post(f"{BASE}/import", data={"_csrf": token})
     assert r.status_code == 422 and "Choose a template file to import." in r.text
+
+
+async def test_the_form_keeps_every_field_of_every_library_template(demo):
+    """Saving a draft's form unchanged saves the same content: no field of any bundled
+    template is lost or altered by the form (texts, options, references, evidence rules,
+    show-if, limits, repeated sections)."""
+    admin = await login(demo, "admin")
+    await sign_in(demo, "admin", lang="en")
+    templates = (await admin.get("/api/v1/checklists/templates")).json()
+    assert len(templates) == 13
+    for tpl in templates:
+        key = tpl["id"]
+        r = await admin.post(f"/api/v1/checklists/templates/{key}/versions", json={})
+        assert r.status_code == 201, r.text
+        vid = r.json()["id"]
+        edit_url = f"{BASE}/versions/{vid}/edit"
+        fields = form_of((await demo.get(edit_url)).text, edit_url)
+        r = await demo.post(edit_url, data={**fields, "step": "save"}, follow_redirects=False)
+        assert r.status_code == 303, (key, r.text[:500])
+        saved = (await admin.get(f"/api/v1/checklists/versions/{vid}")).json()
+        published = (await admin.get(f"/api/v1/checklists/versions/{key}-v1")).json()
+        assert saved["rev"] == 2 and saved["data"]["content"] == published["data"]["content"], key
