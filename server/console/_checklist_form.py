@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["apply_step", "content_from_form", "field_of", "number_text"]
+__all__ = ["apply_step", "content_from_form", "field_of", "number_text", "step_focus"]
 
 _LANGS = ("en", "zh")
 
@@ -202,6 +202,27 @@ def apply_step(content: dict[str, Any], step: str) -> dict[str, Any] | None:
     elif m["op"] not in ("up", "down"):
         return None
     return out
+
+
+def step_focus(step: str, content: dict[str, Any]) -> str | None:
+    """The item a step was about, where it is once the step is done (``s0_i3``), to be
+    shown open; None for a removal or a section."""
+    m = _STEP.match(step)
+    at = _AT.match(m["at"]) if m else None
+    if not m or not at or int(at["s"]) >= len(content["sections"]):
+        return None
+    si = int(at["s"])
+    count = len(content["sections"][si]["items"])
+    if m["op"] == "add_item" and at["i"] is None:
+        return f"s{si}_i{count - 1}"
+    if at["i"] is None or m["op"] == "remove":
+        return None
+    i = int(at["i"])
+    if m["op"] == "up":
+        i = max(i - 1, 0)
+    elif m["op"] == "down":
+        i = min(i + 1, count - 1)
+    return f"s{si}_i{i}"
 
 
 # --- a problem's path -> the form field ----------------------------------------------

@@ -23,7 +23,13 @@ from litestar.response import Redirect, Template
 
 from checklists.loader import ChecklistError, decode_template, dump_template
 from checklists.schema import ANSWER_TYPES, DOCUMENTS, StageType
-from server.console._checklist_form import apply_step, content_from_form, field_of, number_text
+from server.console._checklist_form import (
+    apply_step,
+    content_from_form,
+    field_of,
+    number_text,
+    step_focus,
+)
 from server.console._web import admin_only, page, presenter, status_of
 from server.console.present import Presenter
 from sync.audit import SYSTEM
@@ -403,6 +409,7 @@ def checklist_pages(services: Services, reads: ConsoleReads) -> list[Any]:
         unsaved: bool = False,
         rev: int | None = None,
         changelog: str = "",
+        focus: str | None = None,
     ) -> Template:
         p = presenter(request)
         if problems is None:
@@ -412,6 +419,8 @@ def checklist_pages(services: Services, reads: ConsoleReads) -> list[Any]:
             ]
         at = {x["field"]: x["message"] for x in problems}
         open_items = {m[0] for f in at if (m := re.match(r"s\d+_i\d+", f))}
+        if focus:
+            open_items.add(focus)
         saved = request.query_params.get("saved") == "1" and not unsaved and not error
         return page(
             request,
@@ -464,13 +473,15 @@ def checklist_pages(services: Services, reads: ConsoleReads) -> list[Any]:
         step = str(form.get("step", "save"))
         if step != "save":
             stepped = apply_step(content, step)
+            after = stepped if stepped is not None else content
             return await editor(
                 request,
                 rec,
-                stepped if stepped is not None else content,
+                after,
                 problems=[],
                 unsaved=True,
                 rev=rev,
+                focus=step_focus(step, after) if stepped is not None else None,
             )
         try:
             await authoring.update_draft(me(request), vid, content, expect_rev=rev)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.console._checklist_form import apply_step, content_from_form, field_of
+from server.console._checklist_form import apply_step, content_from_form, field_of, step_focus
 
 CONTENT = {
     "key": "demo",
@@ -99,3 +99,14 @@ def test_steps_add_move_and_remove():
     assert section is not None and [s["key"] for s in section["sections"]] == ["first", "section_2"]
     assert apply_step(content, "remove:s5") is None and apply_step(content, "explode:s0") is None
     assert content["sections"][0]["items"][0]["key"] == "a"  # a step changes a copy
+
+
+def test_a_step_shows_the_item_it_was_about_where_it_went():
+    assert step_focus("up:s0_i1", CONTENT) == "s0_i0"
+    assert step_focus("up:s0_i0", CONTENT) == "s0_i0"
+    assert step_focus("down:s0_i0", CONTENT) == "s0_i1"
+    assert step_focus("down:s0_i1", CONTENT) == "s0_i1"
+    assert step_focus("add_item:s1", CONTENT) == "s1_i0"  # the last item, just added
+    assert step_focus("add_ref:s0_i1", CONTENT) == "s0_i1"
+    assert step_focus("remove:s0_i1", CONTENT) is None
+    assert step_focus("add_section:", CONTENT) is None

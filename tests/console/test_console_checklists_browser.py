@@ -132,3 +132,40 @@ def test_admin_fixes_a_draft_publishes_and_a_new_inspection_pins_it(browser, ser
     inspection = api(base, f"/api/v1/inspections/{PLANNED}")
     assert inspection["data"]["pins"]["l8-lyo"] == "lyophilisation-v2"
     assert inspection["data"]["pins"]["l7-fill"] == "formulation_filling-v1"
+
+
+def test_the_editor_works_without_script(browser, server):
+    """Plain form posts: a new draft, an item added and moved, saved, with no script."""
+    ctx = browser.new_context(viewport=TABLET, locale="en-US", java_script_enabled=False)
+    page = ctx.new_page()
+    sign_in(page, server, "admin")
+    page.goto(f"{server}{BASE}/cold_chain")
+    page.get_by_test_id("new-draft").click()
+    page.wait_for_url(re.compile(f"{BASE}/versions/cold_chain-v2/edit$"))
+    section = page.locator("section.ck-section").first
+    before = section.locator("details.ck-item").count()
+    section.locator("button", has_text="Add an item").click()
+    page.wait_for_load_state()
+    assert "Changes not saved yet" in page.content()
+    section = page.locator("section.ck-section").first
+    new = section.locator("details.ck-item").nth(before)
+    assert new.get_attribute("open") is not None  # a new item is shown open
+    prefix = new.get_attribute("id")
+    page.fill(f"#{prefix}_key", "cc_new_probe")
+    page.fill(f"#{prefix}_prompt_zh", "新探头是否已校准？")
+    page.fill(f"#{prefix}_prompt_en", "Is the new probe calibrated?")
+    new.locator("button", has_text="Add a reference").click()
+    page.wait_for_load_state()
+    page.select_option(f"#{prefix}_r0_document", "EU GMP Annex 11")
+    page.fill(f"#{prefix}_r0_section", "4 Validation")
+    page.locator(f"#{prefix}").locator("button", has_text="Move up").click()
+    page.wait_for_load_state()
+    moved = page.locator('details[data-item="cc_new_probe"]')
+    assert moved.get_attribute("id") == f"s0_i{before - 1}"
+    page.get_by_test_id("save").click()
+    page.wait_for_url(re.compile(r"saved=1"))
+    assert page.get_by_test_id("saved").is_visible()
+    assert page.locator('details[data-item="cc_new_probe"]').get_attribute("id") == (
+        f"s0_i{before - 1}"
+    )
+    ctx.close()
