@@ -597,7 +597,10 @@ def admin_pages(services: Services, reads: ConsoleReads) -> list[Any]:
         )
         users = {**await reads.user_names(), "system": p.t("adm_system")}
         devices = await reads.device_names()
-        authorities = await authority_names(p.t.lang)
+        names: dict[str, str] = dict(users)
+        for kind in PLURALS:
+            names |= dict(await names_of(kind, p.t.lang))
+        stages = await reads.stage_titles(p.t.lang)
         refs = sorted(
             {
                 (e["kind"], e["record_id"])
@@ -625,8 +628,10 @@ def admin_pages(services: Services, reads: ConsoleReads) -> list[Any]:
                     "id": e["id"],
                     "kind": p.t(f"ak_{kind}") if f"ak_{kind}" in p.t.catalogue else kind,
                     "entity": entity,
+                    "history_url": "/console/admin/audit?"
+                    + urlencode({"kind": e["kind"], "record": e["record_id"]}),
                     "inspection": titles.get(e.get("inspection_id") or "", ""),
-                    **reads._event(_plain(e, p, authorities), users, devices, p, titles),
+                    **reads._event(_plain(e, p, names, stages), users, devices, p, titles),
                 }
             )
             for change in events[-1]["changes"]:  # a checklist's whole content is no line
@@ -707,16 +712,21 @@ def admin_pages(services: Services, reads: ConsoleReads) -> list[Any]:
     ]
 
 
+_REF_FIELDS = ("authority_id", "organisation_id", "mah_id", "product_id", "site_id")
 _LONG = 300
 """Characters of a change shown in the trail (the API's history of the record has all)."""
 _USER_ACTIONS = ("access", "disable", "enable", "password")
 
 
-def _plain(e: dict[str, Any], p: Presenter, authorities: dict[str, str]) -> dict[str, Any]:
-    """A user's or device's audit event with its values in words: role and authority
-    by name, times in the reader's zone."""
-    if e.get("kind") not in ("user", "device"):
-        return e
+def _plain(
+    e: dict[str, Any], p: Presenter, names: dict[str, str], stages: dict[str, str]
+) -> dict[str, Any]:
+    """An audit event with its values in words: who created, published or raised
+    something by name; for users, devices and reference records also roles, levels,
+    kinds and categories by their words, referenced records by name (authority,
+    organisation, holder, product, site), a chain's links as stage at site, times in
+    the reader's zone."""
+    everything = e.get("kind") in ("user", "device", *PLURALS)
 
     def words(text: Any) -> Any:
         try:
@@ -725,13 +735,31 @@ def _plain(e: dict[str, Any], p: Presenter, authorities: dict[str, str]) -> dict
             return text
         if not isinstance(values, dict):
             return text
-        if values.get("role") in ROLES:
-            values["role"] = p.t(f"role_{values['role']}")
-        if "authority_id" in values:
-            values["authority_id"] = authorities.get(values["authority_id"], values["authority_id"])
-        for key in ("revoked_at", "registered_at"):
-            if values.get(key):
-                values[key] = p.when(values[key])
+        for key, value in values.items():
+            if not isinstance(value, str):
+                continue
+            if key.endswith("_by"):  # who created, published, raised it
+                values[key] = names.get(value, value)
+            elif key.endswith("_at"):
+                values[key] = p.when(value)
+            elif not everything:
+                continue
+            elif key == "role" and value in ROLES:
+                values[key] = p.t(f"role_{value}")
+            elif key in _REF_FIELDS:
+                values[key] = names.get(value, value)
+            elif key in ("level", "kind", "category") and f"rv_{value}" in p.t.catalogue:
+                values[key] = p.t(f"rv_{value}")
+        if everything and isinstance(values.get("links"), list):
+            values["links"] = [
+                p.t(
+                    "adm_link_at",
+                    stage=stages.get(str(x.get("stage_type")), str(x.get("stage_type"))),
+                    site=names.get(str(x.get("site_id")), str(x.get("site_id"))),
+                )
+                for x in values["links"]
+                if isinstance(x, dict)
+            ]
         return values
 
     return {**e, "old": words(e.get("old")), "new": words(e.get("new"))}

@@ -232,7 +232,7 @@ async def test_device_list_and_revocation(demo, tmp_path: Path):
 async def test_audit_trail_filters_and_verify(demo, settings):
     token = await _admin(demo)
     page = (await demo.get("/console/admin/audit", params={"kind": "site"})).text
-    assert "Site: <strong>Taihu Taizhou fill-finish plant</strong>" in page
+    assert "Taihu Taizhou fill-finish plant</strong></a>" in page
     assert "Inspection: <strong>" not in page
     r = await _post(demo, "/console/admin/audit/verify", data={"_csrf": token})
     assert r.status_code == 200
@@ -266,7 +266,7 @@ async def test_reference_data_by_name(demo):
     assert r.status_code == 303
     page = (await demo.get(r.headers["location"])).text
     assert "Wuxi packaging hall saved." in page and "JS-2026-0042" in page
-    site = re.search(r'data-record="([^"]+)"><td[^>]*>Wuxi packaging hall', page)[1]
+    site = re.search(r'data-record="([^"]+)"><td[^>]*><a [^>]*>Wuxi packaging hall<', page)[1]
     edit = (await demo.get(f"/console/admin/reference/site/{site}")).text
     rev = re.search(r'name="rev" value="(\d+)"', edit)[1]
     r = await _post(
@@ -310,3 +310,10 @@ async def test_reference_data_by_name(demo):
     ]
     assert [x["site_id"] for x in made[0]["data"]["links"]] == [site]
     assert (await demo.get("/console/admin/reference/nothing/x")).status_code == 404
+    # the trail says it in words: references by name, a chain's links as stage at site
+    trail = (await demo.get("/console/admin/audit", params={"kind": "site", "record": site})).text
+    assert "Organisation: set to Taihu Sterile Manufacturing Co., Ltd." in trail
+    assert "Name: from Wuxi packaging hall to Wuxi packaging hall 2" in trail
+    trail = (await demo.get("/console/admin/audit", params={"kind": "chain"})).text
+    assert "Formulation and aseptic filling at Wuxi packaging hall 2" in trail
+    assert "Zelatuzumab vedotin (ZV-101)" in trail
