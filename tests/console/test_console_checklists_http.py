@@ -206,6 +206,13 @@ async def test_edit_a_draft_problem_at_its_field_then_publish_and_diff(demo):
     html = (await demo.get(r.headers["location"])).text
     assert "Saved." in html
     assert field_error(html, f"{n}_prompt_zh").startswith("Missing: both Chinese and English")
+    # the draft's own page says so too, linking to the field
+    view = (await demo.get(f"{BASE}/versions/cell_bank-v2")).text
+    assert f'href="{BASE}/versions/cell_bank-v2/edit#{n}_prompt_zh"' in view
+    assert (
+        "cb_storage_temp › Prompt (Chinese)" in view
+        and 'action="' not in view.split('data-testid="problems"')[1].split("</div>")[0]
+    )
     token = csrf_of(html)
     r = await demo.post(
         f"{BASE}/versions/cell_bank-v2/publish", data={"_csrf": token, "changelog": "x"}
