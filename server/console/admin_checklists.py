@@ -133,12 +133,35 @@ def _title(t: dict[str, Any] | None, lang: str) -> str:
     return str(t.get(first) or t.get(second) or "")
 
 
-def _show(p: Presenter, v: Any) -> str:
-    """A content value in a diff: texts as ``zh / en``, references one per line."""
+def _show(p: Presenter, field: str, v: Any) -> str:
+    """A content value in a diff, in words: texts as ``zh / en``, references, options,
+    evidence and show-if rules, answer types and severities as the version page says
+    them."""
+    empty = p.t("empty_value")
+    if v is None:
+        return empty
     if isinstance(v, dict) and set(v) <= {"en", "zh"}:
-        return " / ".join(x for x in (v.get("zh", ""), v.get("en", "")) if x) or p.t("empty_value")
-    if isinstance(v, list) and all(isinstance(x, dict) and "document" in x for x in v):
-        return "; ".join(f"{x['document']}, {x['section']}" for x in v) or p.t("empty_value")
+        return " / ".join(x for x in (v.get("zh", ""), v.get("en", "")) if x) or empty
+    if field == "references" and isinstance(v, list):
+        return "; ".join(f"{x.get('document')}, {x.get('section')}" for x in v) or empty
+    if field == "options" and isinstance(v, list):
+        return "; ".join(f"{x.get('value')} ({_show(p, '', x.get('label'))})" for x in v) or empty
+    if field == "evidence" and isinstance(v, dict):
+        return p.t(
+            "ck_evidence_rule",
+            require=p.t(f"ck_require_{v.get('require')}"),
+            answers=", ".join(v.get("when_answer_in") or []),
+        )
+    if field == "show_if" and isinstance(v, dict):
+        return p.t(
+            "ck_show_if_rule", item=v.get("item"), answers=", ".join(v.get("answer_in") or [])
+        )
+    if field == "answer" and isinstance(v, str):
+        return p.t(f"ck_answer_{v}")
+    if field == "severity_hint" and isinstance(v, str):
+        return p.class_name(v)
+    if field == "position" and isinstance(v, int):
+        return str(v + 1)
     if isinstance(v, float):
         return number_text(v)
     return p.value(v)
@@ -298,7 +321,7 @@ def checklist_pages(services: Services, reads: ConsoleReads) -> list[Any]:
 
         def changes(c: dict[str, Any]) -> list[dict[str, str]]:
             return [
-                {"field": p.t(f"ck_f_{f}"), "old": _show(p, ch.old), "new": _show(p, ch.new)}
+                {"field": p.t(f"ck_f_{f}"), "old": _show(p, f, ch.old), "new": _show(p, f, ch.new)}
                 for f, ch in c.items()
             ]
 

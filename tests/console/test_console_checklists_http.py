@@ -223,7 +223,12 @@ async def test_edit_a_draft_problem_at_its_field_then_publish_and_diff(demo):
     fields = form_of(html, edit_url)
     r = await demo.post(
         edit_url,
-        data={**fields, f"{n}_prompt_zh": "独立探头温度读数", "step": "save"},
+        data={
+            **fields,
+            f"{n}_prompt_zh": "独立探头温度读数",
+            f"{n}_severity_hint": "critical",
+            "step": "save",
+        },
         follow_redirects=False,
     )
     assert r.status_code == 303
@@ -266,6 +271,7 @@ async def test_edit_a_draft_problem_at_its_field_then_publish_and_diff(demo):
     changed = diff.text.split('data-item="cb_storage_temp"')[1].split("</table>")[0]
     assert "Maximum" in changed and "-135" in changed and "-140" in changed
     assert "检查时独立探头显示的温度" in changed and "独立探头温度读数" in changed
+    assert "Major / NMPA: major defect" in changed and "Critical / NMPA: serious defect" in changed
     assert diff.text.count('class="ck-changed"') == 1
     same = await demo.get(
         f"{BASE}/cell_bank/diff", params={"from": "cell_bank-v2", "to": "cell_bank-v2"}
