@@ -42,7 +42,7 @@ from server.routes.review import AuditController, ReviewController
 from server.routes.sync import SyncController
 from server.settings import Settings
 from server.webapp import APP_EXCLUDE, webapp_routes
-from sync.audit import anchor_head, anchors_path, read_anchors
+from sync.audit import anchor_head, read_anchors
 from sync.authoring import Authoring
 from sync.clock import Clock, SystemClock
 from sync.engine import EngineConfig, SyncEngine
@@ -52,7 +52,6 @@ from sync.notify import Notifier
 from sync.registry import Registry
 from sync.review import Review
 from sync.storage import Store
-from sync.storage.sqlite import SQLiteStore
 from sync.uploads import UploadLimits, Uploads
 
 __all__ = ["Services", "build_services", "create_app"]
@@ -104,8 +103,7 @@ def make_uploads(settings: Settings, store: Store, clock: Clock) -> Uploads:
 
 
 def build_services(settings: Settings, clock: Clock | None = None) -> Services:
-    store = SQLiteStore(settings.database, synchronous=settings.sqlite_synchronous)
-    return Services(settings, store, clock or SystemClock())
+    return Services(settings, settings.make_store(), clock or SystemClock())
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
@@ -121,7 +119,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             head = await services.store.audit_head()
             if head is None:
                 return
-            path = anchors_path(settings.database)
+            path = settings.anchors_file
             known = await asyncio.to_thread(read_anchors, path)
             at = services.clock.now().isoformat()
             await asyncio.to_thread(anchor_head, path, known, head, at)

@@ -23,13 +23,12 @@ from server.accounts import Accounts
 from server.passwords import Passwords
 from server.settings import ConfigError, Settings
 from server.tablet_cli import add_tablet_parser
-from sync.audit import anchor_head, anchors_path, read_anchors
+from sync.audit import anchor_head, read_anchors
 from sync.authoring import Authoring
 from sync.clock import SystemClock
 from sync.errors import DomainError
 from sync.models import Role
 from sync.registry import Registry
-from sync.storage.sqlite import SQLiteStore
 
 __all__ = ["main"]
 
@@ -38,6 +37,7 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     return Settings.from_env(
         data_dir=getattr(args, "data_dir", None),
         db_path=getattr(args, "db", None),
+        database_url=getattr(args, "database_url", None),
         **extra,
     )
 
@@ -48,7 +48,7 @@ class _Ctx:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.clock = SystemClock()
-        self.store = SQLiteStore(settings.database, synchronous=settings.sqlite_synchronous)
+        self.store = settings.make_store()
         self.accounts = Accounts(
             self.store,
             Passwords(settings.password_time_cost, settings.password_memory_kib),
@@ -98,7 +98,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     _run(settings, prepare)
     base = f"http://{settings.host}:{settings.port}"
-    print(f"inspectsync serving {base}  (database {settings.database})")
+    print(f"inspectsync serving {base}  (database {settings.database_label})")
     print(f"  API docs:  {base}/schema   health: {base}/healthz")
     print(f"  log in:    POST {base}/api/v1/auth/login")
     if args.demo:
@@ -116,7 +116,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     async def go(ctx: _Ctx) -> int:
         print(
-            f"database {ctx.settings.database} at schema version {await ctx.store.schema_version()}"
+            f"database {ctx.settings.database_label}"
+            f" at schema version {await ctx.store.schema_version()}"
         )
         if not args.no_library:
             versions = await load_checklist_library(ctx.authoring)
@@ -224,7 +225,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     async def go(ctx: _Ctx) -> int:
         if args.action == "verify":
-            path = anchors_path(ctx.settings.database)
+            path = ctx.settings.anchors_file
             try:
                 anchors = read_anchors(path)
             except ValueError as exc:
@@ -356,6 +357,11 @@ def _db_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="data directory (env INSPECTSYNC_DATA_DIR, default ./data)")
     p.add_argument(
         "--db", help="SQLite file (env INSPECTSYNC_DB; default <data-dir>/inspectsync.db)"
+    )
+    p.add_argument(
+        "--database-url",
+        help="PostgreSQL instead of SQLite: postgresql://user@host:5432/dbname"
+        " (env INSPECTSYNC_DATABASE_URL)",
     )
 
 

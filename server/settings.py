@@ -14,6 +14,9 @@ from typing import Literal
 
 import msgspec
 
+from sync.audit import anchors_path
+from sync.storage import Store
+
 __all__ = ["ConfigError", "Settings"]
 
 
@@ -28,6 +31,11 @@ class Settings(msgspec.Struct, kw_only=True):
 
     db_path: str = ""
     """SQLite database file; empty means ``<data_dir>/inspectsync.db``. Env: INSPECTSYNC_DB."""
+
+    database_url: str = ""
+    """PostgreSQL to use instead of SQLite, as ``postgresql://user@host:5432/dbname``
+    (any libpq URL): the database several server instances share. Empty (the default)
+    means SQLite at ``db_path``. Env: INSPECTSYNC_DATABASE_URL."""
 
     host: str = "127.0.0.1"
     """Address ``serve`` listens on. Env: INSPECTSYNC_HOST."""
@@ -131,6 +139,39 @@ class Settings(msgspec.Struct, kw_only=True):
     @property
     def database(self) -> str:
         return self.db_path or str(Path(self.data_dir) / "inspectsync.db")
+
+    @property
+    def database_label(self) -> str:
+        """The database as shown to people: the SQLite file, or the PostgreSQL URL
+        without its password."""
+        if not self.database_url:
+            return self.database
+        from sync.storage.postgres import redacted
+
+        return redacted(self.database_url)
+
+    @property
+    def anchors_file(self) -> Path:
+        """Where the audit chain's anchors are written down: beside the SQLite file, or
+        ``<data_dir>/audit-anchors.jsonl`` with PostgreSQL (a directory every instance
+        shares, see docs/operations.md)."""
+        if self.database_url:
+            return Path(self.data_dir) / "audit-anchors.jsonl"
+        return anchors_path(self.database)
+
+    def make_store(self) -> Store:
+        """The storage backend these settings name (not opened)."""
+        if not self.database_url:
+            from sync.storage.sqlite import SQLiteStore
+
+            return SQLiteStore(self.database, synchronous=self.sqlite_synchronous)
+        from sync.storage.postgres import PostgresStore, is_postgres_url
+
+        if not is_postgres_url(self.database_url):
+            raise ConfigError(
+                "INSPECTSYNC_DATABASE_URL must be a postgresql:// URL (or empty for SQLite)"
+            )
+        return PostgresStore(self.database_url)
 
     @property
     def evidence_root(self) -> Path:

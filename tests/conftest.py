@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,16 @@ from server.app import build_services, create_app
 from server.demo import DEMO_PASSWORD, seed_demo
 from server.settings import Settings
 from sync.clock import FakeClock
+from tests.pg import (
+    ServerDB,
+    create_database,
+    drop_database,
+    fresh_database,
+    server_database,
+)
+
+BOTH_BACKENDS = pytest.fixture(params=["sqlite", "postgres"])(lambda request: request.param)
+"""``backend = BOTH_BACKENDS`` in a test module runs its ``settings``-based tests on both."""
 
 SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 # Cheap password hashing and no fsync per commit: tests are about behaviour, not cost.
@@ -24,8 +36,21 @@ FAST: dict = {"sqlite_synchronous": "NORMAL", "password_time_cost": 1, "password
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=str(tmp_path), jwt_secret=SECRET, **FAST)
+def backend() -> str:
+    """The storage backend of ``settings``: SQLite. A module runs its tests on both by
+    overriding it with ``BOTH_BACKENDS`` (see tests/server/test_sync_http.py)."""
+    return "sqlite"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """Settings on a temp directory. With the ``postgres`` backend the database is a
+    fresh copy of the demo template database (the demo world is there from the start)."""
+    if backend == "sqlite":
+        yield Settings(data_dir=str(tmp_path), jwt_secret=SECRET, **FAST)
+        return
+    with fresh_database(request.getfixturevalue("demo_pg_template")) as url:
+        yield Settings(data_dir=str(tmp_path), jwt_secret=SECRET, database_url=url, **FAST)
 
 
 @pytest.fixture
@@ -39,11 +64,9 @@ async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
         yield c
 
 
-@pytest.fixture(scope="session")
-def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A database file with the demo world, built once per test session."""
-    data_dir = tmp_path_factory.mktemp("demo-template")
-    settings = Settings(data_dir=str(data_dir), jwt_secret=SECRET, **FAST)
+def _seed_demo_apart(settings: Settings) -> None:
+    """Seed the demo world into the database of ``settings``, on a thread of its own
+    (a session fixture may be first asked for from inside a test's running loop)."""
 
     async def build() -> None:
         services = build_services(settings)
@@ -53,14 +76,50 @@ def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         finally:
             await services.store.close()
 
-    asyncio.run(build())
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, build()).result()
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database file with the demo world, built once per test session."""
+    data_dir = tmp_path_factory.mktemp("demo-template")
+    settings = Settings(data_dir=str(data_dir), jwt_secret=SECRET, **FAST)
+    _seed_demo_apart(settings)
     return Path(settings.database)
 
 
+@pytest.fixture(scope="session")
+def demo_pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL database with the demo world, built once per test session: tests
+    take a copy (``CREATE DATABASE ... TEMPLATE``, see tests/pg.py)."""
+    name = f"tpl_demo_{uuid.uuid4().hex[:8]}"
+    url = create_database(name)
+    data_dir = tmp_path_factory.mktemp("demo-pg-template")
+    settings = Settings(data_dir=str(data_dir), jwt_secret=SECRET, database_url=url, **FAST)
+    try:
+        _seed_demo_apart(settings)
+        yield name
+    finally:
+        drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def server_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerDB]:
+    """For tests of the real server process, on each backend: an empty database (the
+    process seeds it with ``--demo``); pass ``server_db.env`` to ``start_server``."""
+    with server_database(request.param, tmp_path) as db:
+        yield db
+
+
 @pytest.fixture
-def seeded_db(demo_template: Path, settings: Settings) -> Path:
-    """Copy the demo database into this test's data directory (before the app opens)."""
+def seeded_db(settings: Settings, request: pytest.FixtureRequest) -> Path:
+    """Copy the demo database into this test's data directory (before the app opens);
+    on PostgreSQL the database is a copy of the demo already (``settings``)."""
     target = Path(settings.database)
+    if settings.database_url:
+        return target
+    demo_template = request.getfixturevalue("demo_template")
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(demo_template, target)
     return target

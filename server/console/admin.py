@@ -26,7 +26,7 @@ from server.console._web import admin_only, page, presenter, status_of
 from server.console.present import Presenter
 from server.routes.reference import PLURALS
 from server.schemas import UserIn, UserPatch
-from sync.audit import Actor, anchors_path, read_anchors
+from sync.audit import Actor, read_anchors
 from sync.errors import AlreadyExists, DomainError, NotFound
 from sync.fielddata import FIELD_KINDS
 from sync.models import KIND_TYPES, Principal, Role, StoredRecord
@@ -670,7 +670,7 @@ def admin_pages(services: Services, reads: ConsoleReads) -> list[Any]:
         """The same check as ``inspectsync audit verify`` and ``GET /api/v1/audit/verify``:
         the whole hash chain, and the anchors written down beside the database."""
         p = presenter(request)
-        anchors = await asyncio.to_thread(read_anchors, anchors_path(services.settings.database))
+        anchors = await asyncio.to_thread(read_anchors, services.settings.anchors_file)
         found = await store.verify_audit(anchors)
         return await audit_page(
             request,

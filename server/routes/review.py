@@ -18,7 +18,7 @@ from server.deps import AuthedRequest, EngineDep, ReviewDep, SettingsDep, StoreD
 from server.guards import ADMIN, ANY_ROLE, STAFF
 from server.routes._openapi import problems
 from server.schemas import AfterId, Limit, Offset
-from sync.audit import anchors_path, read_anchors
+from sync.audit import read_anchors
 from sync.review import Decision, QueueQuery, finding_view
 
 
@@ -175,6 +175,6 @@ class AuditController(Controller):
         down beside the database: ``ok``, events checked, the head (hash and event id),
         anchors matched, and the first event that does not match or the events cut off
         the end, if any."""
-        anchors = await asyncio.to_thread(read_anchors, anchors_path(settings.database))
+        anchors = await asyncio.to_thread(read_anchors, settings.anchors_file)
         found = await store.verify_audit(anchors)
         return msgspec.to_builtins(found)  # type: ignore[no-any-return]

@@ -1,6 +1,7 @@
 """Acknowledged writes survive: a SIGKILLed server, and 50 tablets pushing at once.
 
-Both start the real server process and talk to it over a socket.
+Both start the real server process and talk to it over a socket, on SQLite and on
+PostgreSQL (the ``server_db`` fixture).
 """
 
 from __future__ import annotations
@@ -8,11 +9,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +20,7 @@ import msgspec
 from server.demo import DEMO_PASSWORD
 from sync.audit import verify
 from sync.protocol import Mutation, PullRequest, PullResponse, PushRequest, PushResponse
+from tests.pg import ServerDB
 from tests.server.test_process import start_server, stop
 
 INSP = "insp-ds-routine"
@@ -78,17 +78,13 @@ def pull_all(http: httpx.Client, auth: dict[str, str]) -> dict[str, dict[str, An
     raise AssertionError("pull did not finish")
 
 
-def history_count(db: Path) -> dict[str, int]:
-    with sqlite3.connect(db) as conn:
-        return dict(
-            conn.execute(
-                "SELECT mid, COUNT(*) FROM history WHERE kind = 'finding' GROUP BY mid"
-            ).fetchall()
-        )
+def history_count(db: ServerDB) -> dict[str, int]:
+    rows = db.rows("SELECT mid, COUNT(*) AS n FROM history WHERE kind = 'finding' GROUP BY mid")
+    return {r["mid"]: r["n"] for r in rows}
 
 
-def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path):
-    proc, base = start_server(tmp_path, "--demo")
+def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path, server_db):
+    proc, base = start_server(tmp_path, "--demo", env=server_db.env)
     acked: list[PushRequest] = []
     sent: list[PushRequest] = []
     stop_flag = threading.Event()
@@ -134,7 +130,7 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path):
             proc.communicate(timeout=10)
     assert len(acked) >= 25
 
-    proc, base = start_server(tmp_path, "--demo")
+    proc, base = start_server(tmp_path, "--demo", env=server_db.env)
     try:
         with httpx.Client(base_url=base, timeout=10) as http:
             reader = login(http, "insp.js2", "reader-tab")
@@ -159,17 +155,17 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path):
                     assert set(tags) <= {"duplicate", "applied"}
     finally:
         stop(proc)
-    counts = history_count(tmp_path / "inspectsync.db")
+    counts = history_count(server_db)
     assert counts and max(counts.values()) == 1  # nothing applied twice
     assert len(counts) == sum(len(r.mutations) for r in sent)
-    assert_audit_chain_intact(tmp_path / "inspectsync.db")  # the kill broke no link
+    assert_audit_chain_intact(server_db)  # the kill broke no link
 
 
-def test_fifty_tablets_pushing_at_once_lose_nothing(tmp_path):
+def test_fifty_tablets_pushing_at_once_lose_nothing(tmp_path, server_db):
     # all fifty reach the writer at once (group commit), none is shed: the overload
     # bounds (server/overload.py, tested in test_overload.py) are set above fifty
     limits = {"INSPECTSYNC_MAX_IN_FLIGHT": "64", "INSPECTSYNC_MAX_PUSHES_IN_FLIGHT": "64"}
-    proc, base = start_server(tmp_path, "--demo", env=limits)
+    proc, base = start_server(tmp_path, "--demo", env={**limits, **server_db.env})
     statuses: list[int] = []
     acked: list[Mutation] = []
     try:
@@ -208,16 +204,11 @@ def test_fifty_tablets_pushing_at_once_lose_nothing(tmp_path):
     assert len(acked) == 1500
     for m in acked:
         assert held[m.id]["title"] == m.fields["title"] and held[m.id]["rev"] == 1
-    counts = history_count(tmp_path / "inspectsync.db")
+    counts = history_count(server_db)
     assert len(counts) == 1500 and set(counts.values()) == {1}
-    assert_audit_chain_intact(tmp_path / "inspectsync.db")  # group commits kept one chain
+    assert_audit_chain_intact(server_db)  # group commits kept one chain
 
 
-def assert_audit_chain_intact(db: Path) -> None:
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    try:
-        found = verify(dict(r) for r in conn.execute("SELECT * FROM history ORDER BY id"))
-    finally:
-        conn.close()
+def assert_audit_chain_intact(db: ServerDB) -> None:
+    found = verify(db.rows("SELECT * FROM history ORDER BY id"))
     assert found.ok, found

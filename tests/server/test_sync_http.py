@@ -1,4 +1,5 @@
-"""The sync endpoints over HTTP: encodings, compression, errors, notifications."""
+"""The sync endpoints over HTTP: encodings, compression, errors, notifications; on
+SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import msgspec
 
 from server.demo import DEMO_PASSWORD
 from sync.protocol import Mutation, PullRequest, PullResponse, PushRequest, PushResponse
-from tests.conftest import login
+from tests.conftest import BOTH_BACKENDS, login
 from tests.server.test_process import start_server, stop
 
 INSP = "insp-ds-routine"
+
+backend = BOTH_BACKENDS
 
 
 def push_body(mid: str, fid: str, **fields) -> PushRequest:
@@ -161,8 +164,8 @@ async def test_conflicts_listing_and_resolution_over_http(demo):
     assert {d["device_id"] for d in devices} >= {a.tokens["device_id"], b.tokens["device_id"]}
 
 
-def test_online_tablets_are_told_to_pull(tmp_path):
-    proc, base = start_server(tmp_path, "--demo")
+def test_online_tablets_are_told_to_pull(tmp_path, server_db):
+    proc, base = start_server(tmp_path, "--demo", env=server_db.env)
     events: list[tuple[str, str]] = []
     try:
         with httpx.Client(base_url=base, timeout=10) as http:

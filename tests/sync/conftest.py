@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from sync.client import InProcessTransport, Tablet
 from sync.clock import FakeClock
 from sync.models import Principal
 from tests.conftest import FAST, SECRET
+from tests.pg import fresh_database
 
 
 @pytest.fixture
@@ -22,15 +24,35 @@ def clock() -> FakeClock:
     return FakeClock(datetime.now(UTC).replace(microsecond=0))
 
 
-@pytest.fixture
-async def world(tmp_path: Path, demo_template: Path, clock: FakeClock) -> AsyncIterator[Services]:
-    settings = Settings(data_dir=str(tmp_path / "server"), jwt_secret=SECRET, **FAST)
-    Path(settings.data_dir).mkdir(parents=True)
-    shutil.copyfile(demo_template, settings.database)
+@pytest.fixture(params=["sqlite", "postgres"])
+async def world(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[Services]:
+    """The demo world on each backend: a copy of the SQLite template file, or a new
+    PostgreSQL database made from the PostgreSQL template."""
+    data_dir = tmp_path / "server"
+    data_dir.mkdir(parents=True)
+    if request.param == "sqlite":
+        settings = Settings(data_dir=str(data_dir), jwt_secret=SECRET, **FAST)
+        shutil.copyfile(request.getfixturevalue("demo_template"), settings.database)
+        async with _opened(settings, clock) as services:
+            yield services
+        return
+    template = request.getfixturevalue("demo_pg_template")
+    with fresh_database(template) as url:
+        settings = Settings(data_dir=str(data_dir), jwt_secret=SECRET, database_url=url, **FAST)
+        async with _opened(settings, clock) as services:
+            yield services
+
+
+@asynccontextmanager
+async def _opened(settings: Settings, clock: FakeClock) -> AsyncIterator[Services]:
     services = build_services(settings, clock)
     await services.store.open()
-    yield services
-    await services.store.close()
+    try:
+        yield services
+    finally:
+        await services.store.close()
 
 
 async def principal(world: Services, username: str, device: str | None = None) -> Principal:

@@ -7,10 +7,12 @@ import subprocess
 import sys
 from typing import Any
 
+import psycopg
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from server.settings import Settings
 from sync.audit import (
     GENESIS,
     HASHED,
@@ -165,32 +167,62 @@ async def test_every_kind_of_change_is_audited_with_who_and_the_chain_holds(worl
     assert result.ok and result.checked >= len(events)
 
 
-def _verify(path: str) -> subprocess.CompletedProcess[str]:
+def _verify(settings: Settings) -> subprocess.CompletedProcess[str]:
+    """``inspectsync audit verify`` on the world's database, in a process of its own."""
+    where = (
+        ["--database-url", settings.database_url]
+        if settings.database_url
+        else ["--db", settings.database]
+    )
+    command = [sys.executable, "-m", "server.cli", "audit", "verify"]
     return subprocess.run(
-        [sys.executable, "-m", "server.cli", "audit", "verify", "--db", path],
+        [*command, "--data-dir", settings.data_dir, *where],
         capture_output=True,
         text=True,
         timeout=60,
     )
 
 
+class _Raw:
+    """Someone with direct access to the database (the file, or a PostgreSQL role)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.pg = bool(settings.database_url)
+        if self.pg:
+            self.db: Any = psycopg.connect(settings.database_url, autocommit=True)
+            self.error: type[Exception] = psycopg.Error
+        else:
+            self.db = sqlite3.connect(settings.database, isolation_level=None)
+            self.error = sqlite3.DatabaseError
+
+    def run(self, sql: str, *params: Any) -> Any:
+        return self.db.execute(sql.replace("?", "%s") if self.pg else sql, params)
+
+    def drop_guard(self, action: str) -> None:
+        if self.pg:  # one trigger refuses both
+            self.run("DROP TRIGGER history_no_update ON history")
+        else:
+            self.run(f"DROP TRIGGER history_no_{action}")
+
+    def close(self) -> None:
+        self.db.close()
+
+
 async def test_the_trail_is_append_only_and_verify_finds_a_row_edited_in_the_file(world):
     await world.store.close()
-    path = world.settings.database
-    db = sqlite3.connect(path)
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        db.execute("UPDATE history SET user_id = 'someone-else' WHERE id = 3")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        db.execute("DELETE FROM history WHERE id = 3")
-    ok = _verify(path)
-    assert ok.returncode == 0 and "chain intact" in ok.stdout
+    db = _Raw(world.settings)
+    with pytest.raises(db.error, match="append-only"):
+        db.run("UPDATE history SET user_id = 'someone-else' WHERE id = 3")
+    with pytest.raises(db.error, match="append-only"):
+        db.run("DELETE FROM history WHERE id = 3")
+    ok = _verify(world.settings)
+    assert ok.returncode == 0 and "chain intact" in ok.stdout, ok.stderr
 
     # someone with the file drops the guard and rewrites who did something
-    db.execute("DROP TRIGGER history_no_update")
-    db.execute("UPDATE history SET user_id = 'someone-else' WHERE id = 3")
-    db.commit()
+    db.drop_guard("update")
+    db.run("UPDATE history SET user_id = 'someone-else' WHERE id = 3")
     db.close()
-    found = _verify(path)
+    found = _verify(world.settings)
     out = found.stdout
     assert found.returncode == 1
     assert "TAMPERED: audit event 3 " in out and "2 events before it are intact" in out
@@ -199,24 +231,22 @@ async def test_the_trail_is_append_only_and_verify_finds_a_row_edited_in_the_fil
 
 async def test_verify_anchors_the_head_and_finds_events_cut_off_the_end(world):
     await world.store.close()
-    path = world.settings.database
-    anchors = anchors_path(path)
+    anchors = world.settings.anchors_file
     assert not anchors.exists()
-    first = _verify(path)
-    assert first.returncode == 0 and "0 of 0 anchors" in first.stdout
+    first = _verify(world.settings)
+    assert first.returncode == 0 and "0 of 0 anchors" in first.stdout, first.stderr
     (head,) = read_anchors(anchors)
-    db = sqlite3.connect(path)
-    assert head.id == db.execute("SELECT MAX(id) FROM history").fetchone()[0]
-    again = _verify(path)
+    db = _Raw(world.settings)
+    assert head.id == db.run("SELECT MAX(id) FROM history").fetchone()[0]
+    again = _verify(world.settings)
     assert again.returncode == 0 and "1 of 1 anchors" in again.stdout
     assert len(read_anchors(anchors)) == 1  # the head has not moved: nothing added
 
     # someone with the file removes the newest events: the chain itself stays valid
-    db.execute("DROP TRIGGER history_no_delete")
-    db.execute("DELETE FROM history WHERE id >= ?", (head.id - 1,))
-    db.commit()
+    db.drop_guard("delete")
+    db.run("DELETE FROM history WHERE id >= ?", head.id - 1)
     db.close()
-    cut = _verify(path)
+    cut = _verify(world.settings)
     assert cut.returncode == 1
     assert f"names event {head.id}: events were cut off the end" in cut.stdout
     await world.store.open()

@@ -12,10 +12,12 @@ import asyncio
 import json
 import shutil
 import tempfile
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -30,6 +32,7 @@ from sync.models import Principal, Role
 from sync.protocol import Applied, Conflicted, Duplicate, Merged, PullRequest
 from sync.review import Decision
 from tests.conftest import FAST, SECRET
+from tests.pg import fresh_database
 
 INSP = "insp-ds-routine"
 FINDINGS = ["f-a", "f-b", "f-c"]
@@ -44,14 +47,20 @@ DEVICES = {  # device -> (user id, username, role, authority)
 
 class SyncMachine(RuleBasedStateMachine):
     template_db: Path
+    pg_template: str | None = None  # run on a copy of this PostgreSQL database instead
 
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.dir = Path(tempfile.mkdtemp(prefix="inspectsync-stateful-"))
-        settings_ = Settings(data_dir=str(self.dir / "server"), jwt_secret=SECRET, **FAST)
+        self.pg = ExitStack()
+        url = self.pg.enter_context(fresh_database(self.pg_template)) if self.pg_template else ""
+        settings_ = Settings(
+            data_dir=str(self.dir / "server"), jwt_secret=SECRET, database_url=url, **FAST
+        )
         Path(settings_.data_dir).mkdir(parents=True)
-        shutil.copyfile(self.template_db, settings_.database)
+        if not url:
+            shutil.copyfile(self.template_db, settings_.database)
         self.clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
         self.services = build_services(settings_, self.clock)
         self.run(self.services.store.open())
@@ -89,6 +98,7 @@ class SyncMachine(RuleBasedStateMachine):
         finally:
             self.loop.close()
             shutil.rmtree(self.dir, ignore_errors=True)
+            self.pg.close()
 
     # --- offline edits -------------------------------------------------------------
 
@@ -281,9 +291,13 @@ class SyncMachine(RuleBasedStateMachine):
             assert covers(current, value) or in_history or in_conflict, (kind, rid, field, value)
 
 
-def test_replicas_converge_and_nothing_acknowledged_is_lost(demo_template):
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_replicas_converge_and_nothing_acknowledged_is_lost(backend, request):
     class Machine(SyncMachine):
-        template_db = demo_template
+        if backend == "sqlite":
+            template_db = request.getfixturevalue("demo_template")
+        else:
+            pg_template = request.getfixturevalue("demo_pg_template")
 
         def teardown(self) -> None:
             try:

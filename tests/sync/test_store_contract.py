@@ -1,11 +1,13 @@
 """The storage contract (sync/storage/contract.py), written once and run against every backend.
 
-A new backend joins by adding a factory to BACKENDS; nothing else changes.
+A new backend joins by adding itself to BACKENDS and the ``store`` fixture; nothing else
+changes. The PostgreSQL run uses a fresh schema per test (tests/pg.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,23 +25,31 @@ from sync.models import (
     Upload,
     User,
 )
-from sync.storage import Store
+from sync.storage import BatchTx, Store
+from sync.storage.postgres import PostgresStore
 from sync.storage.sqlite import SQLiteStore
+from tests.pg import fresh_schema
 
 NOW = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
-BACKENDS: dict[str, Callable[[Path], Store]] = {
-    "sqlite": lambda tmp: SQLiteStore(tmp / "contract.db", synchronous="NORMAL"),
-}
+BACKENDS = ("sqlite", "postgres")
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+@pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    s = BACKENDS[request.param](tmp_path)
-    await s.open()
-    await s.open()  # idempotent
-    yield s
-    await s.close()
+    if request.param == "sqlite":
+        s: Store = SQLiteStore(tmp_path / "contract.db", synchronous="NORMAL")
+        await s.open()
+        await s.open()  # idempotent
+        yield s
+        await s.close()
+        return
+    with fresh_schema() as url:
+        s = PostgresStore(url, readers=2)
+        await s.open()
+        await s.open()  # idempotent
+        yield s
+        await s.close()
 
 
 def user(uid: str = "u1", username: str = "ann") -> User:
@@ -373,3 +383,69 @@ async def test_records_name_evidence_and_the_missing_list_follows_uploads(store:
     await store.add_upload(upload("d" * 32, iid="i2", sha=H2))
     await store.complete_upload("d" * 32, *evidence(H2, "i2"), NOW)  # sent again for i2
     assert await store.missing_evidence(["i1", "i2"]) == {"i1": [H1], "i2": [H3]}
+
+
+# --- several processes on one database -------------------------------------------------
+
+
+def _twin(store: Store) -> Store:
+    """A second store on the same database: what another server process holds."""
+    if isinstance(store, SQLiteStore):
+        return SQLiteStore(store.path, synchronous="NORMAL")
+    assert isinstance(store, PostgresStore)
+    return PostgresStore(store.url, readers=2)
+
+
+async def test_a_pull_never_skips_a_lower_seq_that_commits_after_a_higher_one(store: Store):
+    """Writer A takes its seq and holds its transaction open; writer B (another process)
+    writes meanwhile; a tablet pulls in between. Were B's higher seq visible before A's
+    lower one, the tablet's cursor would pass A's record for good. Writes are serialised
+    across processes, so B commits after A, and the pull that follows sees both."""
+    other = _twin(store)
+    await other.open()
+    try:
+        await store.create_record("site", "before", {})
+        refs = [("site", "before"), ("site", "a"), ("site", "b")]
+        took, release = threading.Event(), threading.Event()
+
+        def slow(tx: BatchTx) -> int:
+            seq = tx.put_record("site", "a", {"v": 1}, rev=1).seq
+            took.set()
+            assert release.wait(10)
+            return seq
+
+        a = asyncio.create_task(store.write_batch(slow))
+        assert await asyncio.to_thread(took.wait, 10)
+        b = asyncio.create_task(
+            other.write_batch(lambda tx: tx.put_record("site", "b", {"v": 1}, rev=1).seq)
+        )
+        await asyncio.sleep(0.3)  # time for B to commit, were it not held back
+
+        def pull(after: int) -> Callable[[BatchTx], tuple[int, list[str]]]:
+            return lambda tx: (tx.max_seq(), [r.id for r in tx.feed(after, [], refs, 100)])
+
+        cursor, seen = await other.read_batch(pull(0))
+        assert seen == ["before"] and not b.done()
+        release.set()
+        seq_a, seq_b = await a, await b
+        assert seq_a < seq_b  # committed in seq order
+        _, later = await other.read_batch(pull(cursor))
+        assert later == ["a", "b"]  # nothing passed by the cursor
+    finally:
+        await other.close()
+
+
+async def test_two_processes_keep_one_audit_chain(store: Store):
+    other = _twin(store)
+    await other.open()
+    try:
+
+        async def writes(s: Store, name: str) -> None:
+            for i in range(15):
+                await s.create_record("site", f"{name}-{i}", {"i": i})
+
+        await asyncio.gather(writes(store, "x"), writes(other, "y"))
+        result = await other.verify_audit()
+        assert result.ok and result.checked == 30
+    finally:
+        await other.close()

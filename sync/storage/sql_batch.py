@@ -1,24 +1,27 @@
-"""SQLite batches: the sync engine's synchronous access inside one transaction
-(:class:`~sync.storage.contract.BatchTx`) on a connection's own thread, and the group
-commit that runs queued write batches under one ``COMMIT``.
+"""Batches over SQL, shared by the backends: the sync engine's synchronous access inside
+one transaction (:class:`~sync.storage.contract.BatchTx`) on the writer's (or a reader's)
+thread, and the group commit that runs queued write batches under one ``COMMIT``.
+
+The SQL is written once with ``?`` parameters; a backend's connection
+(:class:`~sync.storage.sql_dialect.Conn`) runs it, and its
+:class:`~sync.storage.sql_dialect.Dialect` supplies the few fragments that differ (JSON
+paths, how a write transaction begins, which driver errors mean what).
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-import aiosqlite
-
-from sync.audit import GENESIS, HASHED, SYSTEM, Actor, AuditContext, diff, event_hash
+from sync.audit import GENESIS, HASHED, SYSTEM, Actor, AuditContext, diff
 from sync.errors import StorageError
 from sync.models import FeedRow, Filter, StoredRecord
 from sync.storage.contract import BatchTx
 from sync.storage.shared import (
     FIELD,
+    Chain,
     audit_values,
     join_data,
     now_text,
@@ -27,68 +30,45 @@ from sync.storage.shared import (
     split_data,
     write_op,
 )
+from sync.storage.sql_dialect import Conn, Dialect, where_sql
+
+__all__ = [
+    "AUDIT_SQL",
+    "HEAD_SQL",
+    "Queued",
+    "SQLBatch",
+    "append_audit",
+    "audit_entity",
+    "batch_read",
+    "group_write",
+    "missing_evidence",
+    "run_write",
+    "stored_evidence",
+    "with_actor",
+]
 
 T = TypeVar("T")
 
-_HEAD_SQL = "SELECT hash FROM history ORDER BY id DESC LIMIT 1"
-_AUDIT_SQL = (
+HEAD_SQL = "SELECT hash FROM history ORDER BY id DESC LIMIT 1"
+AUDIT_SQL = (
     f"INSERT INTO history ({', '.join(HASHED)}, prev_hash, hash)"
     f" VALUES ({', '.join('?' * (len(HASHED) + 2))})"
 )
 
-# The JSON path of the evidence hashes a record names, by kind (finding or response).
-_EVIDENCE_PATH = "CASE r.kind WHEN 'finding' THEN '$.evidence_hashes' ELSE '$.evidence' END"
 
-
-def where_sql(kind: str, filters: Sequence[Filter]) -> tuple[str, list[Any]]:
-    """The WHERE clause (and its parameters) of live records of a kind matching every
-    filter; field names are checked against :data:`~sync.storage.shared.FIELD`."""
-    clauses = ["kind = ?", "deleted = 0"]
-    params: list[Any] = [kind]
-    for f in filters:
-        if not FIELD.match(f.field):
-            raise ValueError(f"bad filter field {f.field!r}")
-        col = "id" if f.field == "id" else f"json_extract(data, '$.{f.field}')"
-        if f.op == "eq":
-            clauses.append(f"{col} = ?")
-            params.append(f.value)
-        elif f.op == "ne":
-            clauses.append(f"{col} IS NOT ?")
-            params.append(f.value)
-        elif f.op == "gte":
-            clauses.append(f"{col} >= ?")
-            params.append(f.value)
-        elif f.op == "lte":
-            clauses.append(f"{col} <= ?")
-            params.append(f.value)
-        elif f.op == "in":
-            values = list(f.value)
-            if not values:
-                clauses.append("0")
-                continue
-            clauses.append(f"{col} IN ({','.join('?' * len(values))})")
-            params.extend(values)
-        elif f.op == "contains":
-            clauses.append(f"EXISTS (SELECT 1 FROM json_each(data, '$.{f.field}') WHERE value = ?)")
-            params.append(f.value)
-        else:  # pragma: no cover - Filter.op is a Literal
-            raise ValueError(f"bad filter op {f.op!r}")
-    return " AND ".join(clauses), params
-
-
-def _missing_evidence(db: sqlite3.Connection, inspection_ids: list[str]) -> dict[str, list[str]]:
+def missing_evidence(d: Dialect, db: Conn, inspection_ids: list[str]) -> dict[str, list[str]]:
     missing: dict[str, list[str]] = {}
     for start in range(0, len(inspection_ids), 500):
         chunk = inspection_ids[start : start + 500]
         rows = db.execute(
-            "SELECT DISTINCT r.inspection_id, j.value FROM records r,"
-            f" json_each(r.data, {_EVIDENCE_PATH}) j"
+            f"SELECT DISTINCT r.inspection_id, {d.evidence_value} FROM records r,"
+            f" {d.evidence_from}"
             f" WHERE r.inspection_id IN ({','.join('?' * len(chunk))})"
-            " AND r.kind IN ('finding', 'response') AND r.deleted = 0 AND j.type = 'text'"
+            f" AND r.kind IN ('finding', 'response') AND r.deleted = 0 AND {d.evidence_is_text}"
             " AND NOT EXISTS (SELECT 1 FROM evidence_refs f JOIN evidence e"
             " ON e.sha256 = f.sha256 AND e.lost_at IS NULL"
-            " WHERE f.sha256 = j.value AND f.inspection_id = r.inspection_id)"
-            " ORDER BY r.inspection_id, j.value",
+            f" WHERE f.sha256 = {d.evidence_value} AND f.inspection_id = r.inspection_id)"
+            " ORDER BY 1, 2",
             chunk,
         ).fetchall()
         for iid, sha in rows:
@@ -96,7 +76,7 @@ def _missing_evidence(db: sqlite3.Connection, inspection_ids: list[str]) -> dict
     return missing
 
 
-def _stored_evidence(db: sqlite3.Connection, hashes: list[str]) -> set[str]:
+def stored_evidence(db: Conn, hashes: list[str]) -> set[str]:
     found: set[str] = set()
     unique = list(dict.fromkeys(hashes))
     for start in range(0, len(unique), 500):
@@ -110,22 +90,30 @@ def _stored_evidence(db: sqlite3.Connection, hashes: list[str]) -> set[str]:
     return found
 
 
-async def _run_on_connection(conn: aiosqlite.Connection, runner: Callable[..., T], fn: Any) -> T:
-    """Run ``runner(sqlite3_connection, fn)`` on the aiosqlite connection's own thread.
-
-    aiosqlite serialises everything on one thread per connection; ``_execute`` is how
-    it runs a callable there. Using it keeps the batch on the same connection (and
-    thread) as every other query, in one hop instead of one per statement.
-    """
-    raw = conn._conn
+def run_write(d: Dialect, db: Conn, fn: Callable[[Conn], T]) -> T:
+    """``fn(db)`` in one serialised write transaction: committed if it returns, rolled
+    back if it raises. Driver errors other than a refused constraint (which the caller
+    turns into a domain error) become StorageError."""
+    for sql in d.begin_write:
+        db.execute(sql)
     try:
-        result: T = await conn._execute(runner, raw, fn)  # type: ignore[no-untyped-call]
-    except sqlite3.Error as exc:
-        raise StorageError(f"batch failed: {exc}", original=exc) from exc
+        result = fn(db)
+    except BaseException as exc:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        if isinstance(exc, d.error) and not isinstance(exc, d.integrity_error):
+            raise StorageError(f"write failed: {exc}", original=exc) from exc
+        raise
+    try:
+        db.execute("COMMIT")
+    except d.error as exc:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise StorageError("commit failed", original=exc) from exc
     return result
 
 
-class _Queued:
+class Queued:
     """A batch waiting for the writer, and where its answer goes."""
 
     __slots__ = ("done", "fn")
@@ -135,32 +123,33 @@ class _Queued:
         self.done = done
 
 
-def _group_write(
-    raw: sqlite3.Connection, fns: list[Callable[[BatchTx], Any]]
+def group_write(
+    d: Dialect, raw: Conn, fns: list[Callable[[BatchTx], Any]]
 ) -> list[tuple[bool, Any]]:
     """Run batches one after the other in one transaction, each in a savepoint, then
     commit once. Returns (True, result) or (False, exception) per batch; raises if the
     transaction itself fails (then nothing is committed)."""
     if len(fns) == 1:  # the common case when the writer is idle: no savepoint
         try:
-            return [(True, _batch_write(raw, fns[0]))]
-        except sqlite3.Error as exc:
+            return [(True, _batch_write(d, raw, fns[0]))]
+        except d.error as exc:
             return [(False, StorageError(f"batch failed: {exc}", original=exc))]
         except Exception as exc:
             return [(False, exc)]
     outcomes: list[tuple[bool, Any]] = []
-    raw.execute("BEGIN IMMEDIATE")
+    for sql in d.begin_write:
+        raw.execute(sql)
     try:
         for fn in fns:
             raw.execute("SAVEPOINT batch")
             try:
-                batch = _SQLiteBatch(raw, writable=True)
+                batch = SQLBatch(d, raw, writable=True)
                 result = fn(batch)
                 batch.finish()
             except Exception as exc:
                 raw.execute("ROLLBACK TO batch")
                 raw.execute("RELEASE batch")
-                if isinstance(exc, sqlite3.Error):
+                if isinstance(exc, d.error):
                     exc = StorageError(f"batch failed: {exc}", original=exc)
                 outcomes.append((False, exc))
                 continue
@@ -174,10 +163,11 @@ def _group_write(
     return outcomes
 
 
-def _batch_write(raw: sqlite3.Connection, fn: Callable[[BatchTx], T]) -> T:
-    raw.execute("BEGIN IMMEDIATE")
+def _batch_write(d: Dialect, raw: Conn, fn: Callable[[BatchTx], T]) -> T:
+    for sql in d.begin_write:
+        raw.execute(sql)
     try:
-        batch = _SQLiteBatch(raw, writable=True)
+        batch = SQLBatch(d, raw, writable=True)
         result = fn(batch)
         batch.finish()
         raw.execute("COMMIT")
@@ -188,32 +178,33 @@ def _batch_write(raw: sqlite3.Connection, fn: Callable[[BatchTx], T]) -> T:
     return result
 
 
-def _batch_read(raw: sqlite3.Connection, fn: Callable[[BatchTx], T]) -> T:
-    raw.execute("BEGIN")
+def batch_read(d: Dialect, raw: Conn, fn: Callable[[BatchTx], T]) -> T:
+    """``fn`` over one snapshot, in a read-only transaction."""
+    raw.execute(d.begin_read)
     try:
-        return fn(_SQLiteBatch(raw, writable=False))
+        return fn(SQLBatch(d, raw, writable=False))
     finally:
         raw.execute("ROLLBACK")
 
 
-def _with_actor(tx: BatchTx, actor: Actor) -> BatchTx:
+def with_actor(tx: BatchTx, actor: Actor) -> BatchTx:
     tx.actor = actor
     return tx
 
 
 class _Savepoint:
-    """``_SQLiteBatch.savepoint``: a SQL savepoint plus what the batch keeps in memory
+    """``SQLBatch.savepoint``: a SQL savepoint plus what the batch keeps in memory
     (its sequence, audit head, buffered rows), restored together on an exception. A
     class, not a generator: it runs once per mutation of every push."""
 
     __slots__ = ("batch", "head", "pending", "seq")
 
-    def __init__(self, batch: _SQLiteBatch) -> None:
+    def __init__(self, batch: SQLBatch) -> None:
         self.batch = batch
 
     def __enter__(self) -> None:
         b = self.batch
-        self.seq, self.head = b._seq, b._head
+        self.seq, self.head = b._seq, b._chain.head
         self.pending = {sql: len(rows) for sql, rows in b._pending.items()}
         b.db.execute("SAVEPOINT part")
 
@@ -226,19 +217,22 @@ class _Savepoint:
             return
         b.db.execute("ROLLBACK TO part")
         b.db.execute("RELEASE part")
-        b._seq, b._head = self.seq, self.head
+        b._seq, b._chain.head = self.seq, self.head
         for sql in list(b._pending):
             del b._pending[sql][self.pending.get(sql, 0) :]
         # what was read or written inside may be gone: read it again when needed
         b._known.clear()
-        if isinstance(exc, sqlite3.OperationalError | sqlite3.InternalError) or (
-            type(exc) is sqlite3.DatabaseError
-        ):  # the database failed (I/O, full, corrupt), not this part's data
+        if b.dialect.failed(exc):  # the database failed (I/O, full, corrupt), not this part's data
             raise StorageError(f"the database failed: {exc}", original=exc) from exc
 
 
-class _SQLiteBatch(BatchTx):
-    def __init__(self, db: sqlite3.Connection, *, writable: bool) -> None:
+class SQLBatch(BatchTx):
+    """:class:`~sync.storage.contract.BatchTx` on one connection, inside a transaction
+    the caller opened. Append-only rows (audit events, mutation results, quarantine)
+    and the sequence are buffered and written once by :meth:`finish`."""
+
+    def __init__(self, dialect: Dialect, db: Conn, *, writable: bool) -> None:
+        self.dialect = dialect
         self.db = db
         self.writable = writable
         self._now = now_text()
@@ -247,7 +241,7 @@ class _SQLiteBatch(BatchTx):
         self._pending: dict[str, list[tuple[Any, ...]]] = {}
         self.actor = SYSTEM
         self.context = AuditContext()
-        self._head: str | None = None  # the audit chain's last hash, once read
+        self._chain = Chain()  # the audit chain's head, once read
         # what this batch knows of records it read or wrote: (data, deleted), so that
         # writes are audited field by field without reading the record again
         self._known: dict[tuple[str, str], tuple[dict[str, Any], bool]] = {}
@@ -287,12 +281,10 @@ class _SQLiteBatch(BatchTx):
             new=after,
             now=self._now,
         )
-        if self._head is None:
-            row = self.db.execute(_HEAD_SQL).fetchone()
-            self._head = str(row[0]) if row else GENESIS
-        digest = event_hash(self._head, values)
-        self._pending.setdefault(_AUDIT_SQL, []).append((*values, self._head, digest))
-        self._head = digest
+        if self._chain.head is None:
+            row = self.db.execute(HEAD_SQL).fetchone()
+            self._chain.start(str(row[0]) if row else None)
+        self._pending.setdefault(AUDIT_SQL, []).append(self._chain.link(values))
 
     def _next_seq(self) -> int:
         if self._seq is None:
@@ -391,7 +383,7 @@ class _SQLiteBatch(BatchTx):
         return self._remember(rec)
 
     def find_records(self, kind: str, filters: Sequence[Filter] = ()) -> list[StoredRecord]:
-        where, params = where_sql(kind, filters)
+        where, params = where_sql(self.dialect, kind, filters)
         rows = self.db.execute(f"SELECT * FROM records WHERE {where} ORDER BY id", params)
         return [record_from_row(r) for r in rows.fetchall()]
 
@@ -457,7 +449,7 @@ class _SQLiteBatch(BatchTx):
             parts.append(f"(inspection_id IS NULL AND (kind, id) IN (VALUES {pairs}))")
             for kind, rid in refs:
                 params.extend((kind, rid))
-        return ("(" + " OR ".join(parts) + ")" if parts else "0"), params
+        return ("(" + " OR ".join(parts) + ")" if parts else "1 = 0"), params
 
     def feed(
         self,
@@ -518,9 +510,8 @@ class _SQLiteBatch(BatchTx):
             max_seq=max_seq,
             live_only=live_only,
         )
-        cur = self.db.execute(sql, args)
-        cur.row_factory = None  # plain tuples: no sqlite3.Row per record
-        return [FeedRow(k, i, rv, sq, bool(d), data) for k, i, rv, sq, d, data in cur]
+        rows = self.dialect.tuples(self.db, sql, args)  # no row object per record
+        return [FeedRow(k, i, rv, sq, bool(d), data) for k, i, rv, sq, d, data in rows]
 
     def bound_refs(self, inspection_ids: Sequence[str]) -> list[tuple[str, str]]:
         if not inspection_ids:
@@ -539,7 +530,8 @@ class _SQLiteBatch(BatchTx):
     def put_snapshot(self, key: str, scope: str) -> None:
         self._write()
         self.db.execute(
-            "INSERT OR IGNORE INTO scope_snapshots (hash, scope, created_at) VALUES (?,?,?)",
+            "INSERT INTO scope_snapshots (hash, scope, created_at) VALUES (?,?,?)"
+            " ON CONFLICT DO NOTHING",
             (key, scope, self._now),
         )
 
@@ -560,10 +552,9 @@ class _SQLiteBatch(BatchTx):
         self.db.execute(
             "DELETE FROM records WHERE deleted = 1 AND updated_at < ?", (before.isoformat(),)
         )
+        horizon = max(self.tombstone_horizon(), int(row[1]))
         self.db.execute(
-            "UPDATE store_meta SET value = MAX(CAST(value AS INTEGER), ?)"
-            " WHERE key = 'tombstone_horizon'",
-            (row[1],),
+            "UPDATE store_meta SET value = ? WHERE key = 'tombstone_horizon'", (str(horizon),)
         )
         return int(row[0])
 
@@ -575,12 +566,15 @@ class _SQLiteBatch(BatchTx):
     def update_device_sync(self, device_id: str, user_id: str, **fields: Any) -> None:
         self._write()
         self.db.execute(
-            "INSERT OR IGNORE INTO device_sync (device_id, user_id) VALUES (?, ?)",
+            "INSERT INTO device_sync (device_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
             (device_id, user_id),
         )
         received = int(fields.pop("mutations_received", 0))
         sets = [f"{k} = ?" for k in fields if FIELD.match(k)]
-        params: list[Any] = [fields[k] for k in fields if FIELD.match(k)]
+        # booleans as 0/1: both backends keep flags in integer columns
+        params: list[Any] = [
+            int(v) if isinstance(v, bool) else v for k, v in fields.items() if FIELD.match(k)
+        ]
         sets.append("mutations_received = mutations_received + ?")
         params.append(received)
         self.db.execute(
@@ -611,7 +605,45 @@ class _SQLiteBatch(BatchTx):
         return [dict(r) for r in rows]
 
     def missing_evidence(self, inspection_ids: Sequence[str]) -> dict[str, list[str]]:
-        return _missing_evidence(self.db, list(inspection_ids))
+        return missing_evidence(self.dialect, self.db, list(inspection_ids))
 
     def stored_evidence(self, hashes: Sequence[str]) -> set[str]:
-        return _stored_evidence(self.db, list(hashes))
+        return stored_evidence(self.db, list(hashes))
+
+
+def append_audit(db: Conn, values: list[Any]) -> None:
+    """Append one event to the chain inside the caller's write transaction."""
+    row = db.execute(HEAD_SQL).fetchone()
+    db.execute(AUDIT_SQL, Chain(str(row[0]) if row else GENESIS).link(values))
+
+
+def audit_entity(
+    db: Conn,
+    actor: Actor,
+    kind: str,
+    entity_id: str,
+    op: str,
+    old: dict[str, Any],
+    new: dict[str, Any],
+    *,
+    inspection_id: str | None = None,
+    context: AuditContext | None = None,
+) -> None:
+    """The audit event of a change to something that is not a record (a user, a
+    device, a stored evidence file): no revision, no feed position."""
+    append_audit(
+        db,
+        audit_values(
+            actor,
+            context or AuditContext(),
+            seq=0,
+            kind=kind,
+            record_id=entity_id,
+            inspection_id=inspection_id,
+            rev=0,
+            op=op,
+            old=old,
+            new=new,
+            now=now_text(),
+        ),
+    )

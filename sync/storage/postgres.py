@@ -1,0 +1,280 @@
+"""The backend for more than one process: PostgreSQL through psycopg 3.
+
+Selected by a ``postgresql://`` database URL (``INSPECTSYNC_DATABASE_URL``). Every
+statement is the shared SQL of :class:`~sync.storage.sql_store.SQLStore`; this module
+holds the connections and the dialect.
+
+- **One writer per process**: a dedicated connection on a thread of its own behind the
+  store's asyncio lock (as SQLite's), so a push batch costs one hop and queued batches
+  share one ``COMMIT`` (group commit).
+- **Writers of every process are serialised by a transaction-level advisory lock**
+  (:data:`WRITE_LOCK`, taken by ``BEGIN``'s companion statement). That one lock is the
+  whole answer to two classic traps of a concurrent database:
+
+  * *a pull never skips*: a record's ``seq`` is taken from the one-row ``seq_counter``
+    inside the write transaction holding the lock, so transactions commit in ``seq``
+    order, and a snapshot that sees some ``seq`` sees every lower one (PostgreSQL makes a
+    transaction visible before it releases its locks). A cursor can never pass a record
+    that becomes visible later.
+  * *the audit chain stays one chain*: each event links to the newest one, read under
+    the same lock, whichever instance writes it.
+
+  The lock is held for the length of a write transaction (milliseconds); reads never
+  take it.
+- **Readers** come from a ``psycopg_pool`` pool, each call on a worker thread; a
+  snapshot read (``read_batch``, ``verify_audit``) is one ``REPEATABLE READ`` transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import pq
+from psycopg.rows import RowMaker, tuple_row
+from psycopg_pool import ConnectionPool
+
+from sync.errors import StorageError
+from sync.models import Filter
+from sync.storage.postgres_migrations import apply_migrations
+from sync.storage.sql_dialect import Conn, Dialect
+from sync.storage.sql_store import SQLStore
+
+__all__ = ["WRITE_LOCK", "PostgresDialect", "PostgresStore", "is_postgres_url", "redacted"]
+
+T = TypeVar("T")
+
+WRITE_LOCK = 0x1A5_0002
+"""The advisory lock key every write transaction takes (see the module docstring)."""
+
+
+def is_postgres_url(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+@lru_cache(maxsize=512)
+def _pg_sql(sql: str) -> str:
+    """The shared SQL's ``?`` parameters as psycopg's ``%s`` (a literal ``%`` doubled)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class Row:
+    """A row read by column name and by position, like ``sqlite3.Row``."""
+
+    __slots__ = ("_names", "_values")
+
+    def __init__(self, names: dict[str, int], values: Sequence[Any]) -> None:
+        self._names = names
+        self._values = values
+
+    def __getitem__(self, key: int | str) -> Any:
+        if isinstance(key, int):
+            return self._values[key]
+        return self._values[self._names[key]]
+
+    def __iter__(self) -> Any:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def keys(self) -> Iterable[str]:
+        return self._names.keys()
+
+
+def _row_factory(cursor: Any) -> RowMaker[Row]:
+    names = {c.name: i for i, c in enumerate(cursor.description or ())}
+    return lambda values: Row(names, values)
+
+
+class PGConn:
+    """A psycopg connection as the shared SQL expects it (:class:`Conn`): ``?``
+    parameters, ``sqlite3.Row``-like rows, ``in_transaction``."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: psycopg.Connection[Any]) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Any:
+        if not parameters:
+            return self.raw.execute(sql.encode())
+        return self.raw.execute(_pg_sql(sql).encode(), parameters)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        with self.raw.cursor() as cur:
+            cur.executemany(_pg_sql(sql).encode(), rows)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.info.transaction_status != pq.TransactionStatus.IDLE
+
+
+class PostgresDialect(Dialect):
+    name = "postgresql"
+    error = psycopg.Error
+    integrity_error = psycopg.errors.IntegrityError
+    begin_write = ("BEGIN", f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+    begin_read = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+    _evidence = (
+        "(r.data::jsonb) -> (CASE r.kind WHEN 'finding' THEN 'evidence_hashes' ELSE 'evidence' END)"
+    )
+    evidence_from = (
+        f"jsonb_array_elements(CASE WHEN jsonb_typeof({_evidence}) = 'array'"
+        f" THEN {_evidence} ELSE '[]'::jsonb END) j(v)"
+    )
+    evidence_value = "(j.v #>> '{}') COLLATE \"C\""
+    evidence_is_text = "jsonb_typeof(j.v) = 'string'"
+
+    def failed(self, exc: BaseException) -> bool:
+        return isinstance(exc, psycopg.OperationalError | psycopg.InternalError)
+
+    def field_filter(self, f: Filter) -> tuple[str, list[Any]]:
+        col = f"((data::jsonb) -> '{f.field}')"
+        if f.op == "contains":
+            return f"{col} @> ?::jsonb", [json.dumps([f.value])]
+        if f.op == "in":
+            values = [json.dumps(v) for v in f.value]
+            return f"{col} IN ({','.join(['?::jsonb'] * len(values))})", values
+        if f.op in ("gte", "lte") and isinstance(f.value, str):  # text sorts byte-wise
+            op = ">=" if f.op == "gte" else "<="
+            return f"((data::jsonb) ->> '{f.field}') COLLATE \"C\" {op} ?", [f.value]
+        op = {"eq": "=", "ne": "IS DISTINCT FROM", "gte": ">=", "lte": "<="}[f.op]
+        return f"{col} {op} ?::jsonb", [json.dumps(f.value)]
+
+    def order_by(self, field: str, direction: str) -> str:
+        # as SQLite orders json_extract values: absent/null first, numbers (by value)
+        # before text (byte-wise)
+        v = f"((data::jsonb) -> '{field}')"
+        return (
+            f"(CASE jsonb_typeof({v}) WHEN 'number' THEN 1 WHEN 'boolean' THEN 1"
+            f" WHEN 'string' THEN 2 ELSE 0 END) {direction},"
+            f" (CASE WHEN jsonb_typeof({v}) = 'number' THEN ({v} #>> '{{}}')::numeric END)"
+            f" {direction},"
+            f" ({v} #>> '{{}}') COLLATE \"C\" {direction}"
+        )
+
+    def tuples(self, db: Conn, sql: str, params: Sequence[Any]) -> Iterable[tuple[Any, ...]]:
+        assert isinstance(db, PGConn)
+        with db.raw.cursor(row_factory=tuple_row) as cur:
+            cur.execute(_pg_sql(sql).encode(), params)
+            return cur.fetchall()
+
+
+def _connect(url: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(url, autocommit=True, row_factory=_row_factory)
+
+
+class PostgresStore(SQLStore):
+    """PostgreSQL storage at ``url`` (a libpq connection string or URL).
+
+    ``readers`` is the size of the reader pool (and of its thread pool). Migrations run
+    at :meth:`open`, under an advisory lock."""
+
+    dialect = PostgresDialect()
+
+    def __init__(self, url: str, *, readers: int = 4) -> None:
+        super().__init__()
+        self.url = url
+        self.reader_count = max(1, readers)
+        self._writer: PGConn | None = None
+        self._pool: ConnectionPool[Any] | None = None
+        self._write_thread: ThreadPoolExecutor | None = None
+        self._read_threads: ThreadPoolExecutor | None = None
+        self._open_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({redacted(self.url)!r})"
+
+    # --- lifecycle -------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._writer is not None:
+            return
+        try:
+            await asyncio.to_thread(self._open)
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot open database {redacted(self.url)}", original=exc) from exc
+
+    def _open(self) -> None:
+        with self._open_lock:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                apply_migrations(conn)
+            pool: ConnectionPool[Any] = ConnectionPool(
+                self.url,
+                min_size=1,
+                max_size=self.reader_count,
+                kwargs={"autocommit": True, "row_factory": _row_factory},
+                open=False,
+                name="inspectsync-readers",
+            )
+            pool.open(wait=True, timeout=30)
+            self._pool = pool
+            self._read_threads = ThreadPoolExecutor(self.reader_count, "pg-reader")
+            self._write_thread = ThreadPoolExecutor(1, "pg-writer")
+            self._writer = PGConn(_connect(self.url))
+
+    async def close(self) -> None:
+        writer, pool = self._writer, self._pool
+        self._writer = None
+        self._pool = None
+        for ex in (self._write_thread, self._read_threads):
+            if ex is not None:
+                ex.shutdown(wait=True)
+        self._write_thread = self._read_threads = None
+        if writer is not None:
+            writer.raw.close()
+        if pool is not None:
+            await asyncio.to_thread(pool.close)
+
+    # --- plumbing --------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._writer is None:
+            raise StorageError("store is not open")
+
+    async def _on_writer(self, fn: Callable[[Conn], T]) -> T:
+        if self._writer is None or self._write_thread is None:
+            raise StorageError("store is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._write_thread, self._run_writer, fn)
+
+    def _run_writer(self, fn: Callable[[Conn], T]) -> T:
+        writer = self._writer
+        assert writer is not None
+        if writer.raw.closed or writer.raw.broken:  # the server restarted: reconnect
+            try:
+                writer.raw = _connect(self.url)
+            except psycopg.Error as exc:
+                raise StorageError("cannot reconnect to the database", original=exc) from exc
+        return fn(writer)
+
+    async def _on_reader(self, fn: Callable[[Conn], T]) -> T:
+        if self._pool is None or self._read_threads is None:
+            raise StorageError("store is not open")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._read_threads, self._run_reader, fn)
+        except psycopg.Error as exc:
+            raise StorageError(f"query failed: {exc}", original=exc) from exc
+
+    def _run_reader(self, fn: Callable[[Conn], T]) -> T:
+        assert self._pool is not None
+        with self._pool.connection() as raw:
+            return fn(PGConn(raw))
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error:
+        return "(unreadable database URL)"
+    info.pop("password", None)
+    return psycopg.conninfo.make_conninfo("", **{k: v for k, v in info.items() if v is not None})
