@@ -334,8 +334,6 @@ def admin_pages(services: Services, reads: ConsoleReads) -> list[Any]:
     async def revoke(request: Request[Any, Any, Any], device_id: FromPath[str]) -> Any:
         """Revoke a tablet: from now on every request with its tokens is refused
         (401 ``device_revoked``), as with ``POST /api/v1/devices/{id}/revoke``."""
-        if await store.get_device(device_id) is None:
-            raise NotFound(f"no device {device_id!r}")
         await services.accounts.revoke_device(device_id, Actor.of(request.user))
         return Redirect(
             "/console/admin/devices?" + urlencode({"revoked": device_id}), status_code=303
