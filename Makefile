@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck bench bench-floor bench-upload bench-load clean
+.PHONY: install run test lint typecheck bench bench-floor bench-upload bench-load bench-queue clean
 
 $(BIN)/inspectsync: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ bench-upload: install  ## evidence uploads: 100 photos of 3 MB over tus
 
 bench-load: install  ## overload: 200 tablets pull and push for 60 s (LOAD_ARGS="--duration 15" to shorten)
 	$(BIN)/python bench/load.py $(LOAD_ARGS)
+
+bench-queue: install  ## the console's review queue with 20,000 findings in scope
+	$(BIN)/python bench/review_queue.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .hypothesis app/node_modules app/www/vendor

@@ -12,8 +12,10 @@ survivor, a reclassified one keeps ``original_classification``).
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from datetime import date
+from operator import attrgetter
 from typing import Any, Literal, NamedTuple
 
 import msgspec
@@ -25,21 +27,24 @@ from sync.engine import SyncEngine, public_data
 from sync.errors import Forbidden, InvalidInput, InvalidTransition, NotFound, RevisionMismatch
 from sync.fielddata import CLASSIFICATION_LABELS
 from sync.models import Principal, Role, StoredRecord
+from sync.queue_index import QueueEntry, QueueIndex, shown_classification
 from sync.signatures import content_hash
 from sync.storage import BatchTx, Store
 
 __all__ = [
     "DECIDED",
+    "SHOWN",
     "Decision",
     "QueueQuery",
+    "QueueResult",
     "Review",
+    "shown_classification",
     "undecided_and_conflicts",
 ]
 
 DECIDED = ("accepted", "merged", "withdrawn")
 """Finding statuses that need nothing more from a supervisor before closing."""
 
-_SEVERITY = {"critical": 0, "major": 1, "other": 2}
 _REVIEWABLE = ("in_progress", "fieldwork_done", "under_review")
 
 
@@ -99,32 +104,74 @@ def _raised_by(data: dict[str, Any]) -> str | None:
     return str(stamp[2]) if stamp else None
 
 
-def _links(insp: StoredRecord, f: StoredRecord) -> list[str]:
-    """The chain links a finding is about: those of its linked items, else every link
-    the inspection covers."""
-    return sorted(
-        {ref.partition(":")[0] for ref in f.data.get("linked_items") or []}
-        or set(insp.data["link_ids"])
+class _Context(NamedTuple):
+    """What the rows of one inspection's findings share."""
+
+    insp: StoredRecord
+    site: StoredRecord | None
+    product: StoredRecord | None
+    every_link: tuple[str, ...]
+    """A finding with no linked item is about every link the inspection covers."""
+    stages: dict[str, str]
+    """Stage type of each link of the chain."""
+    missing: frozenset[str]
+    """The inspection's files named but not stored for it."""
+
+    def links(self, e: QueueEntry) -> tuple[str, ...]:
+        return e.links or self.every_link
+
+    def stage_types(self, links: tuple[str, ...]) -> list[str]:
+        return sorted({self.stages[k] for k in links if k in self.stages})
+
+
+SHOWN = ("critical", "major", "other", "none", "disputed")
+"""Classifications as shown and counted (see :func:`shown_classification`)."""
+
+
+class QueueResult(NamedTuple):
+    rows: list[dict[str, Any]]
+    total: int
+    counts: dict[str, int]
+    latest: str
+    """The newest change among every finding found (ISO time; empty if none)."""
+
+
+def _matches(e: QueueEntry, q: QueueQuery, missing: frozenset[str], stage_types: list[str]) -> bool:
+    raised = e.created_at.date()
+    return (
+        q.classification in (None, e.shown)
+        and q.status in (None, e.status)
+        and (q.inspector is None or q.inspector == e.raised_by)
+        and (q.date_from is None or raised >= q.date_from)
+        and (q.date_to is None or raised <= q.date_to)
+        and q.has_open_conflict in (None, bool(e.open_conflicts))
+        and (
+            q.has_missing_evidence is None
+            or q.has_missing_evidence == bool(missing.intersection(e.evidence))
+        )
+        and (q.stage_type is None or q.stage_type in stage_types)
     )
 
 
-def _severity(f: StoredRecord) -> int:
-    return _SEVERITY.get(f.data.get("classification") or "", 3)
+_FILTERS = (
+    "classification",
+    "status",
+    "inspector",
+    "date_from",
+    "date_to",
+    "has_open_conflict",
+    "has_missing_evidence",
+    "stage_type",
+)
+"""The filters on findings (the others choose inspections)."""
 
-
-def _stage_types(insp: StoredRecord, f: StoredRecord, stages: dict[str, str]) -> list[str]:
-    return sorted({stages[link] for link in _links(insp, f) if link in stages})
-
-
-class _Candidate(NamedTuple):
-    """A finding in the queue's scope with what its row needs."""
-
-    insp: StoredRecord
-    f: StoredRecord
-    site: StoredRecord | None
-    product: StoredRecord | None
-    stages: dict[str, str]
-    missing: frozenset[str]
+_ORDER: dict[str, Callable[[QueueEntry], Any]] = {
+    "severity": attrgetter("rank", "created_at", "id"),
+    "updated": attrgetter("updated_at", "id"),
+    "-updated": attrgetter("updated_at", "id"),
+    "raised": attrgetter("created_at", "id"),
+    "-raised": attrgetter("created_at", "id"),
+}
 
 
 class Review:
@@ -132,12 +179,14 @@ class Review:
         self.store = store
         self.engine = engine
         self.clock = clock
+        self.index = QueueIndex()
 
     # --- the queue -----------------------------------------------------------------
 
-    async def queue(self, principal: Principal, q: QueueQuery) -> tuple[list[dict[str, Any]], int]:
+    async def queue(self, principal: Principal, q: QueueQuery) -> QueueResult:
         """Findings of the inspections the principal's authority leads or joins (all,
-        for an admin), with what a reviewer filters on, sorted and paged."""
+        for an admin), with what a reviewer filters on, sorted and paged; with the
+        number found and their counts by classification as shown (disputed apart)."""
         if principal.role is Role.INSPECTOR:
             raise Forbidden("the review queue is for supervisors")
         if not 1 <= q.limit <= 500:
@@ -145,70 +194,79 @@ class Review:
         if q.offset < 0:
             raise InvalidInput("offset is 0 or more", field="offset")
 
-        def read(tx: BatchTx) -> list[_Candidate]:
+        def read(tx: BatchTx) -> QueueResult:
             inspections = [
                 i
                 for i in tx.find_records("inspection", inspection_scope(principal))
                 if q.inspection_id in (None, i.id) and q.site_id in (None, i.data["site_id"])
             ]
-            missing = tx.missing_evidence([i.id for i in inspections])
-            out: list[_Candidate] = []
-            for insp in inspections:
-                chain = tx.get_record("chain", insp.data["chain_id"])
-                product_id = chain.data["product_id"] if chain else None
-                if q.product_id not in (None, product_id):
-                    continue
-                site = tx.get_record("site", insp.data["site_id"])
-                product = tx.get_record("product", product_id) if product_id else None
-                stages = {
-                    link["id"]: link["stage_type"]
-                    for link in (chain.data["links"] if chain else [])
-                }
-                gone = frozenset(missing.get(insp.id, ()))
-                out.extend(
-                    _Candidate(insp, f, site, product, stages, gone)
-                    for f in tx.records_of("finding", insp.id)
-                    if self._matches(insp, f, stages, gone, q)
-                )
-            return out
+            found, ctx = self._found(tx, inspections, q)
+            counts = dict.fromkeys(SHOWN, 0)
+            counts.update(Counter(e.shown for e in found))
+            latest = max((e.updated_at for e in found), default=None)
+            if q.sort == "site":
+                names = {i: c.site.data["name"] if c.site else "" for i, c in ctx.items()}
+                found.sort(key=lambda e: (names[e.inspection_id], e.created_at, e.id))
+            else:
+                found.sort(key=_ORDER[q.sort], reverse=q.sort.startswith("-"))
+            page = found[q.offset : q.offset + q.limit]
+            full = tx.get_records([("finding", e.id) for e in page])
+            rows = [self._row(ctx[e.inspection_id], e, full[("finding", e.id)]) for e in page]
+            return QueueResult(rows, len(found), counts, latest.isoformat() if latest else "")
 
-        # filter and sort on what the records hold; build the rows of the page only
-        found = await self.store.read_batch(read)
-        key: Callable[[_Candidate], Any] = {
-            "severity": lambda c: (
-                _SEVERITY.get(c.f.data.get("classification"), 3),
-                c.f.created_at,
-            ),
-            "updated": lambda c: c.f.updated_at,
-            "-updated": lambda c: c.f.updated_at,
-            "raised": lambda c: c.f.created_at,
-            "-raised": lambda c: c.f.created_at,
-            "site": lambda c: (c.site.data["name"] if c.site else "", c.f.created_at),
-        }[q.sort]
-        found.sort(key=key, reverse=q.sort.startswith("-"))
-        page = found[q.offset : q.offset + q.limit]
-        return [self._row(*c) for c in page], len(found)
+        return await self.store.read_batch(read)
+
+    def _found(
+        self, tx: BatchTx, inspections: list[StoredRecord], q: QueueQuery
+    ) -> tuple[list[QueueEntry], dict[str, _Context]]:
+        """Every finding of these inspections that passes the filters, from the index
+        (no finding is read in full here), and what each inspection's rows share."""
+        entries = self.index.entries(tx, [i.id for i in inspections])
+        filtered = any(getattr(q, name) is not None for name in _FILTERS)
+        found: list[QueueEntry] = []
+        ctx: dict[str, _Context] = {}
+        for insp in inspections:
+            chain = tx.get_record("chain", insp.data["chain_id"])
+            product_id = chain.data["product_id"] if chain else None
+            if q.product_id not in (None, product_id):
+                continue
+            named = {h for e in entries[insp.id] for h in e.evidence}
+            c = ctx[insp.id] = _Context(
+                insp=insp,
+                site=tx.get_record("site", insp.data["site_id"]),
+                product=tx.get_record("product", product_id) if product_id else None,
+                every_link=tuple(sorted(insp.data["link_ids"])),
+                stages={k["id"]: k["stage_type"] for k in (chain.data["links"] if chain else [])},
+                missing=frozenset(named - tx.stored_for(insp.id, sorted(named))),
+            )
+            if not filtered:
+                found += entries[insp.id]
+                continue
+            stage_types: dict[tuple[str, ...], list[str]] = {}  # a few distinct link sets
+            for e in entries[insp.id]:
+                about = c.links(e)
+                types = stage_types.get(about)
+                if types is None:
+                    types = stage_types[about] = c.stage_types(about)
+                if _matches(e, q, c.missing, types):
+                    found.append(e)
+        return found, ctx
 
     @staticmethod
-    def _row(
-        insp: StoredRecord,
-        f: StoredRecord,
-        site: StoredRecord | None,
-        product: StoredRecord | None,
-        stages: dict[str, str],
-        missing: frozenset[str],
-    ) -> dict[str, Any]:
-        links = _links(insp, f)
+    def _row(c: _Context, e: QueueEntry, f: StoredRecord) -> dict[str, Any]:
         cls = f.data.get("classification")
+        insp, site, product = c.insp, c.site, c.product
+        links = c.links(e)
         return {
             "id": f.id,
             "rev": f.rev,
             "title": f.data.get("title", ""),
             "classification": cls,
+            "shown_classification": e.shown,
             "labels": CLASSIFICATION_LABELS.get(cls or "", {}),
             "original_classification": f.data.get("original_classification"),
             "status": f.data.get("status", "draft"),
-            "raised_by": _raised_by(f.data),
+            "raised_by": e.raised_by,
             "raised_at": f.created_at.isoformat(),
             "updated_at": f.updated_at.isoformat(),
             "inspection_id": insp.id,
@@ -220,37 +278,12 @@ class Review:
             "province": site.data["province"] if site else "",
             "product_id": product.id if product else None,
             "product_name": product.data["name"] if product else "",
-            "link_ids": links,
-            "stage_types": _stage_types(insp, f, stages),
+            "link_ids": list(links),
+            "stage_types": c.stage_types(links),
             "open_conflicts": f.data.get("open_conflicts", []),
-            "missing_evidence": sorted(set(f.data.get("evidence_hashes") or []) & missing),
+            "missing_evidence": sorted(set(f.data.get("evidence_hashes") or []) & c.missing),
             "decisions": len(f.data.get("decisions") or []),
         }
-
-    @staticmethod
-    def _matches(
-        insp: StoredRecord,
-        f: StoredRecord,
-        stages: dict[str, str],
-        missing: frozenset[str],
-        q: QueueQuery,
-    ) -> bool:
-        d = f.data
-        raised = f.created_at.date()
-        return (
-            q.classification in (None, d.get("classification"))
-            and q.status in (None, d.get("status", "draft"))
-            and (q.inspector is None or q.inspector == _raised_by(d))
-            and (q.date_from is None or raised >= q.date_from)
-            and (q.date_to is None or raised <= q.date_to)
-            and q.has_open_conflict in (None, bool(d.get("open_conflicts")))
-            and (
-                q.has_missing_evidence is None
-                or q.has_missing_evidence
-                == bool(missing.intersection(d.get("evidence_hashes") or ()))
-            )
-            and (q.stage_type is None or q.stage_type in _stage_types(insp, f, stages))
-        )
 
     # --- decisions -----------------------------------------------------------------
 
@@ -341,7 +374,7 @@ class Review:
                         f"resolve the open conflicts first ({', '.join(open_fields)})",
                         field="decision",
                     )
-                if rec.data.get("classification") not in _SEVERITY:
+                if rec.data.get("classification") not in CLASSIFICATION_LABELS:
                     raise InvalidInput(
                         "classify the finding before accepting it (reclassify)",
                         field="classification",

@@ -202,13 +202,11 @@ def console_router(services: Services) -> Router:
         def page_url(n: int) -> str:
             return "/console/queue?" + urlencode({**chosen, "page": str(n)})
 
-        stamp = await reads.queue_stamp(request.user, q)
         return _page(
             request,
             "queue.html",
             p,
             **found,
-            stamp=stamp,
             stamp_url="/console/queue/stamp?" + urlencode(chosen),
             chosen=chosen,
             first=first,

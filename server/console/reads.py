@@ -66,7 +66,7 @@ class ConsoleReads:
     # --- the review queue --------------------------------------------------------
 
     async def queue(self, principal: Principal, q: QueueQuery, p: Presenter) -> dict[str, Any]:
-        items, total = await self.s.review.queue(principal, q)
+        found = await self.s.review.queue(principal, q)
         users = await self.user_names()
         stages = await self.stage_titles(p.t.lang)
         inspections, _ = await self.s.registry.list_inspections(principal, [], limit=500, offset=0)
@@ -78,12 +78,10 @@ class ConsoleReads:
         products, _ = await self.s.registry.list_reference(
             principal, "product", limit=500, offset=0
         )
-        counts = {k: 0 for k in ("critical", "major", "other", "none", "disputed")}
         rows = []
-        for it in items:
-            disputed = "classification" in it["open_conflicts"]
+        for it in found.rows:
+            disputed = it["shown_classification"] == "disputed"
             badge = p.classification(it["classification"], disputed=disputed)
-            counts[badge["key"]] += 1
             rows.append(
                 {
                     **it,
@@ -102,13 +100,18 @@ class ConsoleReads:
             )
         return {
             "rows": rows,
-            "total": total,
-            "counts": counts,
+            "total": found.total,
+            "stamp": f"{found.total}:{found.latest}",
+            "counts": found.counts,
             "options": {
                 "product": [(r.id, r.data["name"]) for r in products],
                 "site": [(r.id, r.data["name"]) for r in sites],
                 "stage": sorted(stages.items(), key=lambda kv: kv[1]),
-                "classification": [(c, p.class_name(c)) for c in CLASSIFICATION_LABELS],
+                "classification": [
+                    *((c, p.class_name(c)) for c in CLASSIFICATION_LABELS),
+                    ("disputed", p.t("cls_disputed")),
+                    ("none", p.t("cls_none")),
+                ],
                 "status": [(s, p.t(f"st_{s}")) for s in FINDING_STATUSES],
                 "inspector": [(u, users.get(u, u)) for u in inspectors],
                 "sort": [(s, p.t(f"sort_{s}")) for s in SORTS],
@@ -118,10 +121,8 @@ class ConsoleReads:
     async def queue_stamp(self, principal: Principal, q: QueueQuery) -> str:
         """Changes when the queue's findings (with these filters) change: their number
         and the newest change. The page compares it to tell that tablets pushed."""
-        latest, total = await self.s.review.queue(
-            principal, msgspec.structs.replace(q, sort="-updated", limit=1, offset=0)
-        )
-        return f"{total}:{latest[0]['updated_at'] if latest else ''}"
+        found = await self.s.review.queue(principal, msgspec.structs.replace(q, limit=1, offset=0))
+        return f"{found.total}:{found.latest}"
 
     # --- one finding ------------------------------------------------------------
 

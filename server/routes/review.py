@@ -25,6 +25,9 @@ from sync.review import Decision, QueueQuery, finding_view
 class QueuePage(msgspec.Struct, kw_only=True):
     items: list[dict[str, Any]]
     total: int
+    counts: dict[str, int]
+    """Every finding found (not just this page), by classification as shown:
+    critical, major, other, none, and disputed (an open classification conflict)."""
     limit: int
     offset: int
 
@@ -42,7 +45,9 @@ class ReviewController(Controller):
         site_id: FromQuery[str | None] = None,
         inspection_id: FromQuery[str | None] = None,
         stage_type: FromQuery[str | None] = None,
-        classification: FromQuery[Literal["critical", "major", "other"] | None] = None,
+        classification: FromQuery[
+            Literal["critical", "major", "other", "none", "disputed"] | None
+        ] = None,
         status: FromQuery[str | None] = None,
         inspector: FromQuery[str | None] = None,
         date_from: FromQuery[date | None] = None,
@@ -56,7 +61,9 @@ class ReviewController(Controller):
         offset: Offset = 0,
     ) -> QueuePage:
         """Findings of the inspections your authority leads or joins (admins: all),
-        filtered, sorted (``severity``: critical first) and paged. Each row says which
+        filtered, sorted (``severity``: critical and disputed first) and paged. A
+        classification in open conflict is ``disputed`` (``shown_classification``;
+        the ``classification`` filter takes it too), never one of its values. Each row says which
         fields are in open conflict and which evidence files are still missing."""
         q = QueueQuery(
             product_id=product_id,
@@ -74,8 +81,10 @@ class ReviewController(Controller):
             limit=limit,
             offset=offset,
         )
-        items, total = await review.queue(request.user, q)
-        return QueuePage(items=items, total=total, limit=limit, offset=offset)
+        found = await review.queue(request.user, q)
+        return QueuePage(
+            items=found.rows, total=found.total, counts=found.counts, limit=limit, offset=offset
+        )
 
     @post(
         "/findings/{finding_id:str}/decisions",

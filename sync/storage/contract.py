@@ -232,6 +232,17 @@ class BatchTx(abc.ABC):
     def stored_evidence(self, hashes: Sequence[str]) -> set[str]:
         """As :meth:`Store.stored_evidence`, inside this transaction's snapshot."""
 
+    def stored_for(self, inspection_id: str, hashes: Sequence[str]) -> set[str]:
+        """Those of ``hashes``, each named by a live record of the inspection, that a
+        completed upload *for that inspection* has stored and that are not lost: the
+        complement of :meth:`missing_evidence` for these hashes.
+
+        The review queue asks this for the hashes its index holds instead of scanning
+        every record of the inspection. This default derives it from
+        :meth:`missing_evidence`; a backend answers it from its evidence tables."""
+        gone = set(self.missing_evidence([inspection_id]).get(inspection_id, ()))
+        return {h for h in hashes if h not in gone}
+
 
 class Transaction(abc.ABC):
     """Record operations inside one atomic, serialised write transaction.

@@ -76,16 +76,23 @@ def missing_evidence(d: Dialect, db: Conn, inspection_ids: list[str]) -> dict[st
     return missing
 
 
-def stored_evidence(db: Conn, hashes: list[str]) -> set[str]:
+def stored_evidence(db: Conn, hashes: list[str], inspection_id: str | None = None) -> set[str]:
+    """Those of ``hashes`` stored and not lost (with ``inspection_id``: stored by a
+    completed upload for that inspection)."""
     found: set[str] = set()
     unique = list(dict.fromkeys(hashes))
     for start in range(0, len(unique), 500):
         chunk = unique[start : start + 500]
-        rows = db.execute(
-            f"SELECT sha256 FROM evidence WHERE sha256 IN ({','.join('?' * len(chunk))})"
-            " AND lost_at IS NULL",
-            chunk,
-        ).fetchall()
+        marks = ",".join("?" * len(chunk))
+        if inspection_id is None:
+            sql = f"SELECT sha256 FROM evidence WHERE sha256 IN ({marks}) AND lost_at IS NULL"
+            rows = db.execute(sql, chunk).fetchall()
+        else:
+            sql = (
+                "SELECT f.sha256 FROM evidence_refs f JOIN evidence e ON e.sha256 = f.sha256"
+                f" WHERE f.inspection_id = ? AND f.sha256 IN ({marks}) AND e.lost_at IS NULL"
+            )
+            rows = db.execute(sql, [inspection_id, *chunk]).fetchall()
         found.update(r[0] for r in rows)
     return found
 
@@ -609,6 +616,9 @@ class SQLBatch(BatchTx):
 
     def stored_evidence(self, hashes: Sequence[str]) -> set[str]:
         return stored_evidence(self.db, list(hashes))
+
+    def stored_for(self, inspection_id: str, hashes: Sequence[str]) -> set[str]:
+        return stored_evidence(self.db, list(hashes), inspection_id)
 
 
 def append_audit(db: Conn, values: list[Any]) -> None:
