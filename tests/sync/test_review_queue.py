@@ -115,9 +115,7 @@ async def test_a_disputed_classification_is_disputed_in_filters_order_and_counts
     assert [r["id"] for r in disputed.rows] == ["f-a"]
 
 
-async def test_the_queue_index_caught_up_from_the_feed_answers_as_a_fresh_read(
-    world, make_tablet
-):
+async def test_the_queue_index_caught_up_from_the_feed_answers_as_a_fresh_read(world, make_tablet):
     """Whatever tablets and supervisors change between two queue requests (new findings,
     edits, conflicts, deletions, resolutions), the queue from the index kept in memory is
     the queue read afresh from the store."""
