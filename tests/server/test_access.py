@@ -8,6 +8,7 @@ import re
 import pytest
 
 from server.console import CONSOLE_EXCLUDE
+from server.webapp import APP_EXCLUDE
 from tests.conftest import login
 
 PUBLIC = {
@@ -21,11 +22,12 @@ PUBLIC = {
 
 def _routes(app):
     """The API's routes. The console's pages (``/``, ``/console/...``) take a session
-    cookie, not a token: tests/console/test_console_http.py checks each of them."""
+    cookie, not a token: tests/console/test_console_http.py checks each of them. The
+    tablet app's files (``/app``) are public: the app signs in through the API."""
     for route in app.routes:
         if route.path.startswith("/schema") or route.path in PUBLIC:
             continue
-        if any(re.match(p, route.path) for p in CONSOLE_EXCLUDE):
+        if any(re.match(p, route.path) for p in (*CONSOLE_EXCLUDE, *APP_EXCLUDE)):
             continue
         for handler in route.route_handlers:
             for method in handler.http_methods:
