@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import typing
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
@@ -579,20 +580,51 @@ def admin_pages(services: Services, reads: ConsoleReads) -> list[Any]:
 
     # --- the audit trail -----------------------------------------------------------
 
+    async def audit_rows(
+        chosen: dict[str, str], after: int, p: Presenter
+    ) -> tuple[list[dict[str, Any]], int, bool]:
+        """A page of events after ``after``: those the store filters (kind, record,
+        inspection, as the API), and of those, when a user or dates are chosen, the ones
+        by that user and received on those days (in the reader's zone), read on in
+        batches of at most ``_SCAN`` events. Returns the rows, the id to go on from,
+        and whether there may be more."""
+        where = {
+            "kind": chosen.get("kind"),
+            "record_id": chosen.get("record"),
+            "inspection_id": chosen.get("inspection"),
+        }
+        who = chosen.get("user")
+        start, end = _day(chosen.get("from"), p), _day(chosen.get("to"), p, 1)
+        if not (who or start or end):
+            rows = await store.audit_events(**where, after_id=after, limit=AUDIT_PAGE)
+            return rows, rows[-1]["id"] if rows else after, len(rows) == AUDIT_PAGE
+        rows = []
+        cursor, read = after, 0
+        while read < _SCAN:
+            batch = await store.audit_events(**where, after_id=cursor, limit=_BATCH)
+            for e in batch:
+                cursor, read = e["id"], read + 1
+                at = _received(e)
+                if (
+                    (not who or e.get("user_id") == who)
+                    and (start is None or (at is not None and at >= start))
+                    and (end is None or (at is not None and at < end))
+                ):
+                    rows.append(e)
+                    if len(rows) == AUDIT_PAGE:
+                        return rows, cursor, True
+            if len(batch) < _BATCH:
+                return rows, cursor, False
+        return rows, cursor, True
+
     async def audit_page(
         request: Request[Any, Any, Any], verification: dict[str, Any] | None = None
     ) -> Template:
         p = presenter(request)
         params = request.query_params
-        chosen = {k: params[k] for k in ("kind", "record", "inspection") if params.get(k)}
+        chosen = {k: params[k] for k in _AUDIT_FILTERS if params.get(k)}
         after = int(params["after"]) if params.get("after", "").isdigit() else 0
-        rows = await store.audit_events(
-            kind=chosen.get("kind"),
-            record_id=chosen.get("record"),
-            inspection_id=chosen.get("inspection"),
-            after_id=after,
-            limit=AUDIT_PAGE,
-        )
+        rows, cursor, more = await audit_rows(chosen, after, p)
         users = {**await reads.user_names(), "system": p.t("adm_system")}
         devices = await reads.device_names()
         names: dict[str, str] = dict(users)
@@ -649,7 +681,9 @@ def admin_pages(services: Services, reads: ConsoleReads) -> list[Any]:
             kinds=[(k, p.t(f"ak_{k}")) for k in AUDIT_KINDS],
             inspections=sorted(titles.items(), key=lambda kv: kv[1]),
             first_url=url() if after else None,
-            next_url=url(after=str(rows[-1]["id"])) if len(rows) == AUDIT_PAGE else None,
+            next_url=url(after=str(cursor)) if more else None,
+            searched_to=cursor if more and len(rows) < AUDIT_PAGE else None,
+            users=sorted(users.items(), key=lambda kv: kv[1]),
             newest_url=(
                 url(after=str(max(0, head[0] - AUDIT_PAGE)))
                 if head and not chosen and head[0] > after + AUDIT_PAGE
@@ -710,6 +744,10 @@ def admin_pages(services: Services, reads: ConsoleReads) -> list[Any]:
     ]
 
 
+_AUDIT_FILTERS = ("kind", "record", "inspection", "user", "from", "to")
+_BATCH = 1000
+_SCAN = 20_000
+"""Events read for one page of a user or date filter (the API filters neither)."""
 _REF_FIELDS = ("authority_id", "organisation_id", "mah_id", "product_id", "site_id")
 _LONG = 300
 """Characters of a change shown in the trail (the API's history of the record has all)."""
@@ -761,6 +799,25 @@ def _plain(
         return values
 
     return {**e, "old": words(e.get("old")), "new": words(e.get("new"))}
+
+
+def _day(value: str | None, p: Presenter, plus: int = 0) -> datetime | None:
+    """The start of that day (``plus`` days later) in the reader's zone, or None."""
+    try:
+        d = date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+    if d is None:
+        return None
+    return datetime.combine(d + timedelta(days=plus), time(), tzinfo=p.tz)
+
+
+def _received(e: dict[str, Any]) -> datetime | None:
+    try:
+        at = datetime.fromisoformat(str(e.get("received_at") or ""))
+    except ValueError:
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def _no_secret(form: dict[str, str]) -> dict[str, str]:

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 ADMIN_EN: dict[str, str] = {
     "adm_system": "The system",
+    "adm_f_user": "By",
+    "adm_f_from": "Received from",
+    "adm_f_to": "Received to",
+    "adm_searched_to": "Searched up to event {id}: Next searches on.",
     "st_published": "Published",
     "st_retired": "Retired",
     "field_organisation_id": "Organisation",
@@ -232,6 +236,10 @@ ADMIN_EN: dict[str, str] = {
 
 ADMIN_ZH: dict[str, str] = {
     "adm_system": "系统",
+    "adm_f_user": "操作人",
+    "adm_f_from": "接收日期自",
+    "adm_f_to": "接收日期至",
+    "adm_searched_to": "已查找至事件 {id}：点击“下一页”继续查找。",
     "st_published": "已发布",
     "st_retired": "已停用",
     "field_organisation_id": "组织",

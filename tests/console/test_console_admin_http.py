@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -317,3 +319,33 @@ async def test_reference_data_by_name(demo):
     trail = (await demo.get("/console/admin/audit", params={"kind": "chain"})).text
     assert "Formulation and aseptic filling at Wuxi packaging hall 2" in trail
     assert "Zelatuzumab vedotin (ZV-101)" in trail
+
+
+async def test_audit_trail_by_user_and_day(demo):
+    """The API filters by kind, record and inspection; the page also by who and by the
+    days events were received (in the reader's zone), reading on through the trail."""
+    token = await _admin(demo)
+    for user in ("u-sup-js", "u-sup-zj"):
+        r = await _post(demo, f"/console/admin/users/{user}", {"_csrf": token, "action": "disable"})
+        assert r.status_code == 303
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    page = (await demo.get("/console/admin/audit", params={"user": "u-admin"})).text
+    events = re.findall(r'data-event="(\d+)"', page)
+    assert len(events) == 2 and "Supervisor Wang (Zhejiang)" in page
+    assert "The system" not in page.split("<tbody>")[1]  # only the admin's events
+    assert "selected>System Administrator</option>" in page
+    page = (
+        await demo.get(
+            "/console/admin/audit",
+            params={"user": "u-admin", "from": today.isoformat(), "to": today.isoformat()},
+        )
+    ).text
+    assert len(re.findall(r'data-event="(\d+)"', page)) == 2
+    later = (today + timedelta(days=1)).isoformat()
+    page = (await demo.get("/console/admin/audit", params={"from": later})).text
+    assert "No event matches these filters." in page
+    # paging goes on from the last event read: the second page has the other one
+    page = (
+        await demo.get("/console/admin/audit", params={"user": "u-admin", "after": events[0]})
+    ).text
+    assert re.findall(r'data-event="(\d+)"', page) == [events[1]]
