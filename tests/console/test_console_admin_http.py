@@ -279,6 +279,8 @@ async def test_reference_data_by_name(demo):
     assert r.status_code == 303
     r = await _post(demo, f"/console/admin/reference/site/{site}", data={**form, "rev": rev})
     assert r.status_code == 412 and "Someone changed this record meanwhile" in r.text
+    assert 'value="Wuxi packaging hall 2"' in r.text  # the record as it is now, its new rev
+    assert f'name="rev" value="{int(rev) + 1}"' in r.text
     # a chain: its product and its links' sites by name; a link at no site is refused
     chains = (await demo.get("/console/admin/reference", params={"kind": "chain"})).text
     assert "ZV-101" in chains and "link(s)" in chains
