@@ -84,6 +84,10 @@ async def test_admin_pages_are_for_admins_only(demo):
     for url in PAGES:
         r = await demo.get(url)
         assert r.status_code == 200, url
+    assert (await demo.get("/console/admin/users/nobody")).status_code == 404
+    token = csrf_of((await demo.get("/console/admin/users")).text)
+    r = await _post(demo, "/console/admin/users/nobody", {"_csrf": token, "action": "enable"})
+    assert r.status_code == 404
     zh = (await demo.get("/console/admin/devices")).text
     assert "设备" in zh and 'lang="zh-CN"' in zh
 
