@@ -148,6 +148,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await services.store.open()
+        relay = None
+        if settings.database_url:  # several instances: their tablets hear each other's pushes
+            from sync.storage.postgres_notify import PgRelay
+
+            relay = PgRelay(settings.database_url, services.notifier)
+            await relay.start()
         task = asyncio.create_task(housekeeping())
         try:
             yield
@@ -155,6 +161,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            if relay is not None:
+                await relay.stop()
             await anchor()
             await services.store.close()
 

@@ -1,4 +1,5 @@
-"""The ``inspectsync`` command: serve, init, users, devices, audit, evidence, checklists.
+"""The ``inspectsync`` command: serve, init, migrate, db, users, devices, audit, evidence,
+checklists.
 
 Every command reads the same settings as the server (``INSPECTSYNC_*`` variables,
 then flags). ``inspectsync <command> --help`` explains each one.
@@ -23,7 +24,7 @@ from server.accounts import Accounts
 from server.passwords import Passwords
 from server.settings import ConfigError, Settings
 from server.tablet_cli import add_tablet_parser
-from sync.audit import anchor_head, read_anchors
+from sync.audit import anchor_head, anchors_path, read_anchors
 from sync.authoring import Authoring
 from sync.clock import SystemClock
 from sync.errors import DomainError
@@ -87,6 +88,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
 
     async def prepare(ctx: _Ctx) -> int:
+        async with ctx.store.startup_lock():  # instances starting together: one at a time
+            return await load(ctx)
+
+    async def load(ctx: _Ctx) -> int:
         if args.demo:
             created = await seed_demo(ctx.registry, ctx.accounts, ctx.clock.now().date())
             print("Demo data " + ("created." if created else "already present."))
@@ -220,6 +225,53 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 # --- audit ----------------------------------------------------------------------------
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Apply pending schema migrations (opening the store does) and say where it is."""
+
+    async def go(ctx: _Ctx) -> int:
+        print(
+            f"database {ctx.settings.database_label}"
+            f" at schema version {await ctx.store.schema_version()}"
+        )
+        return 0
+
+    return _run(_settings(args), go)
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    """``db copy``: an SQLite installation into an empty PostgreSQL database, then the
+    audit chain of the copy verified against the anchors."""
+    from sync.storage.copy import copy_sqlite_to_postgres
+    from sync.storage.postgres import PostgresStore, is_postgres_url, redacted
+
+    source = args.source.removeprefix("sqlite:")
+    if not is_postgres_url(args.to):
+        print("inspectsync: --to must be a postgresql:// URL", file=sys.stderr)
+        return 2
+    anchors_file = anchors_path(source)
+
+    async def go() -> int:
+        counts = await copy_sqlite_to_postgres(source, args.to)
+        for table, n in counts.items():
+            print(f"  {table:<16} {n:>9} rows")
+        store = PostgresStore(args.to, readers=1)
+        await store.open()
+        try:
+            found = await store.verify_audit(read_anchors(anchors_file))
+        finally:
+            await store.close()
+        if not found.ok:
+            print(f"TAMPERED after the copy: {found.problem} (event {found.first_bad_id})")
+            return 1
+        print(
+            f"copied {source} into {redacted(args.to)}; audit chain intact"
+            f" ({found.checked} events, {found.anchors_checked} anchors of {anchors_file} match)"
+        )
+        return 0
+
+    return asyncio.run(go())
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -470,6 +522,37 @@ def build_parser() -> argparse.ArgumentParser:
     _db_flags(p)
     p.add_argument("device_id")
     devices.set_defaults(func=cmd_devices)
+
+    p = sub.add_parser(
+        "migrate",
+        help="apply pending schema migrations",
+        description="Bring the database (SQLite, or PostgreSQL with --database-url) to the"
+        " newest schema and print its version. `serve` does the same at start-up; with"
+        " several instances over PostgreSQL an advisory lock lets one of them migrate.",
+    )
+    _db_flags(p)
+    p.set_defaults(func=cmd_migrate)
+
+    db = sub.add_parser(
+        "db",
+        help="move an installation between databases",
+        description="Copy an SQLite installation into PostgreSQL.",
+    )
+    dbs = db.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = dbs.add_parser(
+        "copy",
+        help="copy an SQLite database into an empty PostgreSQL database",
+        description="Copy every table (records with their sequence, the audit trail with its"
+        " hashes, users, devices, tokens, evidence rows, uploads) into an empty PostgreSQL"
+        " database in one transaction, then verify the copy's audit chain and the anchors"
+        " written down beside the SQLite file. Stop the server first. Evidence files stay"
+        " where they are: point INSPECTSYNC_EVIDENCE_DIR at them.",
+    )
+    p.add_argument(
+        "--from", dest="source", required=True, help="the SQLite file, as sqlite:PATH or PATH"
+    )
+    p.add_argument("--to", required=True, help="postgresql://user@host:5432/dbname (empty)")
+    db.set_defaults(func=cmd_db)
 
     au = sub.add_parser(
         "audit",

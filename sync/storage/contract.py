@@ -23,6 +23,7 @@ Guarantees common to every method:
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from datetime import datetime
@@ -299,6 +300,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def schema_version(self) -> int:
         """The highest migration applied."""
+
+    def startup_lock(self) -> AbstractAsyncContextManager[None]:
+        """A section that one process at a time runs, for start-up work that must not
+        race another instance's (loading the checklist library, seeding demo data). A
+        backend one process owns needs none: this default lets everything in."""
+        return contextlib.nullcontext()
 
     # --- users -----------------------------------------------------------------
 

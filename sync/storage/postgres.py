@@ -30,8 +30,9 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -52,6 +53,8 @@ T = TypeVar("T")
 
 WRITE_LOCK = 0x1A5_0002
 """The advisory lock key every write transaction takes (see the module docstring)."""
+STARTUP_LOCK = 0x1A5_0003
+"""The advisory lock key of :meth:`PostgresStore.startup_lock`."""
 
 
 def is_postgres_url(url: str) -> bool:
@@ -232,6 +235,18 @@ class PostgresStore(SQLStore):
             writer.raw.close()
         if pool is not None:
             await asyncio.to_thread(pool.close)
+
+    @asynccontextmanager
+    async def startup_lock(self) -> AsyncIterator[None]:
+        """Held on a connection of its own (a session advisory lock, released when the
+        connection closes even if this process dies)."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        except psycopg.Error as exc:
+            raise StorageError("cannot connect to the database", original=exc) from exc
+        async with conn:
+            await conn.execute("SELECT pg_advisory_lock(%s)", (STARTUP_LOCK,))
+            yield
 
     # --- plumbing --------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import threading
 import time
 from datetime import UTC, datetime
@@ -83,51 +84,60 @@ def history_count(db: ServerDB) -> dict[str, int]:
     return {r["mid"]: r["n"] for r in rows}
 
 
-def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path, server_db):
-    proc, base = start_server(tmp_path, "--demo", env=server_db.env)
+def push_until_killed(
+    proc: subprocess.Popen, base: str, auth: dict[str, str], dev: str, kill_after: int
+) -> tuple[list[PushRequest], list[PushRequest]]:
+    """One tablet streams pushes of ten to the server at ``base``; once ``kill_after``
+    were acknowledged the server is SIGKILLed (no shutdown, no flush). Returns the
+    pushes acknowledged and every push sent."""
     acked: list[PushRequest] = []
     sent: list[PushRequest] = []
     stop_flag = threading.Event()
+
+    def stream() -> None:
+        with httpx.Client(base_url=base, timeout=10) as h:
+            for k in range(400):  # bounded
+                if stop_flag.is_set():
+                    return
+                req = batch(dev, k * 10, 10)
+                sent.append(req)
+                try:
+                    r = h.post(
+                        "/api/v1/sync/push",
+                        content=msgspec.json.encode(req),
+                        headers={**auth, "content-type": "application/json"},
+                    )
+                except httpx.TransportError:
+                    return  # the server died under us
+                if r.status_code != 200:
+                    return
+                answer = msgspec.json.decode(r.content, type=PushResponse)
+                assert all(x.__struct_config__.tag == "applied" for x in answer.results)
+                acked.append(req)
+
     try:
-        http = httpx.Client(base_url=base, timeout=10)
-        auth = login(http, "insp.js1", "crash-tab")
-        dev = auth.pop("X-Device")
-
-        def stream() -> None:
-            with httpx.Client(base_url=base, timeout=10) as h:
-                for k in range(400):  # bounded
-                    if stop_flag.is_set():
-                        return
-                    req = batch(dev, k * 10, 10)
-                    sent.append(req)
-                    try:
-                        r = h.post(
-                            "/api/v1/sync/push",
-                            content=msgspec.json.encode(req),
-                            headers={**auth, "content-type": "application/json"},
-                        )
-                    except httpx.TransportError:
-                        return  # the server died under us
-                    if r.status_code != 200:
-                        return
-                    answer = msgspec.json.decode(r.content, type=PushResponse)
-                    assert all(x.__struct_config__.tag == "applied" for x in answer.results)
-                    acked.append(req)
-
         worker = threading.Thread(target=stream)
         worker.start()
         deadline = time.monotonic() + 30
-        while len(acked) < 25 and time.monotonic() < deadline:
+        while len(acked) < kill_after and time.monotonic() < deadline:
             time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)  # no shutdown, no flush: gone
+        os.kill(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=10)
         stop_flag.set()
         worker.join(timeout=30)
-        http.close()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=10)
+    return acked, sent
+
+
+def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path, server_db):
+    proc, base = start_server(tmp_path, "--demo", env=server_db.env)
+    with httpx.Client(base_url=base, timeout=10) as http:
+        auth = login(http, "insp.js1", "crash-tab")
+    dev = auth.pop("X-Device")
+    acked, sent = push_until_killed(proc, base, auth, dev, 25)
     assert len(acked) >= 25
 
     proc, base = start_server(tmp_path, "--demo", env=server_db.env)
