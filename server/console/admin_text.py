@@ -5,6 +5,7 @@ from __future__ import annotations
 
 ADMIN_EN: dict[str, str] = {
     "adm_system": "The system",
+    "adm_link_n": "Link {n}",
     "adm_f_user": "By",
     "adm_f_from": "Received from",
     "adm_f_to": "Received to",
@@ -236,6 +237,7 @@ ADMIN_EN: dict[str, str] = {
 
 ADMIN_ZH: dict[str, str] = {
     "adm_system": "系统",
+    "adm_link_n": "环节 {n}",
     "adm_f_user": "操作人",
     "adm_f_from": "接收日期自",
     "adm_f_to": "接收日期至",
