@@ -40,8 +40,11 @@ from sync.client import DeviceRevoked, HttpTransport, Tablet, TransportError
 from sync.errors import DomainError
 from sync.fielddata import (
     CLASSIFICATION_LABELS,
+    answers_by_link,
     parse_response_id,
+    required_items,
     response_id,
+    unanswered_required,
     validate,
 )
 from sync.protocol import PullRequest, PullResponse, PushRequest, PushResponse
@@ -589,6 +592,16 @@ def _local_problem(
     pinned checklists; None when it looks valid or cannot be checked here."""
     if insp is None:
         return "this inspection is not on this tablet (sync first?)"
+    pins = _local_pins(t, insp)
+    if pins is None:
+        return None
+    reason = validate(kind, rid, data, pins)
+    return reason.message if reason else None
+
+
+def _local_pins(t: Tablet, insp: dict[str, Any]) -> dict[str, Template] | None:
+    """The inspection's pinned checklists as this tablet holds them (None if one is
+    missing or unreadable)."""
     pins: dict[str, Template] = {}
     for link, version in (insp.get("pins") or {}).items():
         content = _checklist_content(t, version)
@@ -598,8 +611,7 @@ def _local_problem(
             pins[link] = msgspec.convert(content, Template)
         except msgspec.ValidationError:
             return None
-    reason = validate(kind, rid, data, pins)
-    return reason.message if reason else None
+    return pins
 
 
 def cmd_answer(args: argparse.Namespace) -> int:
@@ -791,9 +803,35 @@ def cmd_finding_list(args: argparse.Namespace) -> int:
 def cmd_signoff(args: argparse.Namespace) -> int:
     with _Local(args) as local:
         t = local.tablet
-        if t.view("inspection", args.inspection) is None:
+        insp = t.view("inspection", args.inspection)
+        if insp is None:
             raise DomainError(f"inspection {args.inspection!r} is not on this tablet")
         scope = f"link:{args.link}" if args.link else "inspection"
+        pins = _local_pins(t, insp) or {}
+        answers = answers_by_link(
+            (rid, data)
+            for rid, data in t.records("response").items()
+            if rid.startswith(f"{args.inspection}~")
+        )
+        unanswered = unanswered_required(pins, scope, answers)
+        required = sum(
+            len(required_items(tmpl, answers.get(link, {})))
+            for link, tmpl in pins.items()
+            if scope in ("inspection", f"link:{link}")
+        )
+        reason = (args.incomplete_reason or "").strip()
+        if unanswered and not reason:
+            print(
+                f"{required - len(unanswered)} of {required} required items answered;"
+                f" unanswered: {', '.join(unanswered)}",
+                file=sys.stderr,
+            )
+            print(
+                "not signed: answer them, or sign anyway with --incomplete-reason TEXT"
+                " (the reason is signed and shown to the supervisor)",
+                file=sys.stderr,
+            )
+            return EXIT_ERROR
         signed = [
             (kind, rid, data)
             for kind in SIGNED_FIELDS
@@ -809,11 +847,14 @@ def cmd_signoff(args: argparse.Namespace) -> int:
             "content_hash": content_hash(signed),
             "signed_at": datetime.now(UTC).isoformat(),
         }
+        if unanswered:
+            fields["incomplete_reason"] = reason
         t.edit("signoff", sid, fields)
         print(sid)
         print(
             f"signed {scope} of {args.inspection} ({len(signed)} records, content"
-            f" {fields['content_hash'][:12]}) offline; sync to send it",
+            f" {fields['content_hash'][:12]}; {required - len(unanswered)} of {required}"
+            " required items answered) offline; sync to send it",
             file=sys.stderr,
         )
     return EXIT_OK
@@ -1120,6 +1161,11 @@ def add_tablet_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--link", help="sign only this chain link's section")
     p.add_argument("--name", required=True, help="your printed name")
     p.add_argument("--meaning", choices=["authored", "reviewed", "approved"], default="authored")
+    p.add_argument(
+        "--incomplete-reason",
+        help="sign although required items are unanswered, for this reason (without it,"
+        " a sign-off that leaves required items unanswered lists them and is not made)",
+    )
 
     p = _add(
         ts,

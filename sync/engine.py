@@ -30,9 +30,11 @@ from sync.errors import Forbidden, InvalidInput, InvalidTransition, NotFound, St
 from sync.fielddata import (
     POLICIES,
     Reason,
+    answers_by_link,
     check_fields,
     check_record_id,
     parse_response_id,
+    unanswered_required,
     validate,
 )
 from sync.hlc import HLC, receive, tick
@@ -1209,7 +1211,13 @@ class _PushContext:
             scope = str(merged.get("scope", ""))
             merged["bound_hash"] = self.engine.scope_hash(self.tx, iid, scope)
             merged["signed_by"] = self.principal.user_id
+            # what it leaves unanswered, as the server holds the answers now (a
+            # sign-off that leaves some needs the signer's reason: ``validate``)
+            answers = answers_by_link((r.id, r.data) for r in self.tx.records_of("response", iid))
+            merged["unanswered"] = unanswered_required(self._pins(insp), scope, answers)
         view = {k: merged.get(k) for k in POLICIES[m.kind] if k in merged}
+        if m.kind == "signoff":
+            view["unanswered"] = merged["unanswered"]
         problem = validate(m.kind, m.id, view, self._pins(insp))
         if problem is not None:
             return self.reject(m, problem, iid)

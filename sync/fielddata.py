@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from datetime import date
 from typing import Annotated, Any
 
@@ -27,10 +28,13 @@ __all__ = [
     "POLICIES",
     "Reason",
     "ResponseKey",
+    "answers_by_link",
     "check_fields",
     "check_record_id",
     "parse_response_id",
+    "required_items",
     "response_id",
+    "unanswered_required",
     "validate",
 ]
 
@@ -57,6 +61,7 @@ POLICIES: dict[str, dict[str, Policy]] = {
         "meaning": "lww",
         "content_hash": "lww",
         "signed_at": "lww",
+        "incomplete_reason": "lww",
     },
 }
 
@@ -118,6 +123,7 @@ FIELD_TYPES: dict[str, dict[str, Any]] = {
         "meaning": _Short,
         "content_hash": _Short,
         "signed_at": _Short,
+        "incomplete_reason": _Text | None,
     },
 }
 """The shape of each field a tablet may send, per kind (the keys are those of
@@ -370,7 +376,65 @@ def _validate_signoff(data: dict[str, Any], pins: dict[str, Template]) -> Reason
         return _fail("required", "signer_name", "a signature shows the signer's printed name")
     if data.get("meaning") not in ("authored", "reviewed", "approved"):
         return _fail("invalid_choice", "meaning", "meaning is authored, reviewed or approved")
+    missing = data.get("unanswered") or []
+    reason = data.get("incomplete_reason")
+    if missing and not (isinstance(reason, str) and reason.strip()):
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        shown = ", ".join(missing[:5]) + more
+        return _fail(
+            "unanswered_required",
+            "incomplete_reason",
+            f"{len(missing)} required item(s) unanswered ({shown}): to sign anyway, confirm"
+            " with a reason",
+        )
     return None
+
+
+def answers_by_link(
+    responses: Iterable[tuple[str, dict[str, Any]]],
+) -> dict[str, dict[str, list[Any]]]:
+    """Answers given, from ``(response id, data)`` pairs: link -> item key -> the
+    values of its repeats that have one (a response with no value is no answer)."""
+    out: dict[str, dict[str, list[Any]]] = {}
+    for rid, data in responses:
+        key = parse_response_id(rid)
+        if key is not None and data.get("value") is not None:
+            out.setdefault(key.link_id, {}).setdefault(key.item_key, []).append(data["value"])
+    return out
+
+
+def required_items(template: Template, answers: dict[str, list[Any]]) -> list[str]:
+    """Keys of the items that must be answered, in checklist order: every required
+    item, except one shown only for some answers of an earlier item (``show_if``) when
+    no repeat of that item has one of them."""
+    out = []
+    for _, item in template.items():
+        if not item.required:
+            continue
+        cond = item.show_if
+        if cond is not None and not any(
+            str(v) in cond.answer_in for v in answers.get(cond.item, ())
+        ):
+            continue
+        out.append(item.key)
+    return out
+
+
+def unanswered_required(
+    pins: dict[str, Template], scope: str, answers: dict[str, dict[str, list[Any]]]
+) -> list[str]:
+    """``link:item`` of each required item of ``scope`` (``inspection`` or
+    ``link:<id>``) that has no answer in any repeat: what a sign-off of that scope
+    leaves unanswered."""
+    links = sorted(pins) if scope == "inspection" else [scope.removeprefix("link:")]
+    out = []
+    for link in links:
+        template = pins.get(link)
+        if template is None:
+            continue
+        given = answers.get(link, {})
+        out += [f"{link}:{k}" for k in required_items(template, given) if not given.get(k)]
+    return out
 
 
 def check_fields(kind: str, fields: dict[str, Any]) -> Reason | None:

@@ -28,7 +28,12 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from sync.fielddata import CLASSIFICATION_LABELS, parse_response_id
+from sync.fielddata import (
+    CLASSIFICATION_LABELS,
+    answers_by_link,
+    parse_response_id,
+    required_items,
+)
 from sync.models import StoredRecord
 from sync.reports import (
     CLASSES,
@@ -312,12 +317,28 @@ def _answered(d: Dossier) -> dict[tuple[str, str], tuple[set[str], set[int]]]:
 
 def _areas(d: Dossier) -> str:
     answered = _answered(d)
+    answers = answers_by_link((r.id, r.data) for r in d.responses)
     parts = []
     for lk in d.links:
         parts.append(f"<h3>{_link_name(lk)}</h3>")
         if lk.template is None:
             parts.append('<p class="muted">No checklist pinned.</p>')
             continue
+        given = answers.get(lk.link_id, {})
+        required = required_items(lk.template, given)
+        done = sum(1 for k in required if given.get(k))
+        parts.append(
+            f'<p class="progress"><strong>{done} of {len(required)}</strong> required items '
+            f'answered <span class="zh">必答项已答 {done} / {len(required)}</span></p>'
+        )
+        for so in d.signoffs:
+            gaps = so.data.get("unanswered") or []
+            if so.data.get("scope") in ("inspection", f"link:{lk.link_id}") and gaps:
+                parts.append(
+                    f'<p class="major">Signed off by {_e(so.data.get("signer_name"))} with '
+                    f"{len(gaps)} required items unanswered; reason: "
+                    f"{_e(so.data.get('incomplete_reason'))}</p>"
+                )
         rows = []
         for section in lk.template.sections:
             items, repeats = answered.get((lk.link_id, section.key), (set(), set()))

@@ -39,6 +39,7 @@ REJECTION_CODES = [
     "wrong_type",
     "out_of_limits",
     "evidence_required",
+    "unanswered_required",
     "unknown_item",
     "unknown_link",
     "not_repeatable",

@@ -16,7 +16,13 @@ import msgspec
 from server.console.present import Presenter
 from sync.access import can_see_inspection
 from sync.errors import NotFound
-from sync.fielddata import CLASSIFICATION_LABELS, FINDING_STATUSES, parse_response_id
+from sync.fielddata import (
+    CLASSIFICATION_LABELS,
+    FINDING_STATUSES,
+    answers_by_link,
+    parse_response_id,
+    required_items,
+)
 from sync.models import InspectionStatus, Principal, Role, StoredRecord
 from sync.registry import TRANSITIONS
 from sync.reports import Dossier, Reports, find_item
@@ -370,34 +376,32 @@ class ConsoleReads:
         # that only the lead authority reviews and closes, and says why not)
         next_status = step[0].value if step is not None and principal.role in step[1] else None
         # per covered link: required items answered (in any repeat), sign-offs
-        answered: dict[str, set[str]] = {}
-        for r in d.responses:
-            key = parse_response_id(r.id)
-            if key is not None and r.data.get("value") is not None:
-                answered.setdefault(key.link_id, set()).add(key.item_key)
-        signoffs: dict[str, list[dict[str, str]]] = {}
+        answers = answers_by_link((r.id, r.data) for r in d.responses)
+        signoffs: dict[str, list[dict[str, Any]]] = {}
         for s in d.signoffs:
             scope = str(s.data.get("scope") or "")
             signoffs.setdefault(scope.removeprefix("link:"), []).append(
                 {
                     "name": str(s.data.get("signer_name") or ""),
                     "at": p.when(s.data.get("signed_at")),
+                    "unanswered": len(s.data.get("unanswered") or []),
+                    "reason": str(s.data.get("incomplete_reason") or ""),
                 }
             )
         links = []
         for link in d.links:
             template = link.template
-            required = [i.key for _, i in template.items() if i.required] if template else []
-            done = answered.get(link.link_id, set())
+            given = answers.get(link.link_id, {})
+            required = required_items(template, given) if template else []
             links.append(
                 {
                     "id": link.link_id,
                     "position": link.position,
                     "stage": link.stage_title_zh if lang == "zh" else link.stage_title_en,
                     "version": link.version_id or "",
-                    "answered": len(done & set(required)),
+                    "answered": sum(1 for k in required if given.get(k)),
                     "required": len(required),
-                    "answered_all": len(done),
+                    "answered_all": len(given),
                     "signoffs": signoffs.get(link.link_id, []),
                 }
             )

@@ -280,7 +280,25 @@ async def test_review_from_the_console_scoped_like_the_api(demo, tmp_path):
     # the inspection page: progress, findings, exports; closing refused with the reason
     page = await demo.get(f"/console/inspections/{INSP}")
     assert page.status_code == 200 and "Inspector Li (Jiangsu)" in page.text
-    assert "required items answered" in page.text and "LN2 alarm not tested" in page.text
+    assert re.search(r"0 of \d+ required items answered", page.text)
+    assert "LN2 alarm not tested" in page.text
+    # a sign-off with required items unanswered shows how many, and the signer's reason
+    li.edit(
+        "signoff",
+        "s-cb",
+        {
+            "inspection_id": INSP,
+            "scope": "link:l2-cellbank",
+            "signer_name": "Li Wei",
+            "meaning": "authored",
+            "signed_at": "2026-12-01T10:00:00+08:00",
+            "incomplete_reason": "records held at the MAH",
+        },
+    )
+    await li.sync()
+    page = await demo.get(f"/console/inspections/{INSP}")
+    required = int(re.search(r"0 of (\d+) required items answered", page.text)[1])
+    assert f"signed with {required} required items unanswered: records held at the MAH" in page.text
     csv = await demo.get(f"/console/inspections/{INSP}/export.csv")
     assert csv.status_code == 200 and "LN2 alarm not tested" in csv.content.decode("utf-8-sig")
     assert "attachment" in csv.headers["content-disposition"]

@@ -323,6 +323,7 @@ def test_any_value_in_any_field_gets_its_own_verdict(tablet, item, batch, media)
                 "meaning": "authored",
                 "content_hash": "0" * 64,
                 "signed_at": datetime.now(UTC).isoformat(),
+                "incomplete_reason": "the rest of the link is out of this visit's scope",
             }
         m = tablet.mutation(kind, rid, fields)
         if depth and not deep_depth:  # one deep value per body

@@ -426,6 +426,11 @@ async def test_report_has_the_header_facts_and_classified_findings(world):
     assert "Duplicate of the resin finding" in part[other:]
     summary = html[html.index("6. Summary") :]
     assert "Findings awaiting a review decision: <strong>2</strong>" in summary
+    # progress per link said plainly
+    start = html.index("3. Areas inspected")
+    areas = html[start : html.index("4. ", start)]
+    assert re.search(r"<strong>\d+ of \d+</strong> required items answered", areas)
+    assert "必答项已答" in areas
 
 
 async def test_report_escapes_html_in_findings(world):

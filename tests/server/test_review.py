@@ -204,6 +204,7 @@ async def test_a_signature_stops_matching_when_the_signed_content_changes(demo, 
             "signer_name": "Li Wei",
             "meaning": "authored",
             "signed_at": "2026-11-29T10:00:00+08:00",
+            "incomplete_reason": "the other items are for the follow-up visit",
         },
     )
     await li.sync()

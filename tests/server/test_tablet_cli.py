@@ -178,6 +178,26 @@ def test_offline_answers_rejection_and_sync_state(server, tmp_path):
     out = js1.run("sync")
     assert "REJECTED" not in out and "pending 0" in out
 
+    # signing off a link with required items unanswered: listed, and not signed ...
+    out = js1.run("signoff", INSP, "--link", "l2-cellbank", "--name", "Li Wei", code=1)
+    answered = re.search(r"(\d+) of (\d+) required items answered", out)
+    assert answered and 0 < int(answered[1]) < int(answered[2])
+    assert "l2-cellbank:cb_history" in out and "--incomplete-reason" in out
+    assert js1.pending() == 0
+    # ... unless the inspector confirms with a reason, which the server accepts
+    js1.run(
+        "signoff",
+        INSP,
+        "--link",
+        "l2-cellbank",
+        "--name",
+        "Li Wei",
+        "--incomplete-reason",
+        "history records held at the MAH, follow-up",
+    )
+    out = js1.run("sync")
+    assert "pushed 1" in out and "REJECTED" not in out
+
 
 def _photo(path: Path, seed: int) -> bytes:
     from PIL import Image

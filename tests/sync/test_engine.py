@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 from datetime import timedelta
 
 import pytest
@@ -184,6 +185,7 @@ async def test_sign_off_freezes_changes_without_a_reason(world, make_tablet):
             "signer_name": "Li Wei",
             "meaning": "authored",
             "signed_at": "2026-01-05T10:00:00Z",
+            "incomplete_reason": "only the split-storage item was in scope today",
         },
     )
     await a.sync()
@@ -445,3 +447,83 @@ async def test_closing_races_a_push_and_exactly_one_wins(world, clock, head_star
     finding = await world.store.get_record("finding", "f-late")
     assert insp is not None and (insp.data["status"] == "closed") is closed
     assert (finding is not None) is (pushed == "applied")
+
+
+def _valid_answer(item: Any) -> Any:
+    """A value the item takes that needs no evidence."""
+    if item.answer in ("single_choice", "multi_choice"):
+        value = item.options[0].value
+        return [value] if item.answer == "multi_choice" else value
+    if item.answer == "yes_no_na":
+        avoid = set(item.evidence.when_answer_in) if item.evidence else set()
+        return next(v for v in ("yes", "na", "no") if v not in avoid)
+    if item.answer == "number":
+        return item.min if item.min is not None else (item.max if item.max is not None else 1)
+    if item.answer == "date":
+        return "2026-01-05"
+    return "seen"
+
+
+async def test_a_sign_off_leaving_required_items_unanswered_needs_a_reason(world, make_tablet):
+    """The inspector is told what is unanswered and signs only with a reason; the
+    server checks against the answers it holds, keeps what was unanswered on the
+    sign-off, and an item shown only for some answers of another counts only then."""
+    a = await make_tablet("insp.js1", "tab-a")
+    await a.sync()
+    tmpl = world.engine._template
+    version = await world.store.read_batch(lambda tx: tmpl(tx, "cell_bank-v1"))
+    required = [i for _, i in version.items() if i.required]
+    assert any(i.key == "cb_second_location" and i.show_if for i in required)
+
+    def sign(sid: str, reason: str | None = None) -> None:
+        fields = {
+            "inspection_id": INSP,
+            "scope": "link:l2-cellbank",
+            "signer_name": "Li Wei",
+            "meaning": "authored",
+            "signed_at": "2026-01-05T10:00:00Z",
+        }
+        if reason is not None:
+            fields["incomplete_reason"] = reason
+        a.edit("signoff", sid, fields)
+
+    a.edit("response", rid("cb_split_storage"), {"value": "no", "note": "one freezer only"})
+    sign("s-1")
+    await a.sync()
+    (refused,) = a.results("rejected")
+    assert refused["detail"]["code"] == "unanswered_required"
+    assert refused["detail"]["field"] == "incomplete_reason"
+    shown_always = [i.key for i in required if i.show_if is None]
+    assert f"{len(shown_always) - 1} required item(s) unanswered" in refused["detail"]["message"]
+    assert a.view("signoff", "s-1") is None
+    assert await world.store.get_record("signoff", "s-1") is None
+
+    sign("s-2", reason="  ")  # blank is no reason
+    await a.sync()
+    assert a.results("rejected")[-1]["detail"]["code"] == "unanswered_required"
+
+    sign("s-3", reason="MCB records were at the other site; follow-up planned")
+    await a.sync()
+    stored = await world.store.get_record("signoff", "s-3")
+    assert stored is not None
+    # the split-storage answer was no: the second location is not asked
+    assert stored.data["unanswered"] == [
+        f"l2-cellbank:{k}" for k in shown_always if k != "cb_split_storage"
+    ]
+
+    # "yes" to split storage brings the second location into what must be answered
+    a.edit("response", rid("cb_split_storage"), {"value": "yes"}, reason="second site found")
+    for item in required:
+        if item.key not in ("cb_split_storage", "cb_second_location"):
+            a.edit("response", rid(item.key), {"value": _valid_answer(item)}, reason="completed")
+    sign("s-4")
+    await a.sync()
+    assert a.results("rejected")[-1]["detail"]["message"].startswith(
+        "1 required item(s) unanswered (l2-cellbank:cb_second_location)"
+    )
+    second = next(i for i in required if i.key == "cb_second_location")
+    a.edit("response", rid(second.key), {"value": _valid_answer(second)}, reason="completed")
+    sign("s-5")
+    await a.sync()
+    done = await world.store.get_record("signoff", "s-5")
+    assert done is not None and done.data["unanswered"] == []
