@@ -94,6 +94,7 @@ export function tusUpload(o) {
         if (o.onProgress) o.onProgress(sent, total);
       },
       onShouldRetry(err) {
+        if (globalThis.navigator?.onLine === false) return false; // the next sync resumes
         const status = /** @type {any} */ (err).originalResponse?.getStatus?.() ?? 0;
         return status === 0 || status === 409 || status === 423 || status === 460 || status >= 500;
       },

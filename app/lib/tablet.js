@@ -518,7 +518,8 @@ export class Tablet {
   /**
    * `call` until it does not throw {@link TransportError}, at most `retries + 1` times;
    * between two, the backoff or the server's `Retry-After` (the longer), times
-   * `1 + jitter()`.
+   * `1 + jitter()`. In a browser that says it is offline (`navigator.onLine`), the
+   * first failure is final: the caller syncs again when the browser is back online.
    * @template T @param {() => Promise<T>} call @returns {Promise<T>}
    */
   async _retry(call) {
@@ -527,7 +528,9 @@ export class Tablet {
       try {
         return await call();
       } catch (err) {
-        if (!(err instanceof TransportError) || attempt >= this.retries) throw err;
+        // a browser that knows it is offline: no point waiting; it says when it is back
+        const offline = globalThis.navigator?.onLine === false;
+        if (!(err instanceof TransportError) || attempt >= this.retries || offline) throw err;
         const wait = Math.max(delay, err.retryAfter || 0);
         await this.sleep(wait * (1 + this.jitter()));
         delay = Math.min(delay * 2, 30);

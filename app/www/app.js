@@ -46,6 +46,8 @@ const ui = {
   /** @type {Record<string, number>} */
   extraRepeats: {},
   mainStale: false,
+  /** syncs ended since the app opened (the bar's `data-syncs`, for tests and diagnostics) */
+  syncs: 0,
   /** a form on screen holds input not saved yet: it is not redrawn under the inspector */
   dirty: false,
 };
@@ -93,12 +95,14 @@ const enc = (id) => encodeURIComponent(id);
 async function start() {
   document.documentElement.lang = currentLang() === "zh" ? "zh-CN" : "en";
   tablet = await Tablet.open({ name: "inspectsync", baseUrl: location.origin, appVersion: APP_VERSION });
-  tablet.on("change", () => {
-    void renderBar();
-    ui.mainStale = true;
-  });
+  // a local edit has redrawn its own part already; what a sync brought is shown when it ends
+  tablet.on("change", () => void renderBar());
   tablet.on("sync", (/** @type {any} */ d) => {
     ui.syncing = d.state === "running";
+    if (!ui.syncing) {
+      ui.uploads = {}; // progress is of the sync that ran; what is left waits
+      ui.syncs += 1;
+    }
     if (d.state === "done") ui.syncError = "";
     if (d.state === "failed") {
       const err = d.error;
@@ -132,7 +136,7 @@ async function start() {
     void renderBar();
   });
   addEventListener("hashchange", () => void renderMain());
-  document.addEventListener("focusout", () => setTimeout(() => ui.mainStale && !editing() && renderMain(), 50));
+  document.addEventListener("focusout", () => setTimeout(() => ui.mainStale && !editing() && renderMain(true), 50));
   const main = /** @type {HTMLElement} */ (document.getElementById("main"));
   for (const type of ["input", "change"]) {
     main.addEventListener(type, (e) => {
@@ -191,7 +195,7 @@ function editing() {
 function refreshMainSoon() {
   ui.mainStale = true;
   setTimeout(() => {
-    if (ui.mainStale && !editing()) void renderMain();
+    if (ui.mainStale && !editing()) void renderMain(true);
   }, 0);
 }
 
@@ -218,6 +222,8 @@ async function checkStorage() {
 async function renderBar() {
   const bar = /** @type {HTMLElement} */ (document.getElementById("bar"));
   if (!tablet) return;
+  bar.dataset.syncs = String(ui.syncs);
+  bar.dataset.syncing = String(ui.syncing);
   const langButton = h(
     "button",
     {
@@ -287,8 +293,10 @@ async function renderBar() {
 // --- the main view ------------------------------------------------------------------------
 
 let rendering = Promise.resolve();
-function renderMain() {
-  rendering = rendering.then(doRenderMain).catch((err) => {
+/** Draw the view of the URL; `auto`: a refresh nobody asked for, dropped if the inspector
+ * started typing meanwhile (it comes back when they leave the field). */
+function renderMain(auto = false) {
+  rendering = rendering.then(() => doRenderMain(auto)).catch((err) => {
     console.error(err);
     const main = /** @type {HTMLElement} */ (document.getElementById("main"));
     main.replaceChildren(h("p", { class: "error" }, t("error", { detail: err.message || err })));
@@ -296,9 +304,9 @@ function renderMain() {
   return rendering;
 }
 
-async function doRenderMain() {
+/** @param {boolean} auto */
+async function doRenderMain(auto) {
   ui.mainStale = false;
-  ui.dirty = false;
   const main = /** @type {HTMLElement} */ (document.getElementById("main"));
   const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
   if (!tablet.loggedIn || parts[0] === "login") {
@@ -318,10 +326,16 @@ async function doRenderMain() {
   } else {
     view = await inspectionsView();
   }
+  if (auto && editing()) {
+    ui.mainStale = true;
+    return;
+  }
+  ui.dirty = false;
   main.replaceChildren(view);
   main.dataset.view = location.hash;
   if (same) window.scrollTo(0, scrollY);
   else window.scrollTo(0, 0);
+  if (ui.mainStale) refreshMainSoon(); // the data changed while this view was read
 }
 
 // --- login --------------------------------------------------------------------------------
@@ -777,8 +791,10 @@ function itemView(ctx, section, item, repeat) {
   const name = `${item.key}~${repeat}`;
   /** @param {Record<string, any>} fields */
   const save = async (fields) => {
+    const held = ctx.responses.get(rid) || {};
+    if (Object.entries(fields).every(([k, v]) => JSON.stringify(held[k] ?? null) === JSON.stringify(v))) return;
+    ctx.responses.set(rid, { ...held, ...fields }); // before the await: a second event is a no-op
     await tablet.edit("response", rid, fields);
-    ctx.responses.set(rid, { ...(ctx.responses.get(rid) || {}), ...fields });
     if (section.items.some((/** @type {any} */ i) => i.show_if && i.show_if.item === item.key)) {
       void renderMain(); // an item shown only for some answers of this one
     } else {
@@ -980,6 +996,7 @@ async function findingView(iid, fid) {
   if (!data) return h("section", { class: "view" }, backLink("#/"));
   const isNew = fid === "new";
   const current = isNew ? null : await tablet.view("finding", fid);
+  if (!isNew && !current) return h("section", { class: "view" }, backLink(`#/i/${enc(iid)}`), h("p", { class: "empty" }, t("finding_missing")));
   const f = current || { inspection_id: iid, title: "", objective_evidence: "", linked_items: [], references: [], evidence_hashes: [], classification: null, status: "draft" };
   const conflicts = isNew ? new Map() : await tablet.records("conflict", (c) => c.record_kind === "finding" && c.record_id === fid);
   const rejected = isNew ? [] : await tablet.results("rejected");

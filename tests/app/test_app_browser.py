@@ -11,13 +11,15 @@ import hashlib
 import io
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
 
 from server.demo import DEMO_PASSWORD
-from tests.console.conftest import TABLET, external_requests, shoot
+from tests.console.conftest import DESKTOP, TABLET, external_requests, shoot
+from tests.console.conftest import Tablet as CliTablet
 from tests.server.test_process import start_server, stop
 
 pytestmark = pytest.mark.slow
@@ -159,7 +161,7 @@ def test_offline_inspection_then_sync(browser: Any, server: str, api: Callable[[
     page.click("text=Add another")
     answer_field(page, "cb_container_id", "Dewar LN-3", repeat=1)
     shoot(page, "app-checklist")
-    assert "not synced yet" in item(page, "cb_history").inner_text()
+    expect_text(item(page, "cb_history"), "not synced yet")
 
     page.goto(f"{server}/app/#/i/{INSP}/f/new")
     page.fill('input[name="title"]', "LN2 alarm not tested")
@@ -225,4 +227,403 @@ def test_offline_inspection_then_sync(browser: Any, server: str, api: Callable[[
     assert finding["evidence_hashes"] == [sha]
     held = sup.get(f"/api/v1/evidence/{sha}").content
     assert hashlib.sha256(held).hexdigest() == sha
+    ctx.close()
+
+
+def sync_now(page: Any) -> None:
+    """Sync, and wait until that sync (not an earlier one) has ended."""
+    before = int(page.get_attribute("#bar", "data-syncs") or 0)
+    page.click("#sync-now")
+    page.wait_for_function(
+        "(n) => Number(document.getElementById('bar').dataset.syncs) > n"
+        " && document.getElementById('bar').dataset.syncing === 'false'",
+        arg=before,
+    )
+    synced(page)
+
+
+def expect_text(locator: Any, text: str) -> None:
+    """Wait (bounded) until the element shows ``text``."""
+    from playwright.sync_api import expect
+
+    expect(locator).to_contain_text(text, timeout=WAIT)
+
+
+def finding_page(page: Any, server: str, fid: str) -> None:
+    page.goto(f"{server}/app/#/i/{INSP}/f/{fid}")
+    page.wait_for_selector('input[name="title"]')
+
+
+def test_two_tablets_conflict_and_a_supervisor_resolves_it(
+    browser: Any, server: str, api: Callable[[str], Api]
+) -> None:
+    """Two tablets edit the same finding offline: the conflict shows on both with both
+    values, and the supervisor's resolution reaches both."""
+    li_ctx = browser.new_context(viewport=TABLET, locale="en-GB", timezone_id="Asia/Shanghai")
+    zhao_ctx = browser.new_context(viewport=TABLET, locale="zh-CN", timezone_id="Asia/Shanghai")
+    li = log_in(li_ctx, server, "insp.js1")
+    zhao = log_in(zhao_ctx, server, "insp.js2")
+    li.goto(f"{server}/app/#/i/{INSP}/f/new")
+    li.fill('input[name="title"]', "Door interlock bypassed")
+    li.check('input[name="classification"][value="major"]')
+    li.click("#save-finding")
+    li.wait_for_url(re.compile(r"/f/f_[0-9a-f]{16}$"))
+    fid = li.url.rsplit("/", 1)[1]
+    synced(li)
+    sync_now(zhao)
+    finding_page(zhao, server, fid)
+    assert zhao.locator('input[name="title"]').input_value() == "Door interlock bypassed"
+
+    li_ctx.set_offline(True)
+    zhao_ctx.set_offline(True)
+    li.fill('input[name="title"]', "Door interlock bypassed twice")
+    li.check('input[name="classification"][value="critical"]')
+    li.click("#save-finding")
+    zhao.fill('input[name="title"]', "Interlock of door D2 bypassed")
+    zhao.check('input[name="classification"][value="other"]')
+    zhao.click("#save-finding")
+    li.wait_for_selector("text=not synced yet")
+    li_ctx.set_offline(False)
+    synced(li)
+    zhao_ctx.set_offline(False)
+    synced(zhao)
+    sync_now(li)
+
+    for page in (li, zhao):
+        finding_page(page, server, fid)
+        box = page.locator('.conflict.open[data-field="classification"]')
+        box.wait_for()
+        text = box.inner_text()
+        # both values, each with both labels, and who made them
+        assert "Critical" in text or "关键" in text, text
+        assert "General defect" in text or "一般缺陷" in text, text
+        assert page.locator('.conflict.open[data-field="title"]').count() == 1
+    li_box = li.locator('.conflict.open[data-field="classification"]').inner_text()
+    assert "you, on this tablet" in li_box and "another inspector" in li_box
+    assert "a supervisor chooses" in li_box
+    zhao_box = zhao.locator('.conflict.open[data-field="classification"]').inner_text()
+    assert "您，在本平板上" in zhao_box and "由主管选择" in zhao_box
+    shoot(li, "app-conflict")
+    shoot(zhao, "app-conflict-zh")
+
+    sup = api("sup.js")
+    conflicts = sup.get("/api/v1/sync/conflicts", params={"inspection_id": INSP}).json()
+    cid = next(
+        c["id"]
+        for c in conflicts
+        if c["data"]["record_id"] == fid and c["data"]["field"] == "classification"
+    )
+    sup.post(
+        f"/api/v1/sync/conflicts/{cid}/resolve",
+        {"value": "major", "reason": "Bypass seen once; no product impact shown"},
+    )
+    for page in (li, zhao):
+        sync_now(page)
+        finding_page(page, server, fid)
+        resolved = page.locator('.conflict.resolved[data-field="classification"]')
+        resolved.wait_for()
+        assert "Bypass seen once" in resolved.inner_text()
+        assert page.locator('input[name="classification"][value="major"]').is_checked()
+    li_ctx.close()
+    zhao_ctx.close()
+
+
+def test_an_invalid_answer_comes_back_rejected_with_its_reason(browser: Any, server: str) -> None:
+    ctx = browser.new_context(viewport=TABLET, locale="en-GB", timezone_id="Asia/Shanghai")
+    page = log_in(ctx, server, "insp.js1")
+    page.goto(f"{server}/app/#/i/{INSP}/l/{LINK}")
+    answer_field(page, "cb_storage_temp", "-160")
+    expect_text(item(page, "cb_storage_temp"), "not synced yet")
+    synced(page)
+    ctx.set_offline(True)
+    answer_field(page, "cb_storage_temp", "-100")  # above the maximum -135 °C
+    expect_text(item(page, "cb_storage_temp"), "Outside the allowed range")
+    expect_text(item(page, "cb_storage_temp"), "not synced yet")
+    ctx.set_offline(False)
+    synced(page)
+    page.goto(f"{server}/app/#/i/{INSP}")
+    page.goto(f"{server}/app/#/i/{INSP}/l/{LINK}")
+    box = item(page, "cb_storage_temp").locator(".rejected")
+    box.wait_for()
+    text = box.inner_text()
+    assert "You entered -100 °C" in text
+    assert "outside the limits" in text
+    assert "above the maximum -135" in text  # the server's own words
+    assert "What the server holds now: -160 °C" in text
+    # the local view fell back to what the server holds
+    assert item(page, "cb_storage_temp").locator("input").input_value() == "-160"
+    assert "need your attention" in page.inner_text("#attention")
+    shoot(page, "app-rejected")
+    box.locator("button").click()
+    from playwright.sync_api import expect
+
+    expect(item(page, "cb_storage_temp").locator(".rejected")).to_have_count(0)
+    ctx.close()
+
+
+def test_a_revoked_tablet_is_logged_out_and_told_why(
+    browser: Any, server: str, api: Callable[[str], Api]
+) -> None:
+    ctx = browser.new_context(viewport=TABLET, locale="en-GB", timezone_id="Asia/Shanghai")
+    page = open_app(ctx, server)
+    page.fill('input[name="username"]', "insp.js2")
+    page.fill('input[name="password"]', DEMO_PASSWORD)
+    page.fill('input[name="device_name"]', "Tablet lost in Suzhou")
+    page.click('button[type="submit"]')
+    page.wait_for_selector(f'[data-inspection="{INSP}"]')
+    synced(page)
+    admin = api("admin")
+    device = next(
+        d for d in admin.get("/api/v1/devices").json() if d["name"] == "Tablet lost in Suzhou"
+    )
+    admin.post(f"/api/v1/devices/{device['id']}/revoke", {})
+    page.click("#sync-now")
+    notice = page.locator("#login-notice")
+    notice.wait_for()
+    assert "revoked by an administrator" in notice.inner_text()
+    assert page.locator('input[name="password"]').is_visible()
+    shoot(page, "app-revoked")
+    # its data are gone from the tablet: reopening shows the sign-in, not the inspections
+    page.reload()
+    page.wait_for_selector('input[name="password"]')
+    assert page.locator(f'[data-inspection="{INSP}"]').count() == 0
+    held = page.evaluate(
+        """() => new Promise((ok) => {
+            const r = indexedDB.open('inspectsync');
+            r.onsuccess = () => {
+                const q = r.result.transaction('records').objectStore('records').count();
+                q.onsuccess = () => ok(q.result);
+            };
+        })"""
+    )
+    assert held == 0
+    ctx.close()
+
+
+def noisy_photo(seed: int) -> bytes:
+    """A JPEG of about 3 MB (noise does not compress): three tus chunks of 1 MiB."""
+    import random
+
+    from PIL import Image
+
+    rng = random.Random(seed)
+    img = Image.frombytes("RGB", (2000, 1400), rng.randbytes(2000 * 1400 * 3))
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=95)
+    return out.getvalue()
+
+
+def test_a_photo_upload_cut_off_half_way_resumes_from_its_offset(
+    browser: Any, server: str, api: Callable[[str], Api]
+) -> None:
+    ctx = browser.new_context(viewport=TABLET, locale="en-GB", timezone_id="Asia/Shanghai")
+    page = log_in(ctx, server, "insp.js1")
+    seen: list[tuple[str, str, str | None]] = []
+    cut = {"on": True}
+
+    def uploads(route: Any) -> None:
+        r = route.request
+        seen.append((r.method, r.url, r.headers.get("upload-offset")))
+        if cut["on"] and r.method == "PATCH" and r.headers.get("upload-offset") != "0":
+            # the connection drops after the first chunk, and the network is gone
+            route.abort("connectionreset")
+            ctx.set_offline(True)
+        else:
+            route.continue_()
+
+    page.route("**/api/v1/evidence/uploads**", uploads)
+    jpeg = noisy_photo(7)
+    assert len(jpeg) > 2 * (1 << 20)
+    page.goto(f"{server}/app/#/i/{INSP}/f/new")
+    page.fill('input[name="title"]', "Tank LN-4 label unreadable")
+    page.set_input_files(
+        'input[name="photo"]',
+        files=[{"name": "tank.jpg", "mimeType": "image/jpeg", "buffer": jpeg}],
+    )
+    page.wait_for_selector(".photo-box img[src]")
+    page.click("#save-finding")
+    page.wait_for_url(re.compile(r"/f/f_[0-9a-f]{16}$"))
+    # the finding syncs; its photo stops after the first chunk and waits on the tablet
+    page.wait_for_selector("#net.off")
+    page.wait_for_function(
+        "() => !/Syncing/.test(document.getElementById('sync-now').textContent)"
+        " && /waiting to upload/.test(document.getElementById('uploads')?.textContent || '')"
+    )
+    created = [u for m, u, _ in seen if m == "POST"]
+    assert len(created) == 1
+    assert [o for m, _, o in seen if m == "PATCH"][:1] == ["0"]  # the first chunk went
+
+    sha = hashlib.sha256(jpeg).hexdigest()
+    sup = api("sup.js")
+    assert sha in sup.get(f"/api/v1/evidence/missing?inspection_id={INSP}").text
+    cut["on"] = False
+    before = len(seen)
+    ctx.set_offline(False)  # back online: the app syncs by itself
+    synced(page)
+    page.wait_for_selector('.photo-box li[data-state="uploaded"]')
+    after = seen[before:]
+    assert [m for m, _, _ in after if m == "POST"] == []  # no new upload: the same one resumed
+    patches = [o for m, _, o in after if m == "PATCH"]
+    assert patches and patches[0] == str(1 << 20), after  # from the server's offset
+    held = sup.get(f"/api/v1/evidence/{sha}").content
+    assert hashlib.sha256(held).hexdigest() == sha
+    ctx.close()
+
+
+def web_records(page: Any, inspection_id: str) -> dict[str, Any]:
+    """The app's pulled copies of an inspection's responses and findings, by kind:id."""
+    return page.evaluate(  # type: ignore[no-any-return]
+        """(iid) => new Promise((ok) => {
+            const r = indexedDB.open('inspectsync');
+            r.onsuccess = () => {
+                const q = r.result.transaction('records').objectStore('records').getAll();
+                q.onsuccess = () => ok(Object.fromEntries(q.result
+                    .filter((x) => x.data && ['response', 'finding'].includes(x.kind)
+                        && (x.kind === 'response' ? x.id.startsWith(iid + '~')
+                                                  : x.data.inspection_id === iid))
+                    .map((x) => [x.kind + ':' + x.id, x.data])));
+            };
+        })""",
+        inspection_id,
+    )
+
+
+def cli_records(state: Path, inspection_id: str) -> dict[str, Any]:
+    """The same, from the Python reference tablet's local database."""
+    from sync.client import Tablet as PyTablet
+
+    t = PyTablet(state / "tablet.db", cast(Any, None), device_id="reader")
+    try:
+        out = {
+            f"response:{rid}": d
+            for rid, d in t.records("response").items()
+            if rid.startswith(f"{inspection_id}~")
+        }
+        out |= {
+            f"finding:{fid}": d
+            for fid, d in t.records("finding").items()
+            if d.get("inspection_id") == inspection_id
+        }
+        return out
+    finally:
+        t.db.close()
+
+
+def test_the_python_tablet_and_the_web_app_converge(
+    browser: Any, server: str, tmp_path: Path
+) -> None:
+    """The reference client (the tablet CLI) and the web app on one inspection: each
+    sees what the other did, and after both synced they hold the same records."""
+    cli = CliTablet(server, tmp_path / "cli", "insp.js2")
+    cli.sync()
+    cli.run("answer", INSP, "l3-upstream", "up_wcb_receipt", "yes", "--note", "WCB 12 receipt")
+    fid = cli.run(
+        "finding", "add", INSP, "--title", "Bioreactor log gaps", "--classification", "other"
+    ).split()[-1]
+    cli.sync()
+
+    ctx = browser.new_context(viewport=TABLET, locale="en-GB", timezone_id="Asia/Shanghai")
+    page = log_in(ctx, server, "insp.js1")
+    page.goto(f"{server}/app/#/i/{INSP}/l/l3-upstream")
+    assert item(page, "up_wcb_receipt").locator('input[value="yes"]').is_checked()
+    assert "WCB 12 receipt" in item(page, "up_wcb_receipt").locator("textarea").last.input_value()
+    answer_choice(page, "up_aseptic_expansion", "yes")
+    answer_field(page, "up_culture_days", "14")
+    finding_page(page, server, fid)
+    assert page.locator('input[name="classification"][value="other"]').is_checked()
+    page.fill('textarea[name="objective_evidence"]', "Batch record BR-12, page 4: 6 h gap")
+    page.click("#save-finding")
+    synced(page)
+
+    cli.sync()
+    shown = cli.run("finding", "show", fid)
+    assert "Batch record BR-12, page 4: 6 h gap" in shown
+    assert (
+        "yes"
+        in cli.run("checklist", INSP, "--link", "l3-upstream")
+        .split("up_aseptic_expansion")[1]
+        .split("up_")[0]
+    )
+    sync_now(page)
+    web = web_records(page, INSP)
+    assert f"finding:{fid}" in web
+    assert web == cli_records(tmp_path / "cli", INSP)
+    ctx.close()
+
+
+def test_storage_nearly_full_is_said(browser: Any, server: str) -> None:
+    """When the browser's quota is near, the app says so (storage estimate)."""
+    ctx = browser.new_context(viewport=TABLET, locale="zh-CN", timezone_id="Asia/Shanghai")
+    ctx.add_init_script(
+        "navigator.storage.estimate = async () => ({usage: 950 * 2 ** 20, quota: 1000 * 2 ** 20});"
+    )
+    page = log_in(ctx, server, "insp.js1")
+    notice = page.locator("#notice")
+    notice.wait_for()
+    assert "存储空间即将用尽" in notice.inner_text()
+    assert "950.0 MB" in notice.inner_text()
+    shoot(page, "app-quota-zh")
+    ctx.close()
+
+
+def answer_somehow(page: Any, key: str, repeat: int) -> None:
+    """A valid answer to an item, whatever its type."""
+    block = item(page, key, repeat)
+    block.wait_for()
+    if block.locator('input[value="yes"]').count():
+        block.locator('input[value="yes"]').check()
+    elif block.locator("input[type=radio]").count():
+        block.locator("input[type=radio]").first.check()
+    elif block.locator("input[type=checkbox]").count():
+        block.locator("input[type=checkbox]").first.check()
+    elif block.locator("input[type=number]").count():
+        limits = " ".join(block.locator(".limits").all_inner_texts())
+        low = re.search(r"(-?\d+(?:\.\d+)?)", limits)
+        answer_field(page, key, low.group(1) if low else "1", repeat)
+    elif block.locator("input[type=date]").count():
+        answer_field(page, key, "2026-12-01", repeat)
+    else:
+        answer_field(page, key, "Seen and in order", repeat)
+
+
+def test_a_link_is_signed_off_once_every_required_answer_is_given(
+    browser: Any, server: str, api: Callable[[str], Api]
+) -> None:
+    """The sign-off page lists the missing required answers; once they are given, the
+    signature binds the content the server holds (its hash matches)."""
+    ctx = browser.new_context(viewport=DESKTOP, locale="en-GB", timezone_id="Asia/Shanghai")
+    page = log_in(ctx, server, "insp.js1")
+    link = "l5-viral"
+    page.goto(f"{server}/app/#/i/{INSP}/l/{link}/sign")
+    page.wait_for_selector("#missing")
+    assert page.locator("#sign").is_disabled()
+    missing = page.locator("#missing li")
+    assert missing.count() > 0
+    shoot(page, "app-signoff-missing")
+    for _ in range(4):  # an answer can show follow-up items (show_if)
+        todo = [
+            (str(li.get_attribute("data-item")), int(li.get_attribute("data-repeat") or 0))
+            for li in page.locator("#missing li").all()
+        ]
+        if not todo:
+            break
+        page.goto(f"{server}/app/#/i/{INSP}/l/{link}")
+        for key, repeat in todo:
+            answer_somehow(page, key, repeat)
+        page.goto(f"{server}/app/#/i/{INSP}/l/{link}/sign")
+        page.wait_for_selector("#missing")
+    page.goto(f"{server}/app/#/i/{INSP}/l/{link}/sign")
+    page.wait_for_selector("#missing.ok")
+    page.fill('input[name="signer_name"]', "Li Wei")
+    page.click("#sign")
+    page.wait_for_url(re.compile(rf"/i/{INSP}$"))
+    synced(page)
+    assert "Signed by Li Wei" in page.inner_text(f'[data-link="{link}"]')
+    sigs = api("sup.js").get(f"/api/v1/review/inspections/{INSP}/signatures").json()
+    mine = [s for s in sigs if s.get("scope") == f"link:{link}"]
+    assert len(mine) == 1, sigs
+    # the hash the tablet computed is the one the server bound, and still holds
+    assert mine[0]["device_hash_matched"] is True
+    assert mine[0]["matches"] is True
+    assert mine[0]["signer_name"] == "Li Wei"
     ctx.close()
