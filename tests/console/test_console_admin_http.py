@@ -5,7 +5,6 @@ at the form. The browser journey is in test_console_admin_browser.py."""
 from __future__ import annotations
 
 import re
-import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -14,8 +13,11 @@ import pytest
 
 from server.demo import DEMO_PASSWORD
 from sync.client import DeviceRevoked
-from tests.conftest import login
+from tests.conftest import BOTH_BACKENDS, login
 from tests.console.test_console_http import csrf_of, sign_in, tablet
+from tests.sync.test_audit import _Raw
+
+backend = BOTH_BACKENDS  # every test on SQLite and on PostgreSQL
 
 PAGES = [
     "/console/admin/users",
@@ -243,11 +245,11 @@ async def test_audit_trail_filters_and_verify(demo, settings):
     r = await _post(demo, "/console/admin/audit/verify", data={"_csrf": token})
     assert r.status_code == 200
     assert 'data-ok="true"' in r.text and "The trail is intact" in r.text
-    # someone edits an event in the database behind the server's back
-    db = sqlite3.connect(settings.database)
-    with db:
-        db.execute("DROP TRIGGER history_no_update")
-        db.execute("UPDATE history SET user_id = 'someone-else' WHERE id = 3")
+    # someone with direct access to the database drops the guard and rewrites who did
+    # something
+    db = _Raw(settings)
+    db.drop_guard("update")
+    db.run("UPDATE history SET user_id = 'someone-else' WHERE id = 3")
     db.close()
     r = await _post(demo, "/console/admin/audit/verify", data={"_csrf": token})
     assert 'data-ok="false"' in r.text
