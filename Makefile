@@ -52,5 +52,8 @@ bench-load: install  ## overload: 200 tablets pull and push for 60 s (LOAD_ARGS=
 bench-queue: install  ## the console's review queue with 20,000 findings in scope
 	$(BIN)/python bench/review_queue.py
 
+bench-app: install  ## the tablet app in Chromium: first load, opening 300 items from IndexedDB, syncing 500 edits
+	$(BIN)/python bench/app.py
+
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .hypothesis app/node_modules app/www/vendor

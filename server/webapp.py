@@ -11,7 +11,8 @@ a tablet must be able to load it before anyone has logged in, and with no networ
 
 Every answer is ``Cache-Control: no-cache``: the browser (and the service worker)
 revalidates each file with its ETag, so an updated app reaches the tablets on their next
-load with the network, and an unchanged one costs a 304.
+load with the network, and an unchanged one costs a 304 (``_not_modified``: Litestar's
+static files router sends the ETag but does not answer ``If-None-Match`` itself).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Request
-from litestar.datastructures import CacheControlHeader
+from litestar.datastructures import CacheControlHeader, Headers
 from litestar.response import Redirect
 from litestar.router import Router
 from litestar.static_files import create_static_files_router
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["APP_EXCLUDE", "APP_ROOT", "webapp_routes"]
 
@@ -44,6 +46,40 @@ async def _directory(request: Request[Any, Any, Any]) -> Redirect | None:
     return None
 
 
+_KEPT_ON_304 = {b"etag", b"cache-control", b"last-modified", b"vary", b"content-location"}
+
+
+def _not_modified(app: ASGIApp) -> ASGIApp:
+    """Answer 304 (no body) to a GET or HEAD whose ``If-None-Match`` names the ETag the
+    file is served with (RFC 9110, 13.1.2; a weak comparison)."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        wanted = Headers.from_scope(scope).get("if-none-match") if scope["type"] == "http" else None
+        if not wanted or scope.get("method") not in ("GET", "HEAD"):
+            await app(scope, receive, send)
+            return
+        tags = {t.strip().removeprefix("W/") for t in wanted.split(",")}
+        swallow = False
+
+        async def send_checked(message: Message) -> None:
+            nonlocal swallow
+            if message["type"] == "http.response.start" and message["status"] == 200:
+                headers = message.get("headers") or []
+                etag = next((v.decode() for k, v in headers if k.lower() == b"etag"), None)
+                if etag is not None and (etag.removeprefix("W/") in tags or "*" in tags):
+                    swallow = True
+                    kept = [(k, v) for k, v in headers if k.lower() in _KEPT_ON_304]
+                    await send({"type": "http.response.start", "status": 304, "headers": kept})
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    return
+            if not swallow:
+                await send(message)
+
+        await app(scope, receive, send_checked)
+
+    return middleware
+
+
 def webapp_routes(root: Path = APP_ROOT) -> list[Router]:
     """The app's routes: ``/app/`` (the shell and its files, ``index.html`` for the
     directory) and ``/app/lib/`` (the client library, served as it is in the checkout)."""
@@ -53,6 +89,7 @@ def webapp_routes(root: Path = APP_ROOT) -> list[Router]:
             directories=[root / "lib"],
             name="app-lib",
             cache_control=_NO_CACHE,
+            middleware=[_not_modified],
             include_in_schema=False,
         ),
         create_static_files_router(
@@ -62,6 +99,7 @@ def webapp_routes(root: Path = APP_ROOT) -> list[Router]:
             name="app",
             before_request=_directory,
             cache_control=_NO_CACHE,
+            middleware=[_not_modified],
             include_in_schema=False,
         ),
     ]

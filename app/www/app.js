@@ -95,6 +95,8 @@ const enc = (id) => encodeURIComponent(id);
 async function start() {
   document.documentElement.lang = currentLang() === "zh" ? "zh-CN" : "en";
   tablet = await Tablet.open({ name: "inspectsync", baseUrl: location.origin, appVersion: APP_VERSION });
+  // for diagnostics in the browser's console and for bench/app.py
+  Object.assign(globalThis, { inspectsyncApp: { tablet, requestSync, renderMain } });
   // a local edit has redrawn its own part already; what a sync brought is shown when it ends
   tablet.on("change", () => void renderBar());
   tablet.on("sync", (/** @type {any} */ d) => {

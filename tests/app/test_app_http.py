@@ -31,6 +31,15 @@ async def test_the_shell_loads_without_a_token_and_the_api_still_needs_one(
     manifest = await client.get("/app/manifest.webmanifest")
     assert manifest.headers["content-type"].startswith("application/manifest+json")
     assert manifest.json()["start_url"] == "/app/"
+    # revalidation: an unchanged file costs a 304 without a body
+    first = await client.get("/app/app.js")
+    again = await client.get("/app/app.js", headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304
+    assert again.content == b""
+    assert again.headers["etag"] == first.headers["etag"]
+    other = await client.get("/app/app.js", headers={"If-None-Match": '"not-this-one"'})
+    assert other.status_code == 200
+    assert other.content == first.content
     api = await client.get("/api/v1/sync/conflicts")
     assert api.status_code == 401
 
