@@ -16,6 +16,7 @@ from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.security.jwt import JWTAuth
 
+from server import metrics
 from server.access_log import AccessLogMiddleware
 from server.accounts import Accounts
 from server.auth import REQUIRED_CLAIMS, AuthService, KeyedToken, Passwords
@@ -177,7 +178,14 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         accepted_issuers=[settings.jwt_issuer],
         accepted_audiences=[settings.jwt_audience],
         require_claims=list(REQUIRED_CLAIMS),
-        exclude=["^/healthz$", "^/readyz$", "^/schema", *CONSOLE_EXCLUDE, *APP_EXCLUDE],
+        exclude=[
+            "^/healthz$",
+            "^/readyz$",
+            "^/schema",
+            *metrics.METRICS_EXCLUDE,
+            *CONSOLE_EXCLUDE,
+            *APP_EXCLUDE,
+        ],
         exclude_http_methods=["OPTIONS"],  # HEAD (tus upload status) needs a token
         description="Access token from POST /api/v1/auth/login",
     )
@@ -213,6 +221,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             ReportsController,
             ReviewController,
             AuditController,
+            metrics.MetricsController,
             *reference_routers(),
             console_router(services),
             *console_static_routers(),
@@ -231,8 +240,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             "settings": provide(settings),
         },
         lifespan=[lifespan],
-        # overload first: past its bounds a request is answered 503 before any work
-        on_app_init=[jwt_auth.on_app_init, overload.install],
+        # overload first: past its bounds a request is answered 503 before any work;
+        # then only the request metrics' middleware, before it, counts and times it
+        on_app_init=[jwt_auth.on_app_init, overload.install, metrics.install],
         plugins=[problem_details_plugin(), ClosedStructSchemaPlugin()],
         openapi_config=OpenAPIConfig(
             title="inspectsync",

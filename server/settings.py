@@ -109,6 +109,11 @@ class Settings(msgspec.Struct, kw_only=True):
     """The ``Retry-After`` of a 503 ``overloaded``; tablets wait at least this long, with
     jitter. Env: INSPECTSYNC_OVERLOAD_RETRY_AFTER_SECONDS."""
 
+    metrics_token: str = ""
+    """Bearer token that ``GET /metrics`` requires (Prometheus's ``authorization``
+    setting); empty means ``/metrics`` answers only clients on this machine (127.0.0.1,
+    ::1). Env: INSPECTSYNC_METRICS_TOKEN."""
+
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     """SQLite durability: FULL survives power loss, NORMAL a killed process.
     Env: INSPECTSYNC_SQLITE_SYNCHRONOUS."""

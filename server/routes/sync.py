@@ -19,6 +19,7 @@ from litestar.response import ServerSentEvent
 
 from server.deps import AuthedRequest, EngineDep, NotifierDep, RegistryDep
 from server.guards import ADMIN, ANY_ROLE, STAFF
+from server.metrics import count_pull, count_push
 from server.routes._openapi import (
     PULL_ANSWERS,
     PULL_OPERATION,
@@ -81,7 +82,9 @@ class SyncController(Controller):
         req = await _body(request, PullRequest)
         # a JSON answer takes each record's stored JSON as it is (no decode, no re-encode)
         as_json = _media(request, "accept") != MSGPACK
-        return _answer(request, await engine.pull(request.user, req, json_data=as_json))
+        page = await engine.pull(request.user, req, json_data=as_json)
+        count_pull(page)
+        return _answer(request, page)
 
     @post(
         "/push",
@@ -99,6 +102,7 @@ class SyncController(Controller):
         # each mutation is read on its own: one that does not decode is rejected alone
         req = decode_push(await _raw_body(request), _media(request, "content-type"))
         answer = await engine.push(request.user, req)
+        count_push(answer)
         return _answer(request, answer)
 
     @get("/conflicts", guards=[ANY_ROLE], responses=problems(400, 401, 404, 422))

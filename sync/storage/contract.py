@@ -307,6 +307,11 @@ class Store(abc.ABC):
         backend one process owns needs none: this default lets everything in."""
         return contextlib.nullcontext()
 
+    def writer_queue_depth(self) -> int:
+        """Write batches of this process waiting for the database writer now (an
+        operator's gauge, ``/metrics``); 0 for a backend that does not queue them."""
+        return 0
+
     # --- users -----------------------------------------------------------------
 
     @abc.abstractmethod

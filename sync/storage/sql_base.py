@@ -52,6 +52,9 @@ class SQLBase(Store):
     def _check_open(self) -> None:
         """Raise StorageError if the store is not open."""
 
+    def writer_queue_depth(self) -> int:
+        return len(self._queued)
+
     # --- running statements ------------------------------------------------------
 
     async def _write(self, fn: Callable[[Conn], T]) -> T:

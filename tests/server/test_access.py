@@ -18,6 +18,7 @@ PUBLIC = {
     "/healthz",
     "/readyz",
 }
+OWN_CHECK = {"/metrics"}  # the metrics token or a local client: tests/server/test_metrics.py
 
 
 def _routes(app):
@@ -25,7 +26,7 @@ def _routes(app):
     cookie, not a token: tests/console/test_console_http.py checks each of them. The
     tablet app's files (``/app``) are public: the app signs in through the API."""
     for route in app.routes:
-        if route.path.startswith("/schema") or route.path in PUBLIC:
+        if route.path.startswith("/schema") or route.path in PUBLIC | OWN_CHECK:
             continue
         if any(re.match(p, route.path) for p in (*CONSOLE_EXCLUDE, *APP_EXCLUDE)):
             continue
