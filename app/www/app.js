@@ -263,7 +263,7 @@ async function renderBar() {
     h("span", { class: "last", id: "last-sync" }, s.lastSync ? t("last_sync", { time: when(s.lastSync) }) : t("never_synced")),
     uploadText ? h("span", { class: "uploads", id: "uploads" }, uploadText) : pendingPhotos ? h("span", { class: "uploads", id: "uploads" }, t("photos_waiting", { n: pendingPhotos })) : null,
     s.evidenceRefused ? h("span", { class: "warn" }, t("photos_refused", { n: s.evidenceRefused })) : null,
-    attention ? h("span", { class: "attention", id: "attention" }, t("problems_here", { n: attention })) : null,
+    attention ? h("a", { class: "attention", id: "attention", href: "#/attention" }, t("problems_here", { n: attention })) : null,
     h("span", { class: "grow" }),
     h(
       "button",
@@ -325,6 +325,8 @@ async function doRenderMain(auto) {
     else if (parts[2] === "l" && parts[3]) view = await checklistView(iid, parts[3]);
     else if (parts[2] === "f" && parts[3]) view = await findingView(iid, parts[3]);
     else view = await inspectionView(iid);
+  } else if (parts[0] === "attention") {
+    view = await attentionView();
   } else {
     view = await inspectionsView();
   }
@@ -335,7 +337,9 @@ async function doRenderMain(auto) {
   ui.dirty = false;
   main.replaceChildren(view);
   main.dataset.view = location.hash;
-  if (same) window.scrollTo(0, scrollY);
+  const at = parts[2] === "l" && parts[4]?.startsWith("@") ? document.getElementById(`item-${parts[4].slice(1)}`) : null;
+  if (at) at.scrollIntoView({ block: "center" });
+  else if (same) window.scrollTo(0, scrollY);
   else window.scrollTo(0, 0);
   if (ui.mainStale) refreshMainSoon(); // the data changed while this view was read
 }
@@ -715,6 +719,87 @@ function rejectionBoxes(rejected, kind, id, current, item) {
         ),
       );
     });
+}
+
+/** The checklist of a link, scrolled to one item. */
+function itemHref(/** @type {string} */ iid, /** @type {string} */ lid, /** @type {string} */ key, /** @type {number} */ repeat) {
+  return `#/i/${enc(iid)}/l/${enc(lid)}/${enc(`@${key}-${repeat}`)}`;
+}
+
+/** Where a record is shown: a finding's page, an answer's item in its checklist. */
+function recordHref(/** @type {string} */ kind, /** @type {string} */ id, /** @type {any} */ data) {
+  if (kind === "response") {
+    const [iid, lid, key, rep] = id.split("~");
+    return itemHref(iid, lid, key, Number(rep));
+  }
+  if (kind === "finding" && data?.inspection_id) return `#/i/${enc(data.inspection_id)}/f/${enc(id)}`;
+  if (kind === "signoff" && data?.inspection_id) return `#/i/${enc(data.inspection_id)}`;
+  return "#/";
+}
+
+/** The prompt of the item an answer answers (its stage and its repeat), from the pinned checklist. @param {string} rid */
+async function itemPrompt(rid) {
+  const [iid, lid, key, rep] = rid.split("~");
+  const insp = await tablet.view("inspection", iid);
+  const version = insp?.pins?.[lid];
+  const content = version ? (await tablet.view("checklist_version", version))?.content : null;
+  for (const section of content?.sections || []) {
+    const item = section.items.find((/** @type {any} */ i) => i.key === key);
+    if (item) return `${tx(content.title)} — ${tx(section.title)}${section.repeatable ? ` ${Number(rep) + 1}` : ""}: ${tx(item.prompt)}`;
+  }
+  return key;
+}
+
+/** Everything that needs the inspector: rejected changes, open conflicts; each a link to where it happened. */
+async function attentionView() {
+  const rejected = await tablet.results("rejected");
+  const conflicts = await tablet.records("conflict", (c) => c.status === "open");
+  const findings = await tablet.records("finding");
+  /** @type {Map<string, string>} what each record is called: a finding's title, an answer's prompt */
+  const names = new Map();
+  for (const [kind, id] of [...rejected.map((r) => [r.kind, r.id]), ...[...conflicts.values()].map((c) => [c.record_kind, c.record_id])]) {
+    if (kind === "finding") names.set(id, findings.get(id)?.title || "—");
+    else if (kind === "response") names.set(id, await itemPrompt(id));
+  }
+  /** @param {string} _kind @param {string} id */
+  const title = (_kind, id) => names.get(id) || "";
+  return h(
+    "section",
+    { class: "view" },
+    backLink("#/"),
+    h("h1", null, t("attention_title")),
+    rejected.length + conflicts.size === 0 ? h("p", { class: "empty" }, t("attention_none")) : null,
+    h(
+      "ul",
+      { class: "cards attention-list" },
+      rejected.map((r) =>
+        h(
+          "li",
+          null,
+          h(
+            "a",
+            { class: "card rejected", href: recordHref(r.kind, r.id, r.kind === "finding" ? findings.get(r.id) || r.sent : r.sent) },
+            h("h3", null, t("rejected_title")),
+            h("p", null, `${label("kind", r.kind)}: ${title(r.kind, r.id)}`),
+            h("p", { class: "reason" }, r.detail?.message || ""),
+          ),
+        ),
+      ),
+      [...conflicts.entries()].map(([cid, c]) =>
+        h(
+          "li",
+          null,
+          h(
+            "a",
+            { class: "card conflict", href: recordHref(c.record_kind, c.record_id, { inspection_id: c.inspection_id }), dataset: { conflict: cid } },
+            h("h3", null, t("conflict_title", { field: label("field", c.field) })),
+            h("p", null, `${label("kind", c.record_kind)}: ${title(c.record_kind, c.record_id)}`),
+            h("p", { class: "muted" }, c.flagged ? t("conflict_flagged") : t("conflict_lww")),
+          ),
+        ),
+      ),
+    ),
+  );
 }
 
 // --- a checklist -------------------------------------------------------------------------------
@@ -1220,7 +1305,7 @@ async function signoffView(iid, lid) {
               h(
                 "li",
                 { dataset: { item: item.key, repeat: String(repeat) } },
-                h("a", { href: `#/i/${enc(iid)}/l/${enc(lid)}` }, `${tx(section.title)}${section.repeatable ? ` ${repeat + 1}` : ""}: ${tx(item.prompt)}`),
+                h("a", { href: itemHref(iid, lid, item.key, repeat) }, `${tx(section.title)}${section.repeatable ? ` ${repeat + 1}` : ""}: ${tx(item.prompt)}`),
               ),
             ),
           ),

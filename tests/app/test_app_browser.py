@@ -352,8 +352,17 @@ def test_an_invalid_answer_comes_back_rejected_with_its_reason(browser: Any, ser
     assert "What the server holds now: -160 °C" in text
     # the local view fell back to what the server holds
     assert item(page, "cb_storage_temp").locator("input").input_value() == "-160"
-    assert "need your attention" in page.inner_text("#attention")
     shoot(page, "app-rejected")
+    # the bar leads to everything that needs the inspector, and on to where it happened
+    page.click("#attention")
+    card = page.locator(".attention-list a.rejected")
+    expect_text(card, "above the maximum -135")
+    expect_text(card, "Temperature shown by the independent probe")  # the item, by its prompt
+    shoot(page, "app-attention")
+    card.click()
+    page.wait_for_url(re.compile(r"/l/l2-cellbank/(@|%40)cb_storage_temp-0$"))
+    box = item(page, "cb_storage_temp").locator(".rejected")
+    box.wait_for()
     box.locator("button").click()
     from playwright.sync_api import expect
 
