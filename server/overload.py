@@ -33,10 +33,12 @@ from collections.abc import Callable
 
 import msgspec
 from litestar.config.app import AppConfig
+from litestar.datastructures import Headers
 from litestar.middleware.base import DefineMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from server.problems import CODES
+from checklists.i18n import LANGS, pick_lang
+from server.problems import CODES, localised
 
 __all__ = [
     "EXEMPT_PATHS",
@@ -102,7 +104,7 @@ class Overload:
         self._logged_at = clock()
         self._refused_since_log: Counter[str] = Counter()
         gates = (self.requests, self.pushes, self.streams)
-        self._answers = {g.name: self._answer(g) for g in gates}
+        self._answers = {(g.name, lang): self._answer(g, lang) for g in gates for lang in LANGS}
 
     def gates(self, method: str, path: str) -> tuple[Gate, ...]:
         """The gates a request must pass, outermost first (none: exempt)."""
@@ -114,32 +116,41 @@ class Overload:
             return (self.requests, self.pushes)
         return (self.requests,)
 
-    def _answer(self, gate: Gate) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    def _answer(self, gate: Gate, lang: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """The 503 of a gate, made once per language (the problem catalogue's title and
+        detail in Chinese, the English detail kept as ``detail_en``, as every problem)."""
         status, title = CODES[CODE]
-        body = msgspec.json.encode(
-            {
-                "type": f"https://inspectsync.dev/problems/{CODE}",
-                "title": title,
-                "status": status,
-                "detail": f"the server is at its limit of {gate.limit} {gate.name};"
-                f" try again in {self.retry_after} s",
-                "code": CODE,
-                "limit": gate.name,
-                "retry_after": self.retry_after,
-            }
+        detail = (
+            f"the server is at its limit of {gate.limit} {gate.name};"
+            f" try again in {self.retry_after} s"
         )
+        problem: dict[str, object] = {
+            "type": f"https://inspectsync.dev/problems/{CODE}",
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "code": CODE,
+            "limit": gate.name,
+            "retry_after": self.retry_after,
+        }
+        if lang == "zh":
+            problem["title"], problem["detail"] = localised(CODE, lang, problem)
+            problem["detail_en"] = detail
+        body = msgspec.json.encode(problem)
         headers = [
             (b"content-type", b"application/problem+json"),
+            (b"content-language", lang.encode()),
+            (b"vary", b"Accept-Language"),
             (b"content-length", str(len(body)).encode()),
             (b"retry-after", str(self.retry_after).encode()),
             (b"cache-control", b"no-store"),
         ]
         return headers, body
 
-    async def refuse(self, gate: Gate, send: Send) -> None:
+    async def refuse(self, gate: Gate, send: Send, lang: str = "en") -> None:
         """Answer 503 ``overloaded`` (the request's body is never read)."""
         self._note(gate)
-        headers, body = self._answers[gate.name]
+        headers, body = self._answers[(gate.name, lang)]
         await send({"type": "http.response.start", "status": 503, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
@@ -188,7 +199,8 @@ class OverloadMiddleware:
         try:
             for gate in gates:
                 if not gate.enter():
-                    await self.overload.refuse(gate, send)
+                    accept = Headers.from_scope(scope).get("accept-language")
+                    await self.overload.refuse(gate, send, pick_lang(None, accept))
                     return
                 taken.append(gate)
             await self.app(scope, receive, send)

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 import msgspec
+from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
@@ -19,52 +20,60 @@ from litestar.plugins.problem_details import (
     ProblemDetailsPlugin,
 )
 
+from checklists.i18n import pick_lang
+from server.problem_text import DETAILS, TITLES
 from sync.errors import DomainError
 
-__all__ = ["CODES", "problem_details_plugin"]
+__all__ = ["CODES", "LocalisedProblem", "localised", "problem_details_plugin"]
 
 log = logging.getLogger("inspectsync")
 
-# code -> (HTTP status, title)
+# code -> HTTP status
+_STATUS: dict[str, int] = {
+    "validation_failed": 400,
+    "too_deep": 400,
+    "not_authenticated": 401,
+    "token_invalid": 401,
+    "invalid_credentials": 401,
+    "user_disabled": 401,
+    "device_revoked": 401,
+    "refresh_token_invalid": 401,
+    "refresh_token_reused": 401,
+    "refresh_token_revoked": 401,
+    "refresh_token_expired": 401,
+    "forbidden": 403,
+    "inspection_closed": 403,
+    "not_found": 404,
+    "evidence_lost": 404,
+    "method_not_allowed": 405,
+    "not_acceptable": 406,
+    "already_exists": 409,
+    "offset_mismatch": 409,
+    "invalid_transition": 409,
+    "version_immutable": 409,
+    "upload_expired": 410,
+    "revision_mismatch": 412,
+    "tus_version_unsupported": 412,
+    "body_too_large": 413,
+    "file_too_large": 413,
+    "inspection_quota_exceeded": 413,
+    "unsupported_media_type": 415,
+    "unsupported_file_type": 415,
+    "range_not_satisfiable": 416,
+    "invalid_input": 422,
+    "hash_mismatch": 422,
+    "upload_locked": 423,
+    "rate_limited": 429,
+    "checksum_mismatch": 460,
+    "internal_error": 500,
+    "storage_error": 503,
+    "overloaded": 503,
+}
+
+# code -> (HTTP status, English title); every title in both languages is in
+# server/problem_text.py
 CODES: dict[str, tuple[int, str]] = {
-    "validation_failed": (400, "The request is malformed or a field has the wrong type"),
-    "too_deep": (400, "The body is nested too deep to decode"),
-    "not_authenticated": (401, "Authentication is required"),
-    "token_invalid": (401, "The access token is invalid or expired"),
-    "invalid_credentials": (401, "Wrong username or password"),
-    "user_disabled": (401, "The account is disabled"),
-    "device_revoked": (401, "The device has been revoked"),
-    "refresh_token_invalid": (401, "Unknown refresh token"),
-    "refresh_token_reused": (401, "Refresh token reused: the login is revoked"),
-    "refresh_token_revoked": (401, "The refresh token has been revoked"),
-    "refresh_token_expired": (401, "The refresh token has expired"),
-    "forbidden": (403, "Your role may not do this"),
-    "inspection_closed": (403, "The inspection is closed"),
-    "not_found": (404, "Not found"),
-    "evidence_lost": (404, "The file's bytes are lost until it is uploaded again"),
-    "method_not_allowed": (405, "Method not allowed"),
-    "not_acceptable": (406, "Not acceptable"),
-    "already_exists": (409, "It exists already"),
-    "offset_mismatch": (409, "The upload is at another offset"),
-    "invalid_transition": (409, "That status change is not allowed now"),
-    "version_immutable": (409, "A published version is never edited"),
-    "upload_expired": (410, "The upload expired"),
-    "revision_mismatch": (412, "The object changed since the revision you based this on"),
-    "tus_version_unsupported": (412, "Send Tus-Resumable: 1.0.0"),
-    "body_too_large": (413, "The request body is too large"),
-    "file_too_large": (413, "The file is larger than the limit per file"),
-    "inspection_quota_exceeded": (413, "The inspection's evidence would pass its limit"),
-    "unsupported_media_type": (415, "Unsupported media type"),
-    "unsupported_file_type": (415, "The file is not an accepted type"),
-    "range_not_satisfiable": (416, "The range is outside the file"),
-    "invalid_input": (422, "The input breaks a rule"),
-    "hash_mismatch": (422, "The file's SHA-256 is not the one announced"),
-    "upload_locked": (423, "Another request is writing this upload"),
-    "rate_limited": (429, "Too many attempts"),
-    "checksum_mismatch": (460, "The chunk does not match its checksum"),
-    "internal_error": (500, "Internal server error"),
-    "storage_error": (503, "The database is not available"),
-    "overloaded": (503, "The server is at its limit; try again after Retry-After"),
+    code: (status, TITLES[code]["en"]) for code, status in _STATUS.items()
 }
 
 _BY_STATUS = {
@@ -81,6 +90,94 @@ _BY_STATUS = {
 }
 
 
+class _Blank(dict[str, Any]):
+    """Format values: a placeholder the problem does not carry stays as it is."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def _candidates(code: str, field: str | None) -> list[str]:
+    """Catalogue keys for a problem, most specific first: the field as given, without
+    its list indexes, then each shorter prefix (``links[2].id`` -> ``links.id`` ->
+    ``links``), then the code alone."""
+    keys: list[str] = []
+    if field:
+        plain = re.sub(r"\[\d+\]", "", field)
+        keys += [f"{code}@{field}", f"{code}@{plain}"]
+        parts = re.split(r"[. ]", plain)
+        keys += [f"{code}@{'.'.join(parts[:n])}" for n in range(len(parts) - 1, 0, -1)]
+    return [*keys, code]
+
+
+def localised(code: str, lang: str, values: dict[str, Any]) -> tuple[str, str]:
+    """The title and the catalogue's detail of a problem in ``lang`` (``values``: the
+    problem's members, ``field`` among them)."""
+    titles = TITLES.get(code)
+    title = titles[lang] if titles else code
+    field = values.get("field")
+    for key in _candidates(code, field if isinstance(field, str) else None):
+        entry = DETAILS.get(key)
+        if entry is not None:
+            at = ""
+            if field and "@" not in key:
+                at = f"（字段：{field}）" if lang == "zh" else f" (field: {field})"
+            return title, entry[lang].format_map(_Blank(values, at=at))
+    return title, ""
+
+
+# msgspec's messages of a validation error, in Chinese (the rest of a message that
+# none of these fits is shown as it is, after a generic sentence)
+_MSGSPEC_ZH: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"^Object missing required field `(?P<a>[^`]+)`$"), "缺少必填字段 {a}"),
+    (re.compile(r"^Object contains unknown field `(?P<a>[^`]+)`$"), "含有未知字段 {a}"),
+    (re.compile(r"^Expected `(?P<a>[^`]+)`, got `(?P<b>[^`]+)`$"), "应为 {a} 类型，实际为 {b}"),
+    (re.compile(r"^Expected `(?P<a>[^`]+)` (?P<b>.+)$"), "应为满足 {b} 的 {a}"),
+    (re.compile(r"^Invalid enum value (?P<a>.+)$"), "无效的取值 {a}"),
+    (re.compile(r"^Invalid (?P<a>.+)$"), "无效的 {a}"),
+]
+
+
+def _message_zh(message: str) -> str:
+    text = _AT.sub("", message).strip()
+    for pattern, template in _MSGSPEC_ZH:
+        m = pattern.match(text)
+        if m:
+            return template.format(**m.groupdict())
+    return f"值不符合要求：{text}"
+
+
+class LocalisedProblem(ProblemDetailsException):
+    """A problem answered in the language the request asks for first (``Accept-Language``;
+    English unless Chinese comes first). The code, status and members are the same in
+    both; Chinese answers take their title and detail from the catalogue
+    (``server/problem_text.py``) and keep the engine's English detail as ``detail_en``."""
+
+    def to_response(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+        lang = pick_lang(None, request.headers.get("accept-language"))
+        response = super().to_response(request)
+        body = response.content
+        code = body.get("code")
+        if lang == "zh" and isinstance(code, str):
+            title, detail = localised(code, "zh", body)
+            english = body.get("detail")
+            body["title"] = title
+            body["detail"] = detail or english
+            if english and detail:
+                body["detail_en"] = english
+            errors = body.get("errors")
+            if isinstance(errors, list):
+                body["errors"] = [
+                    {**e, "message": _message_zh(str(e.get("message", "")))}
+                    if isinstance(e, dict)
+                    else e
+                    for e in errors
+                ]
+        response.headers["Content-Language"] = lang
+        response.headers["Vary"] = "Accept-Language"
+        return response
+
+
 def _problem(
     code: str,
     detail: str,
@@ -90,7 +187,7 @@ def _problem(
     **extra: Any,
 ) -> ProblemDetailsException:
     known_status, title = CODES.get(code, (status or 500, code))
-    return ProblemDetailsException(
+    return LocalisedProblem(
         detail=detail,
         status_code=status or known_status,
         title=title,
@@ -109,8 +206,17 @@ def _from_domain(exc: DomainError) -> ProblemDetailsException:
 
 
 def _from_http(exc: HTTPException) -> ProblemDetailsException:
-    if isinstance(exc, ProblemDetailsException):
+    if isinstance(exc, LocalisedProblem):
         return exc
+    if isinstance(exc, ProblemDetailsException):
+        extra = exc.extra if isinstance(exc.extra, dict) else {}
+        return _problem(
+            str(extra.get("code") or _BY_STATUS.get(exc.status_code, "internal_error")),
+            exc.detail,
+            status=exc.status_code,
+            headers=exc.headers,
+            **{k: v for k, v in extra.items() if k != "code"},
+        )
     extra = exc.extra if isinstance(exc.extra, dict) else {}
     if isinstance(exc, ValidationException):
         cause = str(exc.__cause__) if isinstance(exc.__cause__, msgspec.ValidationError) else ""
