@@ -225,7 +225,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             *reference_routers(),
             console_router(services),
             *console_static_routers(),
-            *webapp_routes(),
+            *webapp_routes(settings.app_root),
         ],
         dependencies={
             "store": provide(services.store),

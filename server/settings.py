@@ -14,6 +14,7 @@ from typing import Literal
 
 import msgspec
 
+from server.webapp import APP_ROOT
 from sync.audit import anchors_path
 from sync.storage import Store
 
@@ -122,6 +123,11 @@ class Settings(msgspec.Struct, kw_only=True):
     """Directory for evidence files (``blobs/``, ``thumbs/``, ``uploads/``); empty means
     ``<data_dir>/evidence``. Env: INSPECTSYNC_EVIDENCE_DIR."""
 
+    app_dir: str = ""
+    """Directory of the tablet app: ``app/`` of a checkout after ``make install``
+    (``www/`` with its built ``vendor/``, and ``lib/``), served at ``/app/``; empty means
+    the checkout the server runs from. Env: INSPECTSYNC_APP_DIR."""
+
     evidence_max_file_bytes: int = 50_000_000
     """Largest evidence file accepted (413 ``file_too_large`` beyond).
     Env: INSPECTSYNC_EVIDENCE_MAX_FILE_BYTES."""
@@ -177,6 +183,10 @@ class Settings(msgspec.Struct, kw_only=True):
                 "INSPECTSYNC_DATABASE_URL must be a postgresql:// URL (or empty for SQLite)"
             )
         return PostgresStore(self.database_url)
+
+    @property
+    def app_root(self) -> Path:
+        return Path(self.app_dir) if self.app_dir else APP_ROOT
 
     @property
     def evidence_root(self) -> Path:

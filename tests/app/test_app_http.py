@@ -5,11 +5,15 @@ names another host."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from server.app import create_app
+from server.settings import Settings
 from server.webapp import APP_ROOT
+from tests.conftest import SECRET
 
 
 async def test_the_shell_loads_without_a_token_and_the_api_still_needs_one(
@@ -62,3 +66,18 @@ def test_no_file_of_the_app_loads_anything_from_another_host() -> None:
         # an XML namespace is a name, not a request
         assert not re.search(r"""(?<!xmlns=)["'(]https?://""", text), f"{f.name} names another host"
         assert "//cdn" not in text, f.name
+
+
+async def test_the_app_directory_is_a_setting(tmp_path: Path) -> None:
+    """A server installed from a wheel (or in a container) is pointed at a built app."""
+    (tmp_path / "app" / "www").mkdir(parents=True)
+    (tmp_path / "app" / "lib").mkdir()
+    (tmp_path / "app" / "www" / "index.html").write_text("<!doctype html><title>t</title>")
+    settings = Settings(
+        data_dir=str(tmp_path / "data"), jwt_secret=SECRET, app_dir=str(tmp_path / "app")
+    )
+    async with AsyncTestClient(app=create_app(settings)) as c:
+        page = await c.get("/app/")
+        assert page.status_code == 200
+        assert "<title>t</title>" in page.text
+        assert (await c.get("/app/app.js")).status_code == 404
