@@ -184,6 +184,24 @@ test("retries: 5xx/429/network retried with doubling, jittered backoff, never so
   assert.equal(parseRetryAfter("soon"), null);
 });
 
+test("a browser that says it is offline: the first failure ends the sync, no waiting", async () => {
+  const transport = new FakeTransport();
+  const { t, waits } = await tablet({ transport, options: { retries: 3 } });
+  const before = Object.getOwnPropertyDescriptor(globalThis, "navigator");
+  Object.defineProperty(globalThis, "navigator", { value: { onLine: false }, configurable: true });
+  try {
+    transport.pages.push(new TransportError("network"), emptyPage("c"));
+    await assert.rejects(t.pull(), TransportError);
+    assert.deepEqual(waits, []);
+    assert.equal(transport.pulls.length, 1);
+  } finally {
+    if (before) Object.defineProperty(globalThis, "navigator", before);
+    else delete globalThis.navigator;
+  }
+  await t.pull(); // online again (no navigator says otherwise): the page waiting is pulled
+  assert.equal(t.cursor, "c");
+});
+
 test("a resent push after a lost answer is answered as duplicates, applied once", async () => {
   const { t, transport } = await tablet();
   await t.edit("response", RID, { value: "yes" });

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from server.demo import DEMO_PASSWORD
-from tests.console.conftest import DESKTOP, TABLET, external_requests, shoot
+from tests.console.conftest import ARGS, CHROMIUM, DESKTOP, TABLET, external_requests, shoot
 from tests.console.conftest import Tablet as CliTablet
 from tests.server.test_process import start_server, stop
 
@@ -130,11 +130,26 @@ def answer_field(page: Any, key: str, text: str, repeat: int = 0) -> None:
     field.dispatch_event("change")
 
 
-def test_offline_inspection_then_sync(browser: Any, server: str, api: Callable[[str], Api]) -> None:
+def test_offline_inspection_then_sync(
+    browser: Any, server: str, api: Callable[[str], Api], tmp_path: Path
+) -> None:
     """An inspector logs in, goes offline, answers items and records a finding with a
-    photo, closes and reopens the app offline and sees them, comes back online: the
-    server has every answer and the photo (its SHA-256 matches)."""
-    ctx = browser.new_context(viewport=TABLET, locale="en-GB", timezone_id="Asia/Shanghai")
+    photo, closes the browser and opens the app again with no network and sees them,
+    comes back online: the server has every answer and the photo (its SHA-256 matches)."""
+
+    def launch(offline: bool) -> Any:
+        """The tablet's browser, on its own profile on disk (kept across launches)."""
+        return browser.browser_type.launch_persistent_context(
+            str(tmp_path / "tablet-profile"),
+            executable_path=str(CHROMIUM),
+            args=ARGS,
+            viewport=TABLET,
+            locale="en-GB",
+            timezone_id="Asia/Shanghai",
+            offline=offline,
+        )
+
+    ctx = launch(offline=False)
     page = log_in(ctx, server, "insp.js1")
     outside = external_requests(page, server)
     shoot(page, "app-inspections")
@@ -181,11 +196,13 @@ def test_offline_inspection_then_sync(browser: Any, server: str, api: Callable[[
     assert "NMPA: Major defect" in page.inner_text("fieldset.classification")
     shoot(page, "app-finding")
     assert re.search(r"\d+ change\(s\) not synced", page.inner_text("#pending"))
-    page.close()
+    ctx.close()
 
-    # closed and reopened with no network: the shell from the service worker, the data
-    # from IndexedDB
+    # the browser closed and opened again with no network: the shell from the service
+    # worker, the data from IndexedDB
+    ctx = launch(offline=True)
     page = open_app(ctx, server, f"/app/#/i/{INSP}/l/{LINK}")
+    outside_again = external_requests(page, server)
     page.wait_for_selector('article[data-item="cb_history"]')
     assert page.locator("#net").inner_text() == "Offline"
     assert item(page, "cb_history").locator('input[value="yes"]').is_checked()
@@ -206,7 +223,7 @@ def test_offline_inspection_then_sync(browser: Any, server: str, api: Callable[[
     synced(page)
     page.goto(f"{server}/app/#/i/{INSP}/f/{fid}")
     page.wait_for_selector('.photo-box li[data-state="uploaded"]')
-    assert outside == []
+    assert outside == [] and outside_again == []
 
     sup = api("sup.js")
     dump = sup.get(f"/api/v1/inspections/{INSP}/export.json").json()
