@@ -5,6 +5,7 @@
 // refreshed; without one the cached copy answers. The API (/api/...) is never cached:
 // the data live in IndexedDB, written by the app itself.
 const CACHE = "inspectsync-app-v1";
+const NETWORK_WAIT_MS = 3000;
 const SHELL = [
   "/app/",
   "/app/app.js",
@@ -50,10 +51,19 @@ self.addEventListener("fetch", (event) => {
       const cache = await caches.open(CACHE);
       // a navigation to any view of the app is the shell
       const key = request.mode === "navigate" ? "/app/" : url.pathname;
-      try {
-        const response = await fetch(request);
+      const fresh = fetch(request).then(async (response) => {
         if (response.ok) await cache.put(key, response.clone());
         return response;
+      });
+      fresh.catch(() => {}); // a failure after the cached copy answered is no error
+      // a network that does not answer (a Wi-Fi without the server) is no network:
+      // after NETWORK_WAIT_MS the cached copy answers, the fetch still refreshes the cache
+      const late = new Promise((resolve) => setTimeout(resolve, NETWORK_WAIT_MS, null));
+      try {
+        const first = await Promise.race([fresh, late]);
+        if (first) return first;
+        const cached = await cache.match(key);
+        return cached || (await fresh);
       } catch (err) {
         const cached = await cache.match(key);
         if (cached) return cached;
