@@ -112,7 +112,8 @@ async function start() {
       if (err instanceof HttpError) ui.syncError = t("sync_failed", { detail: err.message });
     }
     void renderBar();
-    if (d.state !== "running") refreshMainSoon();
+    if (d.state === "done") void learnNames().finally(refreshMainSoon);
+    else if (d.state !== "running") refreshMainSoon();
   });
   tablet.on("upload", (/** @type {any} */ d) => {
     ui.uploads[`${d.sha256}:${d.inspection_id}`] = { sent: d.sent, total: d.total };
@@ -199,6 +200,32 @@ function refreshMainSoon() {
   setTimeout(() => {
     if (ui.mainStale && !editing()) void renderMain(true);
   }, 0);
+}
+
+/**
+ * The names of the people whose values a conflict shows (names, not ids): users do not
+ * sync, so the team of each inspection with a conflict naming someone unknown is read
+ * once from the inspection's export (`GET .../export.json`, in the inspector's scope)
+ * and kept in the local database.
+ */
+async function learnNames() {
+  /** @type {Record<string, string>} */
+  const people = { ...(tablet.meta.people || {}) };
+  const conflicts = await tablet.records("conflict");
+  const want = new Set();
+  for (const c of conflicts.values()) {
+    for (const v of c.values || []) if (v.by && !(v.by in people)) want.add(c.inspection_id);
+  }
+  if (!want.size) return;
+  for (const iid of want) {
+    try {
+      const dump = await /** @type {any} */ (tablet.transport).getJson(`/api/v1/inspections/${enc(iid)}/export.json`);
+      for (const m of dump.inspection?.team || []) people[m.user_id] = m.name;
+    } catch {
+      /* offline or refused: "another inspector" until the next sync */
+    }
+  }
+  await tablet.setMeta({ people });
 }
 
 /** Persistent storage, and a warning when the quota is near. */
@@ -673,7 +700,12 @@ function conflictBoxes(conflicts, kind, id, item) {
         "ul",
         null,
         (c.values || []).map((/** @type {any} */ v) => {
-          const who = v.by === tablet.meta.user_id ? (v.device === tablet.deviceId ? t("conflict_by_you") : t("conflict_by_you_other")) : t("conflict_by_other");
+          const who =
+            v.by === tablet.meta.user_id
+              ? v.device === tablet.deviceId
+                ? t("conflict_by_you")
+                : t("conflict_by_you_other")
+              : (tablet.meta.people || {})[v.by] || t("conflict_by_other");
           return h("li", { class: "value" }, h("strong", null, show(c.field, v.value, item)), " — ", t("conflict_at", { who, time: when(v.device_time || c.opened_at) }));
         }),
       ),

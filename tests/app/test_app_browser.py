@@ -316,10 +316,11 @@ def test_two_tablets_conflict_and_a_supervisor_resolves_it(
         assert "General defect" in text or "一般缺陷" in text, text
         assert page.locator('.conflict.open[data-field="title"]').count() == 1
     li_box = li.locator('.conflict.open[data-field="classification"]').inner_text()
-    assert "you, on this tablet" in li_box and "another inspector" in li_box
+    assert "you, on this tablet" in li_box and "Inspector Zhao (Jiangsu)" in li_box
     assert "a supervisor chooses" in li_box
     zhao_box = zhao.locator('.conflict.open[data-field="classification"]').inner_text()
     assert "您，在本平板上" in zhao_box and "由主管选择" in zhao_box
+    assert "Inspector Li (Jiangsu)" in zhao_box  # names, not ids
     shoot(li, "app-conflict")
     shoot(zhao, "app-conflict-zh")
 
