@@ -73,6 +73,7 @@ from sync.protocol import (  # noqa: E402
 )
 
 JSON = "application/json"
+BENCH_SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 INSPECTION = "insp-ds-routine"
 PUSH_PATH = "/api/v1/sync/push"
 PULL_PATH = "/api/v1/sync/pull"
@@ -180,6 +181,19 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_pids() -> list[int]:
+    """PostgreSQL's processes on this machine (its CPU counts as the server's when the
+    database is PostgreSQL: SQLite's work is inside the server process)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if stat.read_text().split(" ", 2)[1] == "(postgres)":
+                pids.append(int(stat.parent.name))
+        except (OSError, IndexError):
+            continue
+    return pids
+
+
 def proc_status_kib(pid: int, key: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -194,10 +208,14 @@ class Meter:
     """Wall, server CPU and client CPU of one measured stretch; optionally a py-spy
     profile of the server during it (``--py-spy DIR``: collapsed stacks per phase)."""
 
-    def __init__(self, pid: int, profile: Path | None = None) -> None:
+    def __init__(
+        self, pid: int, profile: Path | None = None, *, others: list[int] = (), db: bool = False
+    ) -> None:
         self.pid = pid
+        self.pids = [pid, *others]  # every server instance
+        self.db = db  # count PostgreSQL's processes too
         self.profile = profile
-        self.wall = self.server_cpu = self.client_cpu = 0.0
+        self.wall = self.server_cpu = self.client_cpu = self.db_cpu = 0.0
         self._spy: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Meter:
@@ -222,13 +240,16 @@ class Meter:
             )
             time.sleep(1.0)  # let it attach before the clock starts
         self._w = time.perf_counter()
-        self._s = proc_cpu_seconds(self.pid)
+        self._s = sum(proc_cpu_seconds(p) for p in self.pids)
+        self._db_pids = postgres_pids() if self.db else []
+        self._d = sum(proc_cpu_seconds(p) for p in self._db_pids)
         self._c = time.process_time()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.wall = time.perf_counter() - self._w
-        self.server_cpu = proc_cpu_seconds(self.pid) - self._s
+        self.server_cpu = sum(proc_cpu_seconds(p) for p in self.pids) - self._s
+        self.db_cpu = sum(proc_cpu_seconds(p) for p in self._db_pids) - self._d
         self.client_cpu = time.process_time() - self._c
         if self._spy is not None:
             self._spy.send_signal(signal.SIGINT)
@@ -239,13 +260,18 @@ class Meter:
                 self._spy.wait(timeout=10)
 
     def describe(self) -> str:
+        if not self.wall:
+            return "-"
+        db = f", PostgreSQL CPU {self.db_cpu:.2f} s" if self.db else ""
         return (
             f"wall {self.wall:.2f} s, server CPU {self.server_cpu:.2f} s"
-            f" ({self.server_cpu / self.wall:.0%} of one core), client CPU"
+            f" ({self.server_cpu / self.wall:.0%} of one core){db}, client CPU"
             f" {self.client_cpu:.2f} s"
-            if self.wall
-            else "-"
         )
+
+    def cpu_per(self, count: int, per: int = 10_000) -> float:
+        """Server CPU seconds (all instances, plus PostgreSQL's) per ``per`` items."""
+        return (self.server_cpu + self.db_cpu) / count * per
 
 
 # --- the server process ------------------------------------------------------------
@@ -275,12 +301,13 @@ def fs_type(path: Path) -> str:
 
 
 class Server:
-    def __init__(self, data_dir: Path, synchronous: str) -> None:
+    def __init__(self, data_dir: Path, synchronous: str, database_url: str = "") -> None:
         self.data_dir = data_dir
         self.synchronous = synchronous
+        self.database_url = database_url
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = data_dir / "server.log"
+        self.log_path = data_dir / f"server-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -298,6 +325,9 @@ class Server:
             "INSPECTSYNC_PASSWORD_TIME_COST": "1",
             "INSPECTSYNC_PASSWORD_MEMORY_KIB": "1024",
             "INSPECTSYNC_SQLITE_SYNCHRONOUS": self.synchronous,
+            "INSPECTSYNC_DATABASE_URL": self.database_url,
+            # instances must sign alike (and must not race to make a demo secret)
+            "INSPECTSYNC_JWT_SECRET": BENCH_SECRET,
             # the fleet phases send 50 requests at once to measure the stack, not the
             # shedding past the overload bounds (bench/load.py measures that): bounds
             # above 50 unless the environment sets them
@@ -538,10 +568,35 @@ class Figures:
         self.rows.append((name, value, target, verdict))
 
 
+class RoundRobin(httpx.AsyncHTTPTransport):
+    """Several instances behind one address, as a load balancer spreads them: each
+    request goes to the next instance's port. In the client, so that no proxy process
+    takes a share of the two cores."""
+
+    def __init__(self, ports: list[int], **kw: Any) -> None:
+        super().__init__(**kw)
+        self.ports = ports
+        self.next = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.next = (self.next + 1) % len(self.ports)
+        request.url = request.url.copy_with(port=self.ports[self.next])
+        return await super().handle_async_request(request)
+
+
+def transport(servers: list[Server], **kw: Any) -> httpx.AsyncHTTPTransport:
+    if len(servers) == 1:
+        return httpx.AsyncHTTPTransport(**kw)
+    return RoundRobin([s.port for s in servers], **kw)
+
+
 class Bench:
-    def __init__(self, args: argparse.Namespace, server: Server, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self, args: argparse.Namespace, servers: list[Server], http: httpx.AsyncClient
+    ) -> None:
         self.args = args
-        self.server = server
+        self.servers = servers
+        self.server = servers[0]
         self.http = http
         self.scale = 10 if args.quick else 1
         self.rng = random.Random(20260101)
@@ -558,10 +613,12 @@ class Bench:
 
     def meter(self, name: str) -> Meter:
         spy = self.args.py_spy
+        others = [s.pid for s in self.servers[1:]]
+        db = bool(self.args.database_url)
         if spy is None:
-            return Meter(self.server.pid)
+            return Meter(self.server.pid, others=others, db=db)
         Path(spy).mkdir(parents=True, exist_ok=True)
-        return Meter(self.server.pid, Path(spy) / f"{name}.txt")
+        return Meter(self.server.pid, Path(spy) / f"{name}.txt", others=others, db=db)
 
     def memory(self, when: str) -> None:
         pid = self.server.pid
@@ -577,7 +634,9 @@ class Bench:
         """A fleet tablet with its own HTTP client and connection, as a real device
         has. One shared client for 50 tablets spent about half of the client's CPU in
         httpcore's pool, which scans every pooled connection on each request."""
-        http = httpx.AsyncClient(base_url=self.server.base, timeout=REQUEST_TIMEOUT)
+        http = httpx.AsyncClient(
+            base_url=self.server.base, timeout=REQUEST_TIMEOUT, transport=transport(self.servers)
+        )
         self.device_clients.append(http)
         return Tablet(http, username, name, self.accept_encoding)
 
@@ -638,6 +697,48 @@ class Bench:
         )
         return rate, meter
 
+    async def parallel_push_phase(self, n_tablets: int, count: int) -> tuple[float, Meter]:
+        """``n_tablets`` tablets push at once (batches of 100, each tablet one request at
+        a time): the throughput several instances can share out."""
+        tablets = [
+            self.device("insp.js1" if i % 2 else "insp.js2", f"bench parallel tablet {i}")
+            for i in range(n_tablets)
+        ]
+        await asyncio.gather(*(t.login() for t in tablets))
+        per = max(1, count // n_tablets)
+        work = []
+        for i, t in enumerate(tablets):
+            muts = [
+                t.mutation(f"f-{self.run_tag}-par{i:02d}-{k:05d}", self.finding_fields("Par", k))
+                for k in range(per)
+            ]
+            work.append(
+                (t, [(b, encode(PushRequest(mutations=b), JSON)) for b in batches(muts, 100)])
+            )
+        stats = Stats()
+        answers: list[tuple[Tablet, list[Mutation], PushResponse]] = []
+
+        async def run(t: Tablet, bodies: list[tuple[list[Mutation], bytes]]) -> None:
+            for b, body in bodies:
+                answers.append((t, b, await t.push(b, stats, JSON, body=body)))
+
+        with self.meter("push-parallel") as meter:
+            await asyncio.gather(*(run(t, bodies) for t, bodies in work))
+        statuses: Counter[str] = Counter()
+        for t, b, answer in answers:
+            self.keep("push-parallel", t, b, answer)
+            statuses.update(result_status(r) for r in answer.results)
+        total = per * n_tablets
+        if statuses != Counter({"applied": total}):
+            raise BenchError(f"parallel push: expected {total} applied, got {dict(statuses)}")
+        rate = total / meter.wall
+        self.log(
+            f"  {n_tablets} tablets at once, {total} mutations in batches of 100:"
+            f" {rate:,.0f} mutations/s; {meter.describe()}"
+        )
+        await self.close_devices()
+        return rate, meter
+
     # 2. pull -------------------------------------------------------------------------
 
     async def pull_phase(
@@ -654,6 +755,7 @@ class Bench:
         stats = Stats()
         limit = 1000
         with self.meter(f"pull-{label}") as meter:
+            self.pull_meter = meter
             count, cursor, pages = await tablet.pull_to_end(
                 None, stats, limit=limit, max_pages=500, media=media, sink=sink
             )
@@ -941,13 +1043,14 @@ class Bench:
         f = self.figures
         n_push = self.n(10_000)
         self.log(f"\n[1] push ({n_push} findings, batches of 100, one tablet)")
-        rate_json, _ = await self.push_phase("json", JSON, n_push)
+        rate_json, push_meter = await self.push_phase("json", JSON, n_push)
         f.add(
             "push JSON, mutations/s",
             f"{rate_json:,.0f}",
             f">= {TARGET_PUSH:,}",
             rate_json >= TARGET_PUSH,
         )
+        f.add("server CPU s per 10,000 mutations (push JSON)", f"{push_meter.cpu_per(n_push):.2f}")
 
         self.memory("after the push")
 
@@ -960,6 +1063,18 @@ class Bench:
             f"{rate_pull:,.0f}",
             f">= {TARGET_PULL:,}",
             rate_pull >= TARGET_PULL,
+        )
+        f.add(
+            "server CPU s per 10,000 records (pull JSON)",
+            f"{self.pull_meter.cpu_per(n_pulled):.2f}",
+        )
+
+        self.log(f"\n[1c] push, 8 tablets at once ({n_push} findings, batches of 100)")
+        rate_par, par_meter = await self.parallel_push_phase(8, n_push)
+        f.add("push JSON, 8 tablets at once, mutations/s", f"{rate_par:,.0f}")
+        f.add(
+            "server CPU s per 10,000 mutations (8 tablets at once)",
+            f"{par_meter.cpu_per(n_push):.2f}",
         )
 
         if not self.args.no_msgpack:
@@ -1049,7 +1164,28 @@ class Bench:
 # --- verification against the database file (server stopped) ----------------------
 
 
-def verify(db_path: Path, acks: list[Ack], phase4: dict[str, Any]) -> dict[str, Any]:
+def database_reader(servers: list[Server]) -> Callable[[str], list[tuple[Any, ...]]]:
+    """Run a query on the database the servers used (SQLite file or PostgreSQL)."""
+    url = servers[0].database_url
+
+    def query(sql: str) -> list[tuple[Any, ...]]:
+        if url:
+            import psycopg
+
+            with psycopg.connect(url) as conn:
+                return list(conn.execute(sql.encode()).fetchall())
+        db = sqlite3.connect(str(servers[0].db_path))
+        try:
+            return list(db.execute(sql).fetchall())
+        finally:
+            db.close()
+
+    return query
+
+
+def verify(
+    query: Callable[[str], list[tuple[Any, ...]]], acks: list[Ack], phase4: dict[str, Any]
+) -> dict[str, Any]:
     """Every acknowledged mutation is in the database, once, with its value.
 
     - the audit trail (history) has exactly one event of the finding per acknowledged
@@ -1061,29 +1197,21 @@ def verify(db_path: Path, acks: list[Ack], phase4: dict[str, Any]) -> dict[str, 
     - phase 4: the clean field (objective_evidence) holds tablet B's value, the
       classification the server's (flagged), the title the winner the server named.
     """
-    db = sqlite3.connect(str(db_path))
-    try:
-        # the mutation's own record (the conflict records it opens have events too)
-        per_mid = dict(
-            db.execute(
-                "SELECT mid, COUNT(*) FROM history WHERE kind = 'finding' GROUP BY mid"
-            ).fetchall()
-        )
-        keys = {r[0] for r in db.execute("SELECT key FROM mutations")}
-        records: dict[str, tuple[int, int, dict[str, Any]]] = {}
-        for rid, rev, deleted, data in db.execute(
-            "SELECT id, rev, deleted, data FROM records WHERE kind = 'finding'"
-        ):
-            records[rid] = (rev, deleted, msgspec.json.decode(data))
-        kept: dict[tuple[str, str], list[Any]] = defaultdict(list)
-        open_conflicts = 0
-        for (data,) in db.execute("SELECT data FROM records WHERE kind = 'conflict'"):
-            c = msgspec.json.decode(data)
-            kept[(c["record_id"], c["field"])].extend(v["value"] for v in c["values"])
-            open_conflicts += c["status"] == "open"
-        history_rows = db.execute("SELECT COUNT(*) FROM history").fetchone()[0]
-    finally:
-        db.close()
+    # the mutation's own record (the conflict records it opens have events too)
+    per_mid = dict(query("SELECT mid, COUNT(*) FROM history WHERE kind = 'finding' GROUP BY mid"))
+    keys = {r[0] for r in query("SELECT key FROM mutations")}
+    records: dict[str, tuple[int, int, dict[str, Any]]] = {}
+    for rid, rev, deleted, data in query(
+        "SELECT id, rev, deleted, data FROM records WHERE kind = 'finding'"
+    ):
+        records[rid] = (rev, deleted, msgspec.json.decode(data))
+    kept: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    open_conflicts = 0
+    for (data,) in query("SELECT data FROM records WHERE kind = 'conflict'"):
+        c = msgspec.json.decode(data)
+        kept[(c["record_id"], c["field"])].extend(v["value"] for v in c["values"])
+        open_conflicts += c["status"] == "open"
+    history_rows = query("SELECT COUNT(*) FROM history")[0][0]
 
     problems: list[str] = []
     lost_by_phase: Counter[str] = Counter()
@@ -1183,12 +1311,14 @@ def print_table(figures: Figures) -> None:
     print(line)
 
 
-async def run_bench(args: argparse.Namespace, server: Server) -> Bench:
+async def run_bench(args: argparse.Namespace, servers: list[Server]) -> Bench:
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with httpx.AsyncClient(
-        base_url=server.base, timeout=REQUEST_TIMEOUT, limits=limits
+        base_url=servers[0].base,
+        timeout=REQUEST_TIMEOUT,
+        transport=transport(servers, limits=limits),
     ) as http:
-        bench = Bench(args, server, http)
+        bench = Bench(args, servers, http)
         await bench.run()
     return bench
 
@@ -1215,10 +1345,31 @@ def main(argv: list[str] | None = None) -> int:
         help="profile the server with py-spy during each measured phase (slows it down);"
         " collapsed stacks go to DIR/<phase>.txt",
     )
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="an empty PostgreSQL database for the servers (default: SQLite in the data dir)",
+    )
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="server instances over the one database (more than one needs --database-url);"
+        " the client spreads requests over them round robin, as a load balancer would",
+    )
     args = parser.parse_args(argv)
+    if args.instances > 1 and not args.database_url:
+        parser.error("--instances above 1 needs --database-url")
 
     data_dir = Path(tempfile.mkdtemp(prefix="inspectsync-bench-", dir=args.data_root))
-    server = Server(data_dir, args.synchronous)
+    servers = [Server(data_dir, args.synchronous, args.database_url) for _ in range(args.instances)]
+    server = servers[0]
+    where = (
+        f"PostgreSQL ({args.database_url.split('@')[-1]}), {args.instances} instance(s)"
+        if args.database_url
+        else f"INSPECTSYNC_SQLITE_SYNCHRONOUS={args.synchronous}"
+        + (" (durable default)" if args.synchronous == "FULL" else "")
+    )
     print(
         f"inspectsync sync benchmark{' (--quick: counts / 10)' if args.quick else ''}\n"
         f"  machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}),"
@@ -1226,8 +1377,7 @@ def main(argv: list[str] | None = None) -> int:
         f" Python {platform.python_version()}\n"
         f"  server: python -m server.cli serve --demo, 127.0.0.1, data dir {data_dir}"
         f" ({fs_type(data_dir)})\n"
-        f"  INSPECTSYNC_SQLITE_SYNCHRONOUS={args.synchronous}"
-        f"{' (durable default)' if args.synchronous == 'FULL' else ''};"
+        f"  {where};"
         f" answers {'uncompressed' if args.no_gzip else 'gzip (httpx default Accept-Encoding)'}",
         flush=True,
     )
@@ -1235,22 +1385,26 @@ def main(argv: list[str] | None = None) -> int:
     exit_code = None
     failed = False
     try:
-        server.start()
-        print(f"  server pid {server.pid}, {server.base}", flush=True)
-        bench = asyncio.run(run_bench(args, server))
+        for s in servers:  # one after the other: the first migrates and seeds the demo
+            s.start()
+            print(f"  server pid {s.pid}, {s.base}", flush=True)
+        bench = asyncio.run(run_bench(args, servers))
     except (BenchError, httpx.HTTPError) as exc:
         failed = True
         print(f"\nBENCHMARK FAILED: {exc!r}", file=sys.stderr)
     finally:
-        exit_code = server.stop()
+        exit_codes = [s.stop() for s in servers]
+        exit_code = exit_codes[0] if len(exit_codes) == 1 else exit_codes
         if failed or bench is None:
-            print(f"server log (tail):\n{server.log_tail()}", file=sys.stderr)
+            for s in servers:
+                print(f"server log (tail):\n{s.log_tail()}", file=sys.stderr)
     if failed or bench is None:
         print(f"data dir kept for inspection: {data_dir}", file=sys.stderr)
         return 2
 
-    print(f"\n[check] server stopped (exit code {exit_code}); reading {server.db_path.name}")
-    out = verify(server.db_path, bench.acks, bench.phase4)
+    source = "PostgreSQL" if args.database_url else server.db_path.name
+    print(f"\n[check] server stopped (exit code {exit_code}); reading {source}")
+    out = verify(database_reader(servers), bench.acks, bench.phase4)
     lost = out["lost_by_phase"]
     twice = out["twice_by_phase"]
     print(
@@ -1264,7 +1418,7 @@ def main(argv: list[str] | None = None) -> int:
     n_flagged = len(bench.phase4.get("flagged", ()))
     for k, v in out["phase4"].items():
         print(f"  phase 4: {k}: {v}/{n_flagged if 'classification' in k else n4}")
-    log_text = server.log_path.read_text(errors="replace")
+    log_text = "".join(s.log_path.read_text(errors="replace") for s in servers)
     tracebacks = log_text.count("Traceback")
     print(f"  server log: {tracebacks} tracebacks, {len(log_text.splitlines())} lines")
 

@@ -50,6 +50,14 @@ __all__ = [
 T = TypeVar("T")
 
 HEAD_SQL = "SELECT hash FROM history ORDER BY id DESC LIMIT 1"
+UPSERT_SQL = (
+    "INSERT INTO records (kind, id, data, meta, rev, seq, deleted, created_at,"
+    " updated_at, inspection_id) VALUES (?,?,?,?,?,?,?,?,?,?)"
+    " ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data,"
+    " meta = excluded.meta, rev = excluded.rev,"
+    " seq = excluded.seq, deleted = excluded.deleted, updated_at = excluded.updated_at,"
+    " inspection_id = excluded.inspection_id"
+)
 AUDIT_SQL = (
     f"INSERT INTO history ({', '.join(HASHED)}, prev_hash, hash)"
     f" VALUES ({', '.join('?' * (len(HASHED) + 2))})"
@@ -200,11 +208,12 @@ def with_actor(tx: BatchTx, actor: Actor) -> BatchTx:
 
 
 class _Savepoint:
-    """``SQLBatch.savepoint``: a SQL savepoint plus what the batch keeps in memory
-    (its sequence, audit head, buffered rows), restored together on an exception. A
-    class, not a generator: it runs once per mutation of every push."""
+    """``SQLBatch.savepoint``: what the batch keeps in memory (its sequence, audit head,
+    buffered rows), restored together on an exception, plus a SQL savepoint begun only
+    if the part writes with SQL directly (most parts only buffer rows: no round trip).
+    A class, not a generator: it runs once per mutation of every push."""
 
-    __slots__ = ("batch", "head", "pending", "seq")
+    __slots__ = ("batch", "head", "pending", "records", "seq", "started")
 
     def __init__(self, batch: SQLBatch) -> None:
         self.batch = batch
@@ -213,20 +222,37 @@ class _Savepoint:
         b = self.batch
         self.seq, self.head = b._seq, b._chain.head
         self.pending = {sql: len(rows) for sql, rows in b._pending.items()}
+        self.records = len(b._records)
+        self.started = False
+        b._open = self
+
+    def begin(self) -> None:
+        """The part is about to write with SQL: what was buffered before it is written
+        first, outside the SQL savepoint, then the savepoint begins."""
+        b = self.batch
+        if self.records:
+            b.db.executemany(UPSERT_SQL, b._records[: self.records])
+            del b._records[: self.records]
+            self.records = 0
         b.db.execute("SAVEPOINT part")
+        self.started = True
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
     ) -> None:
         b = self.batch
+        b._open = None
         if exc is None:
-            b.db.execute("RELEASE part")
+            if self.started:
+                b.db.execute("RELEASE part")
             return
-        b.db.execute("ROLLBACK TO part")
-        b.db.execute("RELEASE part")
+        if self.started:
+            b.db.execute("ROLLBACK TO part")
+            b.db.execute("RELEASE part")
         b._seq, b._chain.head = self.seq, self.head
         for sql in list(b._pending):
             del b._pending[sql][self.pending.get(sql, 0) :]
+        del b._records[self.records :]
         # what was read or written inside may be gone: read it again when needed
         b._known.clear()
         if b.dialect.failed(exc):  # the database failed (I/O, full, corrupt), not this part's data
@@ -236,7 +262,10 @@ class _Savepoint:
 class SQLBatch(BatchTx):
     """:class:`~sync.storage.contract.BatchTx` on one connection, inside a transaction
     the caller opened. Append-only rows (audit events, mutation results, quarantine)
-    and the sequence are buffered and written once by :meth:`finish`."""
+    and the sequence are buffered and written once by :meth:`finish`; record writes
+    are buffered too and written (one ``executemany``) before anything reads records
+    (:meth:`_q`) or at the end. A push of a hundred mutations is a few statements, not
+    a few hundred round trips to a database server."""
 
     def __init__(self, dialect: Dialect, db: Conn, *, writable: bool) -> None:
         self.dialect = dialect
@@ -252,6 +281,30 @@ class SQLBatch(BatchTx):
         # what this batch knows of records it read or wrote: (data, deleted), so that
         # writes are audited field by field without reading the record again
         self._known: dict[tuple[str, str], tuple[dict[str, Any], bool]] = {}
+        self._records: list[tuple[Any, ...]] = []  # record upserts not yet written
+        self._open: _Savepoint | None = None
+
+    def _flush(self) -> None:
+        """Write the buffered record upserts (inside the open savepoint, if any)."""
+        if self._records:
+            self._direct()
+            self.db.executemany(UPSERT_SQL, self._records)
+            self._records.clear()
+
+    def _direct(self) -> None:
+        """About to write with SQL: an open savepoint begins its SQL savepoint."""
+        if self._open is not None and not self._open.started:
+            self._open.begin()
+
+    def _q(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """A query that reads records: sees every record write of the batch."""
+        self._flush()
+        return self.db.execute(sql, params)
+
+    def _w(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """A write made at once (not buffered)."""
+        self._direct()
+        return self.db.execute(sql, params)
 
     def _remember(self, rec: StoredRecord) -> StoredRecord:
         self._known[(rec.kind, rec.id)] = (rec.data, rec.deleted)
@@ -266,7 +319,7 @@ class SQLBatch(BatchTx):
         as deleted."""
         if key in self._known:
             return self._known[key]
-        row = self.db.execute(
+        row = self._q(
             "SELECT data, meta, deleted FROM records WHERE kind = ? AND id = ?", key
         ).fetchone()
         return (join_data(row[0], row[1]), bool(row[2])) if row else ({}, True)
@@ -302,6 +355,7 @@ class SQLBatch(BatchTx):
     def finish(self) -> None:
         """Write what the batch buffered (inside its transaction): the append-only rows
         and the sequence it allocated."""
+        self._flush()
         for sql, rows in self._pending.items():
             self.db.executemany(sql, rows)
         self._pending.clear()
@@ -315,7 +369,7 @@ class SQLBatch(BatchTx):
     def get_record(
         self, kind: str, record_id: str, *, include_deleted: bool = False
     ) -> StoredRecord | None:
-        row = self.db.execute(
+        row = self._q(
             "SELECT * FROM records WHERE kind = ? AND id = ?", (kind, record_id)
         ).fetchone()
         if row is None:
@@ -332,7 +386,7 @@ class SQLBatch(BatchTx):
             for start in range(0, len(ids), 500):  # kind = ? AND id IN (...): the key
                 chunk = ids[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                rows = self.db.execute(
+                rows = self._q(
                     f"SELECT * FROM records WHERE kind = ? AND id IN ({marks})", [kind, *chunk]
                 ).fetchall()
                 found.update(
@@ -356,13 +410,7 @@ class SQLBatch(BatchTx):
         prior = self._prior((kind, record_id))
         seq = self._next_seq()
         now = self._now
-        self.db.execute(
-            "INSERT INTO records (kind, id, data, meta, rev, seq, deleted, created_at,"
-            " updated_at, inspection_id) VALUES (?,?,?,?,?,?,?,?,?,?)"
-            " ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data,"
-            " meta = excluded.meta, rev = excluded.rev,"
-            " seq = excluded.seq, deleted = excluded.deleted, updated_at = excluded.updated_at,"
-            " inspection_id = excluded.inspection_id",
+        self._records.append(
             (
                 kind,
                 record_id,
@@ -373,7 +421,7 @@ class SQLBatch(BatchTx):
                 now,
                 now,
                 scope_of(kind, record_id, data),
-            ),
+            )
         )
         at = datetime.fromisoformat(now)
         rec = StoredRecord(
@@ -391,11 +439,11 @@ class SQLBatch(BatchTx):
 
     def find_records(self, kind: str, filters: Sequence[Filter] = ()) -> list[StoredRecord]:
         where, params = where_sql(self.dialect, kind, filters)
-        rows = self.db.execute(f"SELECT * FROM records WHERE {where} ORDER BY id", params)
+        rows = self._q(f"SELECT * FROM records WHERE {where} ORDER BY id", params)
         return [record_from_row(r) for r in rows.fetchall()]
 
     def records_of(self, kind: str, inspection_id: str) -> list[StoredRecord]:
-        rows = self.db.execute(
+        rows = self._q(
             "SELECT * FROM records WHERE inspection_id = ? AND kind = ? AND deleted = 0"
             " ORDER BY id",
             (inspection_id, kind),
@@ -471,7 +519,7 @@ class SQLBatch(BatchTx):
         sql, args = self._feed_sql(
             "*", after_seq, inspection_ids, refs, limit, max_seq=max_seq, live_only=live_only
         )
-        return [record_from_row(r) for r in self.db.execute(sql, args).fetchall()]
+        return [record_from_row(r) for r in self._q(sql, args).fetchall()]
 
     def _feed_sql(
         self,
@@ -517,13 +565,14 @@ class SQLBatch(BatchTx):
             max_seq=max_seq,
             live_only=live_only,
         )
+        self._flush()
         rows = self.dialect.tuples(self.db, sql, args)  # no row object per record
         return [FeedRow(k, i, rv, sq, bool(d), data) for k, i, rv, sq, d, data in rows]
 
     def bound_refs(self, inspection_ids: Sequence[str]) -> list[tuple[str, str]]:
         if not inspection_ids:
             return []
-        rows = self.db.execute(
+        rows = self._q(
             "SELECT kind, id FROM records WHERE inspection_id IN"
             f" ({','.join('?' * len(inspection_ids))}) ORDER BY seq",
             list(inspection_ids),
@@ -536,7 +585,7 @@ class SQLBatch(BatchTx):
 
     def put_snapshot(self, key: str, scope: str) -> None:
         self._write()
-        self.db.execute(
+        self._w(
             "INSERT INTO scope_snapshots (hash, scope, created_at) VALUES (?,?,?)"
             " ON CONFLICT DO NOTHING",
             (key, scope, self._now),
@@ -550,19 +599,15 @@ class SQLBatch(BatchTx):
 
     def purge_tombstones(self, before: datetime) -> int:
         self._write()
-        row = self.db.execute(
+        row = self._q(
             "SELECT COUNT(*), MAX(seq) FROM records WHERE deleted = 1 AND updated_at < ?",
             (before.isoformat(),),
         ).fetchone()
         if not row[0]:
             return 0
-        self.db.execute(
-            "DELETE FROM records WHERE deleted = 1 AND updated_at < ?", (before.isoformat(),)
-        )
+        self._w("DELETE FROM records WHERE deleted = 1 AND updated_at < ?", (before.isoformat(),))
         horizon = max(self.tombstone_horizon(), int(row[1]))
-        self.db.execute(
-            "UPDATE store_meta SET value = ? WHERE key = 'tombstone_horizon'", (str(horizon),)
-        )
+        self._w("UPDATE store_meta SET value = ? WHERE key = 'tombstone_horizon'", (str(horizon),))
         return int(row[0])
 
     def max_seq(self) -> int:
@@ -572,7 +617,7 @@ class SQLBatch(BatchTx):
 
     def update_device_sync(self, device_id: str, user_id: str, **fields: Any) -> None:
         self._write()
-        self.db.execute(
+        self._w(
             "INSERT INTO device_sync (device_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
             (device_id, user_id),
         )
@@ -584,7 +629,7 @@ class SQLBatch(BatchTx):
         ]
         sets.append("mutations_received = mutations_received + ?")
         params.append(received)
-        self.db.execute(
+        self._w(
             f"UPDATE device_sync SET {', '.join(sets)} WHERE device_id = ?", (*params, device_id)
         )
 
@@ -612,6 +657,7 @@ class SQLBatch(BatchTx):
         return [dict(r) for r in rows]
 
     def missing_evidence(self, inspection_ids: Sequence[str]) -> dict[str, list[str]]:
+        self._flush()
         return missing_evidence(self.dialect, self.db, list(inspection_ids))
 
     def stored_evidence(self, hashes: Sequence[str]) -> set[str]:
