@@ -181,17 +181,18 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def postgres_pids() -> list[int]:
-    """PostgreSQL's processes on this machine (its CPU counts as the server's when the
-    database is PostgreSQL: SQLite's work is inside the server process)."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if stat.read_text().split(" ", 2)[1] == "(postgres)":
-                pids.append(int(stat.parent.name))
-        except (OSError, IndexError):
-            continue
-    return pids
+def postgres_pids(url: str) -> list[int]:
+    """The PostgreSQL backends serving the benchmark's database (their CPU counts as the
+    server's: SQLite's work is inside the server process). Other databases' backends on
+    the same PostgreSQL (other programs on the machine) are left out."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [int(r[0]) for r in rows]
 
 
 def proc_status_kib(pid: int, key: str) -> int:
@@ -209,11 +210,11 @@ class Meter:
     profile of the server during it (``--py-spy DIR``: collapsed stacks per phase)."""
 
     def __init__(
-        self, pid: int, profile: Path | None = None, *, others: list[int] = (), db: bool = False
+        self, pid: int, profile: Path | None = None, *, others: list[int] = (), db: str = ""
     ) -> None:
         self.pid = pid
         self.pids = [pid, *others]  # every server instance
-        self.db = db  # count PostgreSQL's processes too
+        self.db = db  # a PostgreSQL URL: count its backends' CPU too
         self.profile = profile
         self.wall = self.server_cpu = self.client_cpu = self.db_cpu = 0.0
         self._spy: subprocess.Popen[bytes] | None = None
@@ -241,15 +242,18 @@ class Meter:
             time.sleep(1.0)  # let it attach before the clock starts
         self._w = time.perf_counter()
         self._s = sum(proc_cpu_seconds(p) for p in self.pids)
-        self._db_pids = postgres_pids() if self.db else []
-        self._d = sum(proc_cpu_seconds(p) for p in self._db_pids)
+        self._db_start = {p: proc_cpu_seconds(p) for p in postgres_pids(self.db)} if self.db else {}
         self._c = time.process_time()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.wall = time.perf_counter() - self._w
         self.server_cpu = sum(proc_cpu_seconds(p) for p in self.pids) - self._s
-        self.db_cpu = sum(proc_cpu_seconds(p) for p in self._db_pids) - self._d
+        if self.db:  # backends that began during the stretch count whole
+            pids = set(self._db_start) | set(postgres_pids(self.db))
+            self.db_cpu = sum(
+                max(0.0, proc_cpu_seconds(p) - self._db_start.get(p, 0.0)) for p in pids
+            )
         self.client_cpu = time.process_time() - self._c
         if self._spy is not None:
             self._spy.send_signal(signal.SIGINT)
@@ -614,7 +618,7 @@ class Bench:
     def meter(self, name: str) -> Meter:
         spy = self.args.py_spy
         others = [s.pid for s in self.servers[1:]]
-        db = bool(self.args.database_url)
+        db = self.args.database_url
         if spy is None:
             return Meter(self.server.pid, others=others, db=db)
         Path(spy).mkdir(parents=True, exist_ok=True)

@@ -200,6 +200,11 @@ CREATE INDEX uploads_expires_at ON uploads (expires_at);
 
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "the schema of SQLite's migrations 1 to 6, append-only audit trail", _INITIAL),
+    (
+        2,
+        "records: an index by inspection and kind (SQLite's 7)",
+        "CREATE INDEX records_inspection_id_kind_id ON records (inspection_id, kind, id)",
+    ),
 ]
 
 

@@ -323,6 +323,12 @@ def _m6_evidence_lost(db: sqlite_utils.Database) -> None:
         table.add_column("lost_at", str)  # type: ignore[union-attr]
 
 
+def _m7_records_by_kind(db: sqlite_utils.Database) -> None:
+    # An inspection's records of one kind (sign-offs, conflicts) without reading every
+    # record of the inspection: each push reads its sign-offs.
+    db["records"].create_index(["inspection_id", "kind", "id"], if_not_exists=True)  # type: ignore[union-attr]
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "users, devices, refresh tokens, records and the change sequence", _m1_initial),
     (
@@ -334,6 +340,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (4, "audit trail: actor role, hash chain, append-only history", _m4_audit_chain),
     (5, "records: bookkeeping fields in their own column", _m5_record_meta),
     (6, "evidence: files whose bytes were lost", _m6_evidence_lost),
+    (7, "records: an index by inspection and kind", _m7_records_by_kind),
 ]
 
 
