@@ -46,6 +46,7 @@ from server.webapp import APP_EXCLUDE, webapp_routes
 from sync.audit import anchor_head, read_anchors
 from sync.authoring import Authoring
 from sync.clock import Clock, SystemClock
+from sync.conclusion import Conclusions
 from sync.engine import EngineConfig, SyncEngine
 from sync.evidence import LocalBlobStore, UploadArea
 from sync.models import Principal
@@ -83,6 +84,7 @@ class Services:
             self.notifier,
         )
         self.review = Review(store, self.engine, clock)
+        self.conclusions = Conclusions(store, clock, self.notifier)
         self.uploads = make_uploads(settings, store, clock)
 
 
@@ -237,6 +239,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             "notifier": provide(services.notifier),
             "uploads": provide(services.uploads),
             "review": provide(services.review),
+            "conclusions": provide(services.conclusions),
             "settings": provide(settings),
         },
         lifespan=[lifespan],

@@ -11,6 +11,7 @@ from server.accounts import Accounts
 from server.auth import AuthService
 from server.settings import Settings
 from sync.authoring import Authoring
+from sync.conclusion import Conclusions
 from sync.engine import SyncEngine
 from sync.models import Principal
 from sync.notify import Notifier
@@ -24,6 +25,7 @@ __all__ = [
     "AuthDep",
     "AuthedRequest",
     "AuthoringDep",
+    "ConclusionsDep",
     "EngineDep",
     "NotifierDep",
     "RegistryDep",
@@ -42,6 +44,7 @@ EngineDep: TypeAlias = NamedDependency[SyncEngine]
 NotifierDep: TypeAlias = NamedDependency[Notifier]
 UploadsDep: TypeAlias = NamedDependency[Uploads]
 ReviewDep: TypeAlias = NamedDependency[Review]
+ConclusionsDep: TypeAlias = NamedDependency[Conclusions]
 SettingsDep: TypeAlias = NamedDependency[Settings]
 
 AuthedRequest: TypeAlias = Request[Principal, Any, Any]

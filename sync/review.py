@@ -23,6 +23,7 @@ import msgspec
 from sync.access import can_see_inspection, inspection_scope
 from sync.audit import Actor
 from sync.clock import Clock
+from sync.conclusion import signed_hash
 from sync.engine import SyncEngine, public_data
 from sync.errors import Forbidden, InvalidInput, InvalidTransition, NotFound, RevisionMismatch
 from sync.fielddata import CLASSIFICATION_LABELS
@@ -429,7 +430,7 @@ class Review:
 
     async def signatures(self, principal: Principal, inspection_id: str) -> list[dict[str, Any]]:
         """Every signature of an inspection (inspectors' sign-offs, supervisors'
-        decisions) and whether it still matches the content it signed."""
+        decisions, the conclusion) and whether it still matches the content it signed."""
 
         def read(tx: BatchTx) -> list[dict[str, Any]]:
             insp = tx.get_record("inspection", inspection_id)
@@ -473,6 +474,29 @@ class Review:
                             "matches": now == sig.get("content_hash"),
                         }
                     )
+            concluded = tx.get_record("conclusion", inspection_id)
+            if concluded is not None:
+                sig = concluded.data.get("signature") or {}
+                accepted = [
+                    f
+                    for f in tx.records_of("finding", inspection_id)
+                    if f.data.get("status") == "accepted"
+                ]
+                now = signed_hash(accepted, concluded.data["conclusion"], concluded.data["reason"])
+                out.append(
+                    {
+                        "kind": "conclusion",
+                        "id": concluded.id,
+                        "conclusion": concluded.data["conclusion"],
+                        "signer_name": sig.get("signer_name"),
+                        "signed_by": concluded.data.get("set_by"),
+                        "meaning": sig.get("meaning"),
+                        "signed_at": sig.get("signed_at"),
+                        "content_hash": sig.get("content_hash"),
+                        "current_hash": now,
+                        "matches": now == sig.get("content_hash"),
+                    }
+                )
             return out
 
         return await self.store.read_batch(read)

@@ -232,6 +232,49 @@ EN: dict[str, str] = {
     "insp_close_blocked": "Not closed: decide every finding and resolve every conflict first.",
     "insp_blocking_findings": "Undecided findings",
     "insp_blocking_conflicts": "Open conflicts",
+    "concl_title": "Inspection conclusion",
+    "concl_meets": "Meets requirements",
+    "concl_basically_meets": "Basically meets requirements",
+    "concl_does_not_meet": "Does not meet requirements",
+    "concl_suggested": "Suggested from the accepted findings: {label}",
+    "concl_counts": (
+        "Accepted: {critical} critical (NMPA: serious defect), {major} major (NMPA: major"
+        " defect), {other} other (NMPA: general defect)"
+    ),
+    "concl_rule_critical": "A critical (serious) finding: does not meet.",
+    "concl_rule_major": "Major findings and no critical one: basically meets.",
+    "concl_rule_other": "Only other (general) findings: meets.",
+    "concl_rule_none": "No accepted finding: meets.",
+    "concl_caution_several_majors": (
+        "Several major findings: if they are related and show a system of the quality"
+        " system not working, conclude \u201cdoes not meet\u201d."
+    ),
+    "concl_caution_several_others": (
+        "Several other findings: if they are related and show a system of the quality"
+        " system incomplete, conclude \u201cbasically meets\u201d."
+    ),
+    "concl_none": "Not concluded yet.",
+    "concl_set_by": "Signed by {name}, {at}",
+    "concl_override": "Overrides the suggestion (\u201c{label}\u201d).",
+    "concl_follows": "As suggested.",
+    "concl_stale": (
+        "The accepted findings changed since it was set: its signature no longer matches."
+        " Set it again."
+    ),
+    "concl_reason": "Reason",
+    "concl_reason_is": "Reason: {reason}",
+    "concl_choose": "Conclusion",
+    "concl_err_choose": "Choose a conclusion.",
+    "concl_submit": "Sign and set the conclusion",
+    "concl_change": "Change the conclusion",
+    "concl_done": "The conclusion is set.",
+    "concl_history": "Earlier settings",
+    "concl_blocked_role": "Only a supervisor of the lead authority sets the conclusion.",
+    "concl_blocked_authority": "Only a supervisor of the lead authority sets the conclusion.",
+    "concl_blocked_status": "The conclusion is set at fieldwork done or under review.",
+    "concl_blocked_undecided": (
+        "Decide every finding and resolve every conflict before concluding."
+    ),
     "team_lead": "lead",
     "team_member": "member",
     "type_pre_approval": "Pre-approval",
@@ -512,6 +555,42 @@ ZH: dict[str, str] = {
     "insp_close_blocked": "无法关闭：请先对每项缺陷作出决定并裁定所有冲突。",
     "insp_blocking_findings": "待决定的缺陷",
     "insp_blocking_conflicts": "未解决的冲突",
+    "concl_title": "检查结论",
+    "concl_meets": "符合要求",
+    "concl_basically_meets": "基本符合要求",
+    "concl_does_not_meet": "不符合要求",
+    "concl_suggested": "根据已接受的缺陷，建议结论：{label}",
+    "concl_counts": (
+        "已接受：关键缺陷（PIC/S；NMPA：严重缺陷）{critical} 项，主要缺陷 {major} 项，"
+        "其他缺陷（PIC/S；NMPA：一般缺陷）{other} 项"
+    ),
+    "concl_rule_critical": "有严重缺陷（关键缺陷）：不符合要求。",
+    "concl_rule_major": "有主要缺陷、无严重缺陷：基本符合要求。",
+    "concl_rule_other": "仅有一般缺陷（其他缺陷）：符合要求。",
+    "concl_rule_none": "没有已接受的缺陷：符合要求。",
+    "concl_caution_several_majors": (
+        "有多项主要缺陷：如相互关联并表明质量管理体系中某一系统不能有效运行，结论应为“不符合要求”。"
+    ),
+    "concl_caution_several_others": (
+        "有多项一般缺陷：如相互关联并表明质量管理体系中某一系统不完善，结论应为“基本符合要求”。"
+    ),
+    "concl_none": "尚未作出结论。",
+    "concl_set_by": "{name} 签署，{at}",
+    "concl_override": "未采纳建议结论（“{label}”）。",
+    "concl_follows": "与建议结论一致。",
+    "concl_stale": "结论确定后已接受的缺陷有变化，签名不再匹配，请重新确定结论。",
+    "concl_reason": "理由",
+    "concl_reason_is": "理由：{reason}",
+    "concl_choose": "结论",
+    "concl_err_choose": "请选择结论。",
+    "concl_submit": "签署并确定结论",
+    "concl_change": "修改结论",
+    "concl_done": "结论已确定。",
+    "concl_history": "此前的结论",
+    "concl_blocked_role": "只有牵头机构的监管人员可以确定检查结论。",
+    "concl_blocked_authority": "只有牵头机构的监管人员可以确定检查结论。",
+    "concl_blocked_status": "检查结论在“现场检查完成”或“审核中”阶段确定。",
+    "concl_blocked_undecided": "确定结论前，请先对每项缺陷作出决定并裁定所有冲突。",
     "team_lead": "组长",
     "team_member": "组员",
     "type_pre_approval": "上市前检查",

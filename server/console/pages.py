@@ -58,6 +58,8 @@ from server.console.messages import CATALOGUES
 from server.console.present import zone
 from server.console.reads import SORTS, ConsoleReads
 from server.console.sessions import SESSION_COOKIE, ConsoleSessions
+from server.problems import localised
+from sync.conclusion import ConclusionIn
 from sync.errors import DomainError, NotFound
 from sync.exports import export_json, findings_csv, responses_csv
 from sync.inspection_report import render_report
@@ -289,10 +291,15 @@ def console_router(services: Services) -> Router:
         status: int = 200,
         error: str = "",
         blocking: dict[str, Any] | None = None,
+        concl_error: str = "",
+        concl_form: dict[str, str] | None = None,
     ) -> Template:
         p = _presenter(request)
         found = await reads.inspection(request.user, inspection_id, p)
         moved = request.query_params.get("moved")
+        done = p.t("insp_moved", status=p.t(f"ist_{moved}")) if moved in _STATUSES else ""
+        if request.query_params.get("concluded"):
+            done = p.t("concl_done")
         return _page(
             request,
             "inspection.html",
@@ -301,7 +308,9 @@ def console_router(services: Services) -> Router:
             i=found,
             error=error,
             blocking=blocking or {},
-            done=p.t("insp_moved", status=p.t(f"ist_{moved}")) if moved in _STATUSES else "",
+            concl_error=concl_error,
+            concl_form=concl_form or {},
+            done=done,
         )
 
     @get("/console/inspections/{inspection_id:str}", include_in_schema=False, guards=[signed_in])
@@ -338,6 +347,47 @@ def console_router(services: Services) -> Router:
                 )
             return await inspection_page(request, inspection_id, _status(exc), exc.message)
         return Redirect(f"/console/inspections/{quote(inspection_id)}?moved={to}", status_code=303)
+
+    @post(
+        "/console/inspections/{inspection_id:str}/conclusion",
+        include_in_schema=False,
+        guards=[signed_in],
+        status_code=303,
+    )
+    async def conclude(request: Request[Any, Any, Any], inspection_id: FromPath[str]) -> Any:
+        form = {k: str(v) for k, v in (await request.form()).items() if k != "_csrf"}
+        t = _presenter(request).t
+
+        async def again(status: int, message: str) -> Template:
+            return await inspection_page(
+                request, inspection_id, status, concl_error=message, concl_form=form
+            )
+
+        if not form.get("reason", "").strip():
+            return await again(422, t("err_reason"))
+        try:
+            body = msgspec.convert(
+                {
+                    "conclusion": form.get("conclusion", ""),
+                    "reason": form["reason"],
+                    "expect_rev": int(form["rev"]) if form.get("rev", "").isdigit() else None,
+                },
+                ConclusionIn,
+            )
+            await services.conclusions.set(request.user, inspection_id, body)
+        except msgspec.ValidationError:
+            return await again(422, t("concl_err_choose"))
+        except NotFound:
+            raise
+        except DomainError as exc:
+            # the engine's own words in English, the problem catalogue's in Chinese
+            said = exc.message
+            if t.lang == "zh":
+                said = localised(exc.code, "zh", {"field": exc.field, **exc.extra})[1]
+            return await again(_status(exc), said)
+        return Redirect(
+            f"/console/inspections/{quote(inspection_id)}?concluded=1#conclusion", status_code=303
+        )
 
     @get(
         "/console/inspections/{inspection_id:str}/export.csv",
@@ -533,6 +583,7 @@ def console_router(services: Services) -> Router:
             decide,
             inspection,
             transition,
+            conclude,
             export_csv,
             export_json_file,
             report,

@@ -15,6 +15,7 @@ import msgspec
 
 from server.console.present import Presenter
 from sync.access import can_see_inspection
+from sync.conclusion import CONCLUSIONS
 from sync.errors import NotFound
 from sync.fielddata import (
     CLASSIFICATION_LABELS,
@@ -465,6 +466,44 @@ class ConsoleReads:
             "findings": findings,
             "undecided": sum(1 for f in findings if not f["decided"]),
             "quarantine": quarantine,
+            "conclusion": await self.conclusion(principal, inspection_id, p),
+        }
+
+    async def conclusion(
+        self, principal: Principal, inspection_id: str, p: Presenter
+    ) -> dict[str, Any]:
+        """The conclusion card: the rule's suggestion in words, the conclusion set (by
+        whom, when, why, an override or not, still matching or not) and earlier ones."""
+        v = await self.s.conclusions.view(principal, inspection_id)
+        sug = v["suggestion"]
+
+        def label(key: str) -> str:
+            return p.t(f"concl_{key}")
+
+        def shown(c: dict[str, Any]) -> dict[str, Any]:
+            return {
+                "key": c["conclusion"],
+                "label": label(c["conclusion"]),
+                "by": p.t("concl_set_by", name=c.get("set_by_name", ""), at=p.when(c["set_at"])),
+                "reason": c.get("reason", ""),
+                "override": p.t("concl_override", label=label(c["suggested"]))
+                if c.get("override")
+                else p.t("concl_follows"),
+            }
+
+        current = v["conclusion"]
+        return {
+            "suggested": sug["conclusion"],
+            "suggested_label": p.t("concl_suggested", label=label(sug["conclusion"])),
+            "counts": p.t("concl_counts", **sug["counts"]),
+            "rule": p.t(f"concl_rule_{sug['rule']}"),
+            "caution": p.t(f"concl_caution_{sug['caution']}") if sug["caution"] else "",
+            "current": shown(current) if current else None,
+            "history": [shown(h) for h in reversed(current["history"])] if current else [],
+            "stale": v["matches"] is False,
+            "rev": v["rev"],
+            "blocked": p.t(f"concl_blocked_{v['blocked']}") if v["blocked"] else "",
+            "choices": [(k, label(k)) for k in CONCLUSIONS],
         }
 
     # --- the chain view of a product --------------------------------------------

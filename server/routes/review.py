@@ -11,14 +11,22 @@ from datetime import date
 from typing import Any, Literal
 
 import msgspec
-from litestar import Controller, get, post
+from litestar import Controller, get, post, put
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from server.deps import AuthedRequest, EngineDep, ReviewDep, SettingsDep, StoreDep
+from server.deps import (
+    AuthedRequest,
+    ConclusionsDep,
+    EngineDep,
+    ReviewDep,
+    SettingsDep,
+    StoreDep,
+)
 from server.guards import ADMIN, ANY_ROLE, STAFF
 from server.routes._openapi import problems
 from server.schemas import AfterId, Limit, Offset
 from sync.audit import read_anchors
+from sync.conclusion import ConclusionIn
 from sync.review import Decision, QueueQuery, finding_view
 
 
@@ -116,6 +124,39 @@ class ReviewController(Controller):
         printed name, meaning, time, the signed content's hash, and whether the content
         still matches it."""
         return await review.signatures(request.user, inspection_id)
+
+    @get(
+        "/inspections/{inspection_id:str}/conclusion",
+        guards=[ANY_ROLE],
+        responses=problems(400, 401, 404),
+    )
+    async def conclusion(
+        self, request: AuthedRequest, inspection_id: FromPath[str], conclusions: ConclusionsDep
+    ) -> dict[str, Any]:
+        """The inspection conclusion (meets / basically meets / does not meet, NMPA's
+        符合要求 / 基本符合要求 / 不符合要求): the rule's suggestion from the accepted
+        findings now, the conclusion set (null if none) with its reason, suggestion,
+        override flag, signature and earlier settings, ``rev``, ``matches`` and why you
+        may not set it (``blocked``: null if you may)."""
+        return await conclusions.view(request.user, inspection_id)
+
+    @put(
+        "/inspections/{inspection_id:str}/conclusion",
+        guards=[STAFF],
+        responses=problems(400, 401, 403, 404, 409, 412, 413, 422),
+    )
+    async def conclude(
+        self,
+        request: AuthedRequest,
+        inspection_id: FromPath[str],
+        data: JSONBody[ConclusionIn],
+        conclusions: ConclusionsDep,
+    ) -> dict[str, Any]:
+        """Set or change the conclusion, with a reason (lead authority's supervisors;
+        at fieldwork done or under review, every finding decided, no conflict open).
+        One that differs from the suggestion is an override, kept as such; signed and
+        audited (``/api/v1/audit/history/conclusion/{inspection_id}``)."""
+        return await conclusions.set(request.user, inspection_id, data)
 
 
 class AuditController(Controller):

@@ -178,6 +178,19 @@ ROLE_TABLE = [
         None,
         {"admin", "supervisor", "inspector"},
     ),
+    (
+        "GET",
+        "/api/v1/review/inspections/insp-ds-routine/conclusion",
+        None,
+        {"admin", "supervisor", "inspector"},
+    ),
+    # the conclusion: supervisors of the lead authority only (an admin: 403 from the engine)
+    (
+        "PUT",
+        "/api/v1/review/inspections/insp-ds-routine/conclusion",
+        {"conclusion": "meets", "reason": "r"},
+        {"supervisor"},
+    ),
     ("GET", "/api/v1/audit/history/finding/f-x", None, {"admin", "supervisor", "inspector"}),
     ("GET", "/api/v1/audit/versions/finding/f-x/1", None, {"admin", "supervisor", "inspector"}),
     ("GET", "/api/v1/audit/events", None, {"admin"}),
