@@ -458,6 +458,11 @@ DETAILS: dict[str, dict[str, str]] = {
         "en": "The classification is in an open conflict: resolve the conflict instead.",
         "zh": "缺陷分级处于未解决的冲突中，请改为裁定该冲突。",
     },
+    "invalid_transition@conclusion": {
+        "en": "The inspection is concluded at fieldwork done or under review, once every"
+        " finding is decided and no conflict is open.",
+        "zh": "检查结论须在“现场检查完成”或“审核中”阶段，且所有缺陷均已决定、无未解决冲突时确定。",
+    },
     "invalid_transition@conflict_id": {
         "en": "This conflict is already resolved, or its inspection is closed.",
         "zh": "该冲突已裁定，或其所属检查已关闭。",
