@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 from sync.audit import SYSTEM, Actor
 from sync.errors import StorageError
 from sync.storage.contract import BatchTx, Store
-from sync.storage.sql_batch import Queued, batch_read, group_write, run_write, with_actor
 from sync.storage.sql_dialect import Conn, Dialect
+from sync.storage.sql_run import Queued, batch_read, group_write, run_write, with_actor
 
 __all__ = ["SQLBase"]
 

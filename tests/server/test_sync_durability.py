@@ -171,39 +171,50 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path, server_db):
     assert_audit_chain_intact(server_db)  # the kill broke no link
 
 
+def push_fleet(bases: list[str], n: int = 50) -> tuple[list[int], list[Mutation]]:
+    """``n`` tablets (of two inspectors) push three batches of ten at once, tablet ``i``
+    through ``bases[i % len(bases)]`` (instances behind a load balancer). Returns every
+    answer's status and the mutations acknowledged."""
+    statuses: list[int] = []
+    acked: list[Mutation] = []
+    with httpx.Client(base_url=bases[0], timeout=30) as http:
+        tablets = [login(http, "insp.js1" if i % 2 else "insp.js2", f"fleet-{i}") for i in range(n)]
+
+    async def tablet(auth: dict[str, str], client: httpx.AsyncClient) -> None:
+        dev = auth["X-Device"]
+        headers = {"Authorization": auth["Authorization"], "content-type": "application/json"}
+        for k in range(3):
+            req = batch(dev, k * 10, 10)
+            r = await client.post(
+                "/api/v1/sync/push", content=msgspec.json.encode(req), headers=headers
+            )
+            statuses.append(r.status_code)
+            if r.status_code == 200:
+                answer = msgspec.json.decode(r.content, type=PushResponse)
+                assert {x.__struct_config__.tag for x in answer.results} == {"applied"}
+                acked.extend(req.mutations)
+
+    async def fleet() -> None:
+        limits = httpx.Limits(max_connections=60)
+        clients = [httpx.AsyncClient(base_url=b, timeout=60, limits=limits) for b in bases]
+        try:
+            await asyncio.gather(
+                *(tablet(t, clients[i % len(clients)]) for i, t in enumerate(tablets))
+            )
+        finally:
+            await asyncio.gather(*(c.aclose() for c in clients))
+
+    asyncio.run(fleet())
+    return statuses, acked
+
+
 def test_fifty_tablets_pushing_at_once_lose_nothing(tmp_path, server_db):
     # all fifty reach the writer at once (group commit), none is shed: the overload
     # bounds (server/overload.py, tested in test_overload.py) are set above fifty
     limits = {"INSPECTSYNC_MAX_IN_FLIGHT": "64", "INSPECTSYNC_MAX_PUSHES_IN_FLIGHT": "64"}
     proc, base = start_server(tmp_path, "--demo", env={**limits, **server_db.env})
-    statuses: list[int] = []
-    acked: list[Mutation] = []
     try:
-        with httpx.Client(base_url=base, timeout=30) as http:
-            tablets = [
-                login(http, "insp.js1" if i % 2 else "insp.js2", f"fleet-{i}") for i in range(50)
-            ]
-
-        async def tablet(auth: dict[str, str], client: httpx.AsyncClient) -> None:
-            dev = auth["X-Device"]
-            headers = {"Authorization": auth["Authorization"], "content-type": "application/json"}
-            for k in range(3):
-                req = batch(dev, k * 10, 10)
-                r = await client.post(
-                    "/api/v1/sync/push", content=msgspec.json.encode(req), headers=headers
-                )
-                statuses.append(r.status_code)
-                if r.status_code == 200:
-                    answer = msgspec.json.decode(r.content, type=PushResponse)
-                    assert {x.__struct_config__.tag for x in answer.results} == {"applied"}
-                    acked.extend(req.mutations)
-
-        async def fleet() -> None:
-            limits = httpx.Limits(max_connections=60)
-            async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
-                await asyncio.gather(*(tablet(t, client) for t in tablets))
-
-        asyncio.run(fleet())
+        statuses, acked = push_fleet([base])
         with httpx.Client(base_url=base, timeout=30) as http:
             reader = login(http, "insp.js1", "auditor")
             reader.pop("X-Device")
