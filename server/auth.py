@@ -44,6 +44,7 @@ __all__ = [
     "LoginLimiter",
     "Passwords",
     "RateLimited",
+    "SharedLoginLimiter",
     "TokenPair",
 ]
 
@@ -145,8 +146,8 @@ class TokenPair(msgspec.Struct, kw_only=True):
 class LoginLimiter:
     """Counts failed logins per (username, client address) in a sliding window.
 
-    In memory, per process: enough for one server; a multi-process deployment
-    would keep the counts in the shared database instead.
+    In memory, per process: enough for one server. Several instances over
+    PostgreSQL count in the database instead (:class:`SharedLoginLimiter`).
 
     Bounded: a key is kept only while it has failures inside the window, and at most
     ``MAX_KEYS`` keys are kept (about 0.9 KB each, so at most about 18 MB however many
@@ -214,6 +215,41 @@ class LoginLimiter:
         self._failures.pop((username.lower(), client), None)
 
 
+class SharedLoginLimiter:
+    """:class:`LoginLimiter`'s rule with the failures in the shared database, so that
+    every instance behind a load balancer sees every failure: an address cannot get
+    N times the tries by reaching N instances. Used when the database is PostgreSQL.
+    The table holds one window's failures (older ones go as new ones come)."""
+
+    def __init__(self, store: Store, max_failures: int, window_seconds: int, clock: Clock):
+        self.store = store
+        self.max_failures = max_failures
+        self.window = timedelta(seconds=window_seconds)
+        self.clock = clock
+
+    @staticmethod
+    def _key(username: str, client: str) -> str:
+        return f"{username.lower()}\x1f{client}"
+
+    async def check(self, username: str, client: str) -> None:
+        now = self.clock.now()
+        failed = await self.store.login_failures(self._key(username, client), now - self.window)
+        if len(failed) >= self.max_failures:
+            wait = (failed[0] + self.window - now).total_seconds()
+            raise RateLimited(
+                "too many failed logins; try again later", retry_after=max(1, int(wait) + 1)
+            )
+
+    async def fail(self, username: str, client: str) -> None:
+        now = self.clock.now()
+        await self.store.add_login_failure(
+            self._key(username, client), now, forget_before=now - self.window
+        )
+
+    async def succeed(self, username: str, client: str) -> None:
+        await self.store.clear_login_failures(self._key(username, client))
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -228,6 +264,13 @@ class AuthService:
         self.passwords = passwords
         self.kid, self.keys = settings.signing_keys()
         self.limiter = LoginLimiter(settings.login_max_failures, settings.login_window_seconds)
+        self.shared_limiter = (
+            SharedLoginLimiter(
+                store, settings.login_max_failures, settings.login_window_seconds, clock
+            )
+            if settings.database_url  # several instances may serve this database
+            else None
+        )
 
     # --- tokens ----------------------------------------------------------------
 
@@ -275,17 +318,27 @@ class AuthService:
         self, username: str, password: str, device: DeviceIn | None, client: str
     ) -> TokenPair:
         """Check a password and issue tokens, registering the device if it is new."""
-        self.limiter.check(username, client)
+        shared = self.shared_limiter
+        if shared is not None:
+            await shared.check(username, client)
+        else:
+            self.limiter.check(username, client)
         user = await self.store.find_user(username)
         ok = self.passwords.verify(
             user.password_hash if user else self.passwords.dummy_hash, password
         )
         if user is None or not ok:
-            self.limiter.fail(username, client)
+            if shared is not None:
+                await shared.fail(username, client)
+            else:
+                self.limiter.fail(username, client)
             raise AuthError("wrong username or password", "invalid_credentials")
         if user.disabled:
             raise AuthError("this account is disabled", "user_disabled")
-        self.limiter.succeed(username, client)
+        if shared is not None:
+            await shared.succeed(username, client)
+        else:
+            self.limiter.succeed(username, client)
         device_id = await self._device_for_login(user, device) if device else None
         return await self._issue_pair(user, device_id, uuid.uuid4().hex)
 

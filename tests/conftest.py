@@ -19,6 +19,7 @@ from server.app import build_services, create_app
 from server.demo import DEMO_PASSWORD, seed_demo
 from server.settings import Settings
 from sync.clock import FakeClock
+from tests.pg import BASE_URL as PG_BASE_URL
 from tests.pg import (
     ServerDB,
     create_database,
@@ -177,3 +178,19 @@ async def login(
 @pytest.fixture
 def fake_clock() -> FakeClock:
     return FakeClock()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line at the end when the PostgreSQL half did not run (tests/pg.py)."""
+    skipped = [
+        r
+        for r in terminalreporter.stats.get("skipped", [])
+        if "PostgreSQL tests not run" in str(getattr(r, "longrepr", ""))
+    ]
+    if skipped:
+        terminalreporter.write_line(
+            f"PostgreSQL backend: {len(skipped)} tests NOT RUN (no server at {PG_BASE_URL});"
+            " start PostgreSQL on 127.0.0.1:5432 or set INSPECTSYNC_TEST_DATABASE_URL",
+            yellow=True,
+            bold=True,
+        )

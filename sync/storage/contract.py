@@ -377,6 +377,25 @@ class Store(abc.ABC):
     async def touch_device(self, device_id: str, at: datetime, app_version: str | None) -> None:
         """Record that the device was seen (and its app version). Unknown ids are ignored."""
 
+    # --- failed logins -----------------------------------------------------------
+    #
+    # Counted in the database so that every server instance sees every failure (the
+    # server keeps them in memory instead when it is the only process: SQLite).
+
+    @abc.abstractmethod
+    async def login_failures(self, key: str, since: datetime) -> list[datetime]:
+        """When ``key`` (a username and client address) failed to log in at or after
+        ``since``, oldest first."""
+
+    @abc.abstractmethod
+    async def add_login_failure(self, key: str, at: datetime, *, forget_before: datetime) -> None:
+        """Record a failed login of ``key`` at ``at``; failures of any key before
+        ``forget_before`` are forgotten (the table holds one window's failures)."""
+
+    @abc.abstractmethod
+    async def clear_login_failures(self, key: str) -> None:
+        """Forget ``key``'s failures (it logged in)."""
+
     # --- refresh tokens ----------------------------------------------------------
 
     @abc.abstractmethod

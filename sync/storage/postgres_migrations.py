@@ -205,6 +205,13 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         "records: an index by inspection and kind (SQLite's 7)",
         "CREATE INDEX records_inspection_id_kind_id ON records (inspection_id, kind, id)",
     ),
+    (
+        3,
+        "failed logins, shared by every instance (SQLite's 8)",
+        f"CREATE TABLE login_failures (key {_T} NOT NULL, at {_T} NOT NULL);"
+        " CREATE INDEX login_failures_key_at ON login_failures (key, at);"
+        " CREATE INDEX login_failures_at ON login_failures (at);",
+    ),
 ]
 
 

@@ -15,6 +15,7 @@ from sync.storage.shared import (
     ts,
     user_from_row,
     user_view,
+    utc,
 )
 from sync.storage.sql_base import SQLBase
 from sync.storage.sql_batch import audit_entity
@@ -231,6 +232,25 @@ class AccountsSQL(SQLBase):
                 (at.isoformat(), app_version, device_id),
             )
         )
+
+    # --- failed logins ---------------------------------------------------------
+
+    async def login_failures(self, key: str, since: datetime) -> list[datetime]:
+        rows = await self._fetchall(
+            "SELECT at FROM login_failures WHERE key = ? AND at >= ? ORDER BY at",
+            (key, utc(since)),
+        )
+        return [datetime.fromisoformat(r[0]) for r in rows]
+
+    async def add_login_failure(self, key: str, at: datetime, *, forget_before: datetime) -> None:
+        def add(db: Conn) -> None:
+            db.execute("DELETE FROM login_failures WHERE at < ?", (utc(forget_before),))
+            db.execute("INSERT INTO login_failures (key, at) VALUES (?, ?)", (key, utc(at)))
+
+        await self._write(add)
+
+    async def clear_login_failures(self, key: str) -> None:
+        await self._write(lambda db: db.execute("DELETE FROM login_failures WHERE key = ?", (key,)))
 
     # --- refresh tokens --------------------------------------------------------
 

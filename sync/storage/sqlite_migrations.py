@@ -329,6 +329,15 @@ def _m7_records_by_kind(db: sqlite_utils.Database) -> None:
     db["records"].create_index(["inspection_id", "kind", "id"], if_not_exists=True)  # type: ignore[union-attr]
 
 
+def _m8_login_failures(db: sqlite_utils.Database) -> None:
+    # Failed logins per (username, client address) where every process sees them.
+    db["login_failures"].create(  # type: ignore[union-attr]
+        {"key": str, "at": str}, if_not_exists=True, not_null={"key", "at"}
+    )
+    db["login_failures"].create_index(["key", "at"], if_not_exists=True)  # type: ignore[union-attr]
+    db["login_failures"].create_index(["at"], if_not_exists=True)  # type: ignore[union-attr]
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "users, devices, refresh tokens, records and the change sequence", _m1_initial),
     (
@@ -341,6 +350,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (5, "records: bookkeeping fields in their own column", _m5_record_meta),
     (6, "evidence: files whose bytes were lost", _m6_evidence_lost),
     (7, "records: an index by inspection and kind", _m7_records_by_kind),
+    (8, "failed logins, shared by every process", _m8_login_failures),
 ]
 
 

@@ -3,7 +3,7 @@
 Real server processes (``inspectsync serve``) sharing a database and a data directory
 (evidence, anchors): a push on one wakes tablets listening on the other within a second,
 fifty tablets spread over both lose nothing and converge, an upload begun on one
-completes on the other, a device revoked through one
+completes on the other, failed logins through both count together, a device revoked through one
 is refused by the other, a SIGKILLed instance loses nothing
 it acknowledged while the other serves the resends, and instances starting together on
 an empty database migrate and load the checklist library once.
@@ -179,6 +179,22 @@ def test_an_upload_begun_on_one_instance_resumes_and_completes_on_the_other(pair
         got = on_a.get(f"/api/v1/evidence/{sha(data)}", headers=auth)
     assert got.status_code == 200, (named.json(), got.text)
     assert got.content == data  # stored where both reach it
+
+
+def test_failed_logins_through_both_instances_count_together(pair):
+    _, base_a, base_b = pair
+    wrong = {"username": "sup.js", "password": "not-the-password"}
+    with (
+        httpx.Client(base_url=base_a, timeout=10) as on_a,
+        httpx.Client(base_url=base_b, timeout=10) as on_b,
+    ):
+        for i in range(5):  # the limit (5 in the window), spread over both instances
+            r = (on_a, on_b)[i % 2].post("/api/v1/auth/login", json=wrong)
+            assert r.status_code == 401
+        refused = on_b.post("/api/v1/auth/login", json=wrong)
+        also = on_a.post("/api/v1/auth/login", json=wrong)
+    assert refused.status_code == 429 and also.status_code == 429
+    assert int(refused.headers["Retry-After"]) >= 1
 
 
 def test_a_device_revoked_through_one_instance_is_refused_by_the_other(pair):

@@ -449,3 +449,18 @@ async def test_two_processes_keep_one_audit_chain(store: Store):
         assert result.ok and result.checked == 30
     finally:
         await other.close()
+
+
+async def test_failed_logins_are_counted_in_their_window_and_cleared(store: Store):
+    at = [NOW + timedelta(seconds=s) for s in (0, 10, 20)]
+    for t in at:
+        await store.add_login_failure("li\x1f10.0.0.1", t, forget_before=t - timedelta(minutes=5))
+    await store.add_login_failure("zh\x1f10.0.0.2", at[2], forget_before=at[0])
+    assert await store.login_failures("li\x1f10.0.0.1", at[1]) == at[1:]
+    assert await store.login_failures("li\x1f10.0.0.1", NOW - timedelta(hours=1)) == at
+    # a failure much later forgets every key's failures before its window
+    late = NOW + timedelta(hours=1)
+    await store.add_login_failure("zh\x1f10.0.0.2", late, forget_before=late - timedelta(minutes=5))
+    assert await store.login_failures("li\x1f10.0.0.1", NOW - timedelta(hours=2)) == []
+    await store.clear_login_failures("zh\x1f10.0.0.2")
+    assert await store.login_failures("zh\x1f10.0.0.2", NOW - timedelta(hours=2)) == []
