@@ -37,6 +37,7 @@ from server.routes.checklists import ChecklistController
 from server.routes.evidence import EvidenceController, tus_resumable_header
 from server.routes.health import healthz, readyz
 from server.routes.inspections import InspectionController
+from server.routes.rectification import RectificationController
 from server.routes.reference import reference_routers
 from server.routes.reports import ReportsController
 from server.routes.review import AuditController, ReviewController
@@ -51,6 +52,7 @@ from sync.engine import EngineConfig, SyncEngine
 from sync.evidence import LocalBlobStore, UploadArea
 from sync.models import Principal
 from sync.notify import Notifier
+from sync.rectification import Rectifications
 from sync.registry import Registry
 from sync.review import Review
 from sync.storage import Store
@@ -85,6 +87,7 @@ class Services:
         )
         self.review = Review(store, self.engine, clock)
         self.conclusions = Conclusions(store, clock, self.notifier)
+        self.rectifications = Rectifications(store, clock, self.notifier)
         self.uploads = make_uploads(settings, store, clock)
 
 
@@ -223,6 +226,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             ReportsController,
             ReviewController,
             AuditController,
+            RectificationController,
             metrics.MetricsController,
             *reference_routers(),
             console_router(services),
@@ -240,6 +244,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             "uploads": provide(services.uploads),
             "review": provide(services.review),
             "conclusions": provide(services.conclusions),
+            "rectifications": provide(services.rectifications),
             "settings": provide(settings),
         },
         lifespan=[lifespan],

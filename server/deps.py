@@ -15,6 +15,7 @@ from sync.conclusion import Conclusions
 from sync.engine import SyncEngine
 from sync.models import Principal
 from sync.notify import Notifier
+from sync.rectification import Rectifications
 from sync.registry import Registry
 from sync.review import Review
 from sync.storage import Store
@@ -28,6 +29,7 @@ __all__ = [
     "ConclusionsDep",
     "EngineDep",
     "NotifierDep",
+    "RectificationsDep",
     "RegistryDep",
     "ReviewDep",
     "SettingsDep",
@@ -45,6 +47,7 @@ NotifierDep: TypeAlias = NamedDependency[Notifier]
 UploadsDep: TypeAlias = NamedDependency[Uploads]
 ReviewDep: TypeAlias = NamedDependency[Review]
 ConclusionsDep: TypeAlias = NamedDependency[Conclusions]
+RectificationsDep: TypeAlias = NamedDependency[Rectifications]
 SettingsDep: TypeAlias = NamedDependency[Settings]
 
 AuthedRequest: TypeAlias = Request[Principal, Any, Any]

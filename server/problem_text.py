@@ -400,6 +400,32 @@ DETAILS: dict[str, dict[str, str]] = {
         "en": "You cannot disable your own account, nor the last active administrator.",
         "zh": "不能停用自己的账户，也不能停用最后一个在用的管理员。",
     },
+    "invalid_input@finding_id": {
+        "en": "Only an accepted finding is rectified.",
+        "zh": "只有已接受的缺陷才需要整改。",
+    },
+    "invalid_input@outcome": {
+        "en": "There is no response to assess yet, or the rectification is accepted already.",
+        "zh": "尚无可评估的整改回复，或整改已被接受。",
+    },
+    "invalid_input@submitted_by": {
+        "en": "Say who at the company gave the response.",
+        "zh": "请注明企业方提交整改回复的人员。",
+    },
+    "invalid_input@root_cause": {
+        "en": "The root cause is required.",
+        "zh": "必须填写根本原因。",
+    },
+    "invalid_input@actions": {
+        "en": "The corrective and preventive actions are required.",
+        "zh": "必须填写纠正和预防措施。",
+    },
+    "invalid_input@evidence_hashes": {
+        "en": "Each evidence file is named by its SHA-256 (64 lowercase hex digits) and"
+        " must be uploaded first (tus, purpose=rectification).",
+        "zh": "每个证据文件以其 SHA-256（64 位小写十六进制）标识，且须先上传"
+        "（tus，purpose=rectification）。",
+    },
     "invalid_input@from": {
         "en": "There is no SQLite database at that path.",
         "zh": "该路径下没有 SQLite 数据库。",

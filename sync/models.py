@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -161,6 +161,12 @@ class Authority(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     level: Literal["national", "provincial"]
     province: str | None = None
     name_zh: str = ""
+    rectification_days: dict[
+        Literal["critical", "major", "other"], Annotated[int, msgspec.Meta(ge=1, le=3650)]
+    ] = {}
+    """Calendar days a company has to rectify a finding of each classification, counted
+    from the day it was accepted (sync/rectification.py); a class not given takes the
+    default (critical 15, major 30, other 60)."""
 
 
 class Organisation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

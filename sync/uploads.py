@@ -81,7 +81,15 @@ log = logging.getLogger("inspectsync")
 CHECKSUM_ALGORITHMS = ("sha256", "sha1", "md5")
 """Per-chunk checksums accepted (tus checksum extension), strongest first."""
 
-METADATA_KEYS = ("sha256", "inspection_id", "filename", "captured_at", "latitude", "longitude")
+METADATA_KEYS = (
+    "sha256",
+    "inspection_id",
+    "filename",
+    "captured_at",
+    "latitude",
+    "longitude",
+    "purpose",
+)
 """Upload metadata read (others are kept and echoed, not used); the first two required."""
 
 _DIGEST_SIZE = {"sha256": 32, "sha1": 20, "md5": 16}
@@ -233,12 +241,20 @@ class Uploads:
     # --- who may -------------------------------------------------------------------
 
     async def _writable_inspection(
-        self, principal: Principal, inspection_id: str, field: str | None = None
+        self,
+        principal: Principal,
+        inspection_id: str,
+        field: str | None = None,
+        purpose: str | None = None,
     ) -> None:
+        """The inspection takes evidence from this principal: one it may see, not closed;
+        a closed one still takes rectification evidence (``purpose=rectification`` in the
+        metadata: the company's files, entered by staff after the inspection,
+        sync/rectification.py)."""
         insp = await self.store.get_record("inspection", inspection_id)
         if insp is None or not can_see_inspection(principal, insp.data):
             raise NotFound(f"no inspection {inspection_id!r}", field=field)
-        if insp.data.get("status") == "closed":
+        if insp.data.get("status") == "closed" and purpose != "rectification":
             raise InspectionClosed(f"inspection {inspection_id!r} is closed", field=field)
 
     async def _own(self, principal: Principal, upload_id: str) -> Upload:
@@ -300,7 +316,9 @@ class Uploads:
             raise InvalidInput(
                 "filename has at most 255 characters", field="Upload-Metadata.filename"
             )
-        await self._writable_inspection(principal, iid, "Upload-Metadata.inspection_id")
+        await self._writable_inspection(
+            principal, iid, "Upload-Metadata.inspection_id", metadata.get("purpose")
+        )
         now = self.clock.now()
         up = Upload(
             id=uuid.uuid4().hex,
@@ -355,7 +373,9 @@ class Uploads:
                     )
                 return up
             self._check_live(up)
-            await self._writable_inspection(principal, up.inspection_id)
+            await self._writable_inspection(
+                principal, up.inspection_id, purpose=up.metadata.get("purpose")
+            )
             on_disk = self.area.size(up.id)
             if on_disk is None:  # the scratch file vanished: start again from zero
                 await asyncio.to_thread(self.area.create, up.id)

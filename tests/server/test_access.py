@@ -191,6 +191,33 @@ ROLE_TABLE = [
         {"conclusion": "meets", "reason": "r"},
         {"supervisor"},
     ),
+    # rectifications: any role reads its scope's; writes need the lead authority's
+    # supervisor or the inspection's inspector (an admin: 403 from the engine, tested in
+    # test_rectification; here the finding does not exist: 404 for all)
+    (
+        "GET",
+        "/api/v1/inspections/insp-ds-routine/rectifications",
+        None,
+        {"admin", "supervisor", "inspector"},
+    ),
+    ("GET", "/api/v1/rectifications/overdue", None, {"admin", "supervisor", "inspector"}),
+    (
+        "PUT",
+        "/api/v1/rectifications/f-x/response",
+        {
+            "root_cause": "r",
+            "actions": "a",
+            "completion_date": "2027-01-01",
+            "submitted_by": "s",
+        },
+        {"admin", "supervisor", "inspector"},
+    ),
+    (
+        "POST",
+        "/api/v1/rectifications/f-x/assessments",
+        {"outcome": "accepted", "comment": "c"},
+        {"admin", "supervisor", "inspector"},
+    ),
     ("GET", "/api/v1/audit/history/finding/f-x", None, {"admin", "supervisor", "inspector"}),
     ("GET", "/api/v1/audit/versions/finding/f-x/1", None, {"admin", "supervisor", "inspector"}),
     ("GET", "/api/v1/audit/events", None, {"admin"}),
