@@ -430,6 +430,37 @@ export class Tablet {
     return row || null;
   }
 
+  /**
+   * Free the space of the photos the server holds: the bytes of every file whose
+   * evidence rows are all uploaded leave IndexedDB (the rows stay, as the record of what
+   * was uploaded). Use it when storage runs low: such a file can no longer be sent again
+   * from this tablet if the server later says it lost it. Returns the bytes freed.
+   * @returns {Promise<number>}
+   */
+  async releaseUploaded() {
+    const freed = await run(this.db, ["files", "evidence"], "readwrite", async (t) => {
+      const rows = /** @type {Evidence[]} */ (await req(t.objectStore("evidence").getAll()));
+      /** @type {Map<string, {done: boolean, size: number}>} */
+      const bySha = new Map();
+      for (const r of rows) {
+        const cur = bySha.get(r.sha256) || { done: true, size: r.size };
+        cur.done = cur.done && r.state === "uploaded";
+        bySha.set(r.sha256, cur);
+      }
+      const files = t.objectStore("files");
+      let n = 0;
+      for (const [sha, { done, size }] of bySha) {
+        if (done && (await req(files.getKey(sha)))) {
+          files.delete(sha);
+          n += size;
+        }
+      }
+      return n;
+    });
+    if (freed) this.emit("change");
+    return freed;
+  }
+
   /** What the server said it still needs at the end of the last pull that asked. @returns {Record<string, string[]>} */
   missingOnServer() {
     return this.meta.missing_evidence || {};

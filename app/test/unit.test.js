@@ -249,6 +249,23 @@ test("evidence: SHA-256 on the device, kept until uploaded, the server's missing
   assert.deepEqual(t.missingOnServer(), { "insp-2": ["ab".repeat(32)] }, "what another tablet holds stays listed");
 });
 
+test("evidence: the bytes of uploaded photos can be released, those still waiting stay", async () => {
+  const transport = new FakeTransport();
+  transport.upload = async () => {};
+  const { t } = await tablet({ transport });
+  const sent = await t.attach(new TextEncoder().encode("uploaded photo"), "insp-1", { type: "image/jpeg" });
+  await t.uploadEvidence();
+  transport.upload = async () => {
+    throw new TransportError("network");
+  };
+  const waiting = await t.attach(new TextEncoder().encode("waiting photo"), "insp-1", { type: "image/jpeg" });
+  assert.equal(await t.releaseUploaded(), "uploaded photo".length);
+  assert.equal(await t.file(sent), null);
+  assert.notEqual(await t.file(waiting), null, "a photo not uploaded yet is never released");
+  assert.deepEqual((await t.evidence()).map((e) => e.state).sort(), ["pending", "uploaded"]);
+  assert.equal(await t.releaseUploaded(), 0);
+});
+
 test("hlc: the format and rules of sync/hlc.py", () => {
   const a = hlc.tick({ wall: 0, counter: 0, node: "d" }, 1000, "d");
   assert.equal(hlc.format(a), "000000000001000.00000.d");

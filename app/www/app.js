@@ -112,7 +112,10 @@ async function start() {
       if (err instanceof HttpError) ui.syncError = t("sync_failed", { detail: err.message });
     }
     void renderBar();
-    if (d.state === "done") void learnNames().finally(refreshMainSoon);
+    if (d.state === "done") {
+      void learnNames().finally(refreshMainSoon);
+      void checkStorage();
+    }
     else if (d.state !== "running") refreshMainSoon();
   });
   tablet.on("upload", (/** @type {any} */ d) => {
@@ -238,7 +241,11 @@ async function checkStorage() {
     /* not granted: the warning below still helps */
   }
   try {
-    const { usage = 0, quota = 0 } = await storage.estimate();
+    let { usage = 0, quota = 0 } = await storage.estimate();
+    if (quota && usage / quota >= QUOTA_WARN && (await tablet.releaseUploaded())) {
+      // the photos the server holds leave the tablet (shown from the server from now on)
+      ({ usage = 0, quota = 0 } = await storage.estimate());
+    }
     ui.quota = quota && usage / quota >= QUOTA_WARN ? t("quota_near", { used: bytes(usage), quota: bytes(quota) }) : "";
   } catch {
     ui.quota = "";
@@ -1095,12 +1102,26 @@ function photoStrip(hashes, evidence, iid) {
   );
 }
 
-/** An object URL of a photo held on the tablet. @param {string} sha */
+/**
+ * An object URL of a photo: its bytes on the tablet, else (online) the server's
+ * thumbnail, fetched with the tablet's token.
+ * @param {string} sha
+ */
 async function thumb(sha) {
   if (thumbs.has(sha)) return thumbs.get(sha);
   const file = await tablet.file(sha);
-  if (!file) return null;
-  const url = URL.createObjectURL(new Blob([/** @type {BlobPart} */ (file.bytes)], { type: file.type }));
+  /** @type {Blob | null} */
+  let blob = file ? new Blob([/** @type {BlobPart} */ (file.bytes)], { type: file.type }) : null;
+  if (!blob && ui.online) {
+    try {
+      const r = await /** @type {any} */ (tablet.transport).authed(`/api/v1/evidence/${sha}/thumbnail`);
+      if (r.ok) blob = await r.blob();
+    } catch {
+      /* not there (yet): no picture */
+    }
+  }
+  if (!blob) return null;
+  const url = URL.createObjectURL(blob);
   thumbs.set(sha, url);
   return url;
 }

@@ -578,17 +578,50 @@ def test_the_python_tablet_and_the_web_app_converge(
     ctx.close()
 
 
-def test_storage_nearly_full_is_said(browser: Any, server: str) -> None:
-    """When the browser's quota is near, the app says so (storage estimate)."""
+def files_held(page: Any) -> int:
+    """How many photos' bytes the app keeps in IndexedDB."""
+    return int(
+        page.evaluate(
+            """() => new Promise((ok) => {
+                const r = indexedDB.open('inspectsync');
+                r.onsuccess = () => {
+                    const q = r.result.transaction('files').objectStore('files').count();
+                    q.onsuccess = () => ok(q.result);
+                };
+            })"""
+        )
+    )
+
+
+def test_storage_nearly_full_is_said_and_uploaded_photos_leave(browser: Any, server: str) -> None:
+    """When the browser's quota is near (storage estimate), the photos the server holds
+    leave the tablet (shown from the server since), those waiting stay, and the app says
+    that storage is nearly full."""
     ctx = browser.new_context(viewport=TABLET, locale="zh-CN", timezone_id="Asia/Shanghai")
     ctx.add_init_script(
-        "navigator.storage.estimate = async () => ({usage: 950 * 2 ** 20, quota: 1000 * 2 ** 20});"
+        "window.__full = false; const real = navigator.storage.estimate.bind(navigator.storage);"
+        "navigator.storage.estimate = async () => window.__full"
+        " ? {usage: 950 * 2 ** 20, quota: 1000 * 2 ** 20} : real();"
     )
     page = log_in(ctx, server, "insp.js1")
+    page.goto(f"{server}/app/#/i/{INSP}/f/new")
+    page.fill('input[name="title"]', "Label of tank LN-5 faded")
+    page.set_input_files(
+        'input[name="photo"]',
+        files=[{"name": "t.jpg", "mimeType": "image/jpeg", "buffer": photo_bytes((20, 90, 40))}],
+    )
+    page.click("#save-finding")
+    page.wait_for_url(re.compile(r"/f/f_[0-9a-f]{16}$"))
+    page.wait_for_selector('.photo-box li[data-state="uploaded"]')
+    assert files_held(page) == 1
+    page.evaluate("window.__full = true")
+    sync_now(page)
     notice = page.locator("#notice")
-    notice.wait_for()
-    assert "存储空间即将用尽" in notice.inner_text()
+    expect_text(notice, "存储空间即将用尽")
     assert "950.0 MB" in notice.inner_text()
+    assert files_held(page) == 0  # the server holds it: its bytes left the tablet
+    page.reload()
+    page.wait_for_selector('.photo-box li[data-state="uploaded"] img[src^="blob:"]')
     shoot(page, "app-quota-zh")
     ctx.close()
 
