@@ -120,6 +120,22 @@ def item(page: Any, key: str, repeat: int = 0) -> Any:
     return page.locator(f'article[data-item="{key}"][data-repeat="{repeat}"]')
 
 
+def held(page: Any, store: str) -> int:
+    """How many rows a store of the app's IndexedDB holds (``files``: photos' bytes)."""
+    return int(
+        page.evaluate(
+            """(store) => new Promise((ok) => {
+                const r = indexedDB.open('inspectsync');
+                r.onsuccess = () => {
+                    const q = r.result.transaction(store).objectStore(store).count();
+                    q.onsuccess = () => ok(q.result);
+                };
+            })""",
+            store,
+        )
+    )
+
+
 def answer_choice(page: Any, key: str, value: str, repeat: int = 0) -> None:
     item(page, key, repeat).locator(f'input[value="{value}"]').check()
 
@@ -414,16 +430,7 @@ def test_a_revoked_tablet_is_logged_out_and_told_why(
     page.reload()
     page.wait_for_selector('input[name="password"]')
     assert page.locator(f'[data-inspection="{INSP}"]').count() == 0
-    held = page.evaluate(
-        """() => new Promise((ok) => {
-            const r = indexedDB.open('inspectsync');
-            r.onsuccess = () => {
-                const q = r.result.transaction('records').objectStore('records').count();
-                q.onsuccess = () => ok(q.result);
-            };
-        })"""
-    )
-    assert held == 0
+    assert held(page, "records") == 0
     ctx.close()
 
 
@@ -578,21 +585,6 @@ def test_the_python_tablet_and_the_web_app_converge(
     ctx.close()
 
 
-def files_held(page: Any) -> int:
-    """How many photos' bytes the app keeps in IndexedDB."""
-    return int(
-        page.evaluate(
-            """() => new Promise((ok) => {
-                const r = indexedDB.open('inspectsync');
-                r.onsuccess = () => {
-                    const q = r.result.transaction('files').objectStore('files').count();
-                    q.onsuccess = () => ok(q.result);
-                };
-            })"""
-        )
-    )
-
-
 def test_storage_nearly_full_is_said_and_uploaded_photos_leave(browser: Any, server: str) -> None:
     """When the browser's quota is near (storage estimate), the photos the server holds
     leave the tablet (shown from the server since), those waiting stay, and the app says
@@ -613,13 +605,13 @@ def test_storage_nearly_full_is_said_and_uploaded_photos_leave(browser: Any, ser
     page.click("#save-finding")
     page.wait_for_url(re.compile(r"/f/f_[0-9a-f]{16}$"))
     page.wait_for_selector('.photo-box li[data-state="uploaded"]')
-    assert files_held(page) == 1
+    assert held(page, "files") == 1
     page.evaluate("window.__full = true")
     sync_now(page)
     notice = page.locator("#notice")
     expect_text(notice, "存储空间即将用尽")
     assert "950.0 MB" in notice.inner_text()
-    assert files_held(page) == 0  # the server holds it: its bytes left the tablet
+    assert held(page, "files") == 0  # the server holds it: its bytes left the tablet
     page.reload()
     page.wait_for_selector('.photo-box li[data-state="uploaded"] img[src^="blob:"]')
     shoot(page, "app-quota-zh")
