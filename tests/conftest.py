@@ -7,7 +7,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +55,19 @@ def settings(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> It
 
 
 @pytest.fixture
-def app(settings: Settings) -> Litestar:
-    return create_app(settings)
+def moving_clock() -> FakeClock:
+    """A clock the test moves (``advance``), starting now: a test that asks for it gets
+    ``app`` (and ``client``, ``demo``) on it. It starts at the real time because access
+    tokens are checked against the real clock; log in before moving it."""
+    return FakeClock(datetime.now(UTC).replace(microsecond=0))
+
+
+@pytest.fixture
+def app(settings: Settings, request: pytest.FixtureRequest) -> Litestar:
+    clock = None
+    if "moving_clock" in request.fixturenames:
+        clock = request.getfixturevalue("moving_clock")
+    return create_app(settings, clock=clock)
 
 
 @pytest.fixture

@@ -389,6 +389,12 @@ def console_router(services: Services) -> Router:
             f"/console/inspections/{quote(inspection_id)}?concluded=1#conclusion", status_code=303
         )
 
+    @get("/console/rectifications", include_in_schema=False, guards=[signed_in])
+    async def rectifications(request: Request[Any, Any, Any]) -> Template:
+        p = _presenter(request)
+        rows = await reads.overdue_rectifications(request.user, p)
+        return _page(request, "rectifications.html", p, rows=rows)
+
     @get(
         "/console/inspections/{inspection_id:str}/export.csv",
         include_in_schema=False,
@@ -584,6 +590,7 @@ def console_router(services: Services) -> Router:
             inspection,
             transition,
             conclude,
+            rectifications,
             export_csv,
             export_json_file,
             report,

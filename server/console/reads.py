@@ -467,7 +467,59 @@ class ConsoleReads:
             "undecided": sum(1 for f in findings if not f["decided"]),
             "quarantine": quarantine,
             "conclusion": await self.conclusion(principal, inspection_id, p),
+            "rectifications": [
+                self._rectification(r, p)
+                for r in await self.s.rectifications.of_inspection(principal, inspection_id)
+            ],
         }
+
+    def _rectification(self, r: dict[str, Any], p: Presenter) -> dict[str, Any]:
+        """One rectification in words: deadline, status, overdue, response, assessments."""
+        resp = r["response"]
+        return {
+            "finding_id": r["finding_id"],
+            "title": r["title"],
+            "badge": p.classification(r["classification"]),
+            "deadline": p.t("rect_deadline", date=r["deadline"]),
+            "deadline_date": r["deadline"],
+            "status": r["status"],
+            "status_label": p.t(f"rect_st_{r['status']}"),
+            "overdue": p.t("rect_overdue", n=r["days_overdue"]) if r["overdue"] else "",
+            "days_overdue": p.t("rect_days", n=r["days_overdue"]),
+            "response": {
+                "heading": p.t(
+                    "rect_response",
+                    who=resp["submitted_by"],
+                    name=resp["entered_by_name"],
+                    at=p.when(resp["entered_at"]),
+                ),
+                "root_cause": p.t("rect_root_cause", text=resp["root_cause"]),
+                "actions": p.t("rect_actions", text=resp["actions"]),
+                "completion": p.t("rect_completion", date=resp["completion_date"]),
+                "evidence": resp.get("evidence_hashes") or [],
+            }
+            if resp
+            else None,
+            "assessments": [
+                p.t(
+                    "rect_assessed",
+                    outcome=p.t(f"rect_out_{a['outcome']}"),
+                    name=a["by_name"],
+                    at=p.when(a["at"]),
+                    comment=a["comment"],
+                )
+                for a in r["assessments"]
+            ],
+            "inspection_id": r["inspection_id"],
+            "inspection": r.get("inspection_title", ""),
+            "site": r.get("site_name", ""),
+        }
+
+    async def overdue_rectifications(
+        self, principal: Principal, p: Presenter
+    ) -> list[dict[str, Any]]:
+        """The overdue list page: every overdue rectification in scope, in words."""
+        return [self._rectification(r, p) for r in await self.s.rectifications.overdue(principal)]
 
     async def conclusion(
         self, principal: Principal, inspection_id: str, p: Presenter

@@ -4,35 +4,13 @@ inspection closed, assessments, the overdue list as the clock moves, scope."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
-import pytest
-from litestar.testing import AsyncTestClient
-
-from server.app import create_app
-from sync.clock import FakeClock
 from tests.conftest import login
 from tests.server.test_conclusion import INSP, accept_all, push_findings
 from tests.server.test_evidence import create, jpeg, metadata, send, sha
 
 CHINA = timedelta(hours=8)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    # real time: access tokens are checked against the real clock
-    return FakeClock(datetime.now(UTC).replace(microsecond=0))
-
-
-@pytest.fixture
-def app(settings, clock):
-    return create_app(settings, clock=clock)
-
-
-@pytest.fixture
-async def client(app):
-    async with AsyncTestClient(app=app) as c:
-        yield c
 
 
 async def upload_for_rectification(s, data: bytes) -> str:
@@ -43,7 +21,7 @@ async def upload_for_rectification(s, data: bytes) -> str:
     return sha(data)
 
 
-async def test_rectification_from_response_to_acceptance_and_the_overdue_list(demo, clock):
+async def test_rectification_from_response_to_acceptance_and_the_overdue_list(demo, moving_clock):
     li = await login(demo, "insp.js1", device={"name": "t"})
     sup = await login(demo, "sup.js")
     admin = await login(demo, "admin")
@@ -61,7 +39,7 @@ async def test_rectification_from_response_to_acceptance_and_the_overdue_list(de
         r = await sup.post(f"/api/v1/inspections/{INSP}/transitions", json={"to": to})
         assert r.status_code == 200
     await accept_all(sup, ["f-a", "f-b"])
-    accepted_day = (clock.now() + CHINA).date()
+    accepted_day = (moving_clock.now() + CHINA).date()
     r = await sup.post(f"/api/v1/inspections/{INSP}/transitions", json={"to": "closed"})
     assert r.status_code == 200
 
@@ -105,7 +83,7 @@ async def test_rectification_from_response_to_acceptance_and_the_overdue_list(de
     assert row["response"]["evidence_hashes"] == [photo_sha]
 
     # 21 days later: the major one is overdue (its 20 days ended), the other not
-    clock.advance(days=21)
+    moving_clock.advance(days=21)
     overdue = (await sup.get("/api/v1/rectifications/overdue")).json()
     assert [x["finding_id"] for x in overdue] == ["f-a"]
     assert overdue[0]["days_overdue"] >= 1 and overdue[0]["site_name"]
@@ -146,7 +124,7 @@ async def test_rectification_from_response_to_acceptance_and_the_overdue_list(de
     assert r.status_code == 422
 
     # 40 more days: the general finding, never answered, is overdue now
-    clock.advance(days=40)
+    moving_clock.advance(days=40)
     overdue = (await sup.get("/api/v1/rectifications/overdue")).json()
     assert [(x["finding_id"], x["status"]) for x in overdue] == [("f-b", "awaiting_response")]
 
