@@ -28,6 +28,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# Pango (WeasyPrint lays out the PDF reports with it) and CJK fonts for Chinese in them.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 \
+       fonts-noto-cjk \
+    && rm -rf /var/lib/apt/lists/*
+
 # The project and its runtime dependencies only (no dev extras), then no wheel left behind.
 COPY --from=build /wheels /wheels
 RUN pip install /wheels/*.whl && rm -rf /wheels

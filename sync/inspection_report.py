@@ -15,10 +15,11 @@ fonts or scripts). The structure is the usual one of a GMP inspection report:
 5. the classified deficiency list: critical, then major, then other (PIC/S and NMPA
    labels both), withdrawn and merged findings listed apart;
 6. summary: counts per classification, the review status of the findings, open
-   conflicts, sign-offs.
+   conflicts, sign-offs;
+7. the inspection conclusion (NMPA's scale), its suggestion, override and reason.
 
-PDF is not produced: the document's print CSS (A4, page breaks between parts, no break
-inside a deficiency) makes the browser's "Print to PDF" the way to get one.
+The print CSS (A4, page breaks between parts, no break inside a deficiency) serves both
+the browser's "Print to PDF" and the server's PDF (``server/pdf.py``, WeasyPrint).
 """
 
 from __future__ import annotations
@@ -597,12 +598,62 @@ def _summary(d: Dossier, signatures: list[dict[str, Any]] | None) -> str:
     )
 
 
-def render_report(dossier: Dossier, signatures: list[dict[str, Any]] | None = None) -> str:
+_CONCLUSION_NAMES = {
+    "meets": ("Meets requirements", "符合要求"),
+    "basically_meets": ("Basically meets requirements", "基本符合要求"),
+    "does_not_meet": ("Does not meet requirements", "不符合要求"),
+}
+
+
+def _conclusion(view: dict[str, Any] | None) -> str:
+    """Part 7: the inspection conclusion (sync/conclusion.py), or that there is none."""
+    head = (
+        '<section class="part"><h2>7. Inspection conclusion <span class="zh">检查结论</span></h2>'
+    )
+    current = (view or {}).get("conclusion")
+    if not current:
+        return head + '<p class="muted">Not concluded yet. 尚未作出结论。</p></section>'
+    en, zh = _CONCLUSION_NAMES.get(current["conclusion"], (current["conclusion"], ""))
+    s_en, s_zh = _CONCLUSION_NAMES.get(current.get("suggested", ""), ("", ""))
+    counts = current.get("counts") or {}
+    rows = [
+        ("Conclusion 结论", f'<strong class="conclusion">{_e(en)} {_e(zh)}</strong>'),
+        (
+            "Suggested by the rule 建议结论",
+            f"{_e(s_en)} {_e(s_zh)} (accepted: {counts.get('critical', 0)} critical, "
+            f"{counts.get('major', 0)} major, {counts.get('other', 0)} other)",
+        ),
+        (
+            "Override 是否采纳建议",
+            "yes: the supervisor concluded otherwise 未采纳建议结论"
+            if current.get("override")
+            else "no: as suggested 与建议结论一致",
+        ),
+        ("Reason 理由", _e(current.get("reason"))),
+        (
+            "Signed 签署",
+            f"{_e(current.get('set_by_name'))}, {_when(current.get('set_at'))}"
+            + (
+                ""
+                if view and view.get("matches") is not False
+                else ' <strong class="critical">accepted findings changed since</strong>'
+            ),
+        ),
+    ]
+    return head + _facts(rows) + "</section>"
+
+
+def render_report(
+    dossier: Dossier,
+    signatures: list[dict[str, Any]] | None = None,
+    conclusion: dict[str, Any] | None = None,
+) -> str:
     """The report of one inspection as a complete HTML document (UTF-8).
 
     ``signatures`` are the inspection's signatures as the review service checks them
     (sign-offs and review decisions, each with ``matches``: whether the signed content
-    is unchanged); without them the sign-off records are listed unchecked."""
+    is unchanged); without them the sign-off records are listed unchecked.
+    ``conclusion`` is the conclusion's view (``Conclusions.view``): part 7 shows it."""
     numbers = _numbering(dossier.findings)
     title = _e(dossier.inspection.get("title") or dossier.inspection_id)
     body = "".join(
@@ -613,6 +664,7 @@ def render_report(dossier: Dossier, signatures: list[dict[str, Any]] | None = No
             _findings_by_area(dossier, numbers),
             _deficiency_list(dossier, numbers),
             _summary(dossier, signatures),
+            _conclusion(conclusion),
         ]
     )
     footer = (

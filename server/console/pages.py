@@ -58,6 +58,7 @@ from server.console.messages import CATALOGUES
 from server.console.present import zone
 from server.console.reads import SORTS, ConsoleReads
 from server.console.sessions import SESSION_COOKIE, ConsoleSessions
+from server.pdf import html_to_pdf
 from server.problems import localised
 from sync.conclusion import ConclusionIn
 from sync.errors import DomainError, NotFound
@@ -435,12 +436,30 @@ def console_router(services: Services) -> Router:
     async def report(
         request: Request[Any, Any, Any], inspection_id: FromPath[str]
     ) -> Response[str]:
-        dossier = await reads.dossier(request.user, inspection_id)
-        signatures = await services.review.signatures(request.user, inspection_id)
         return Response(
-            content=render_report(dossier, signatures),
+            content=await report_text(request, inspection_id),
             media_type=MediaType.HTML,
             headers={"Content-Security-Policy": _REPORT_CSP},
+        )
+
+    async def report_text(request: Request[Any, Any, Any], inspection_id: str) -> str:
+        dossier = await reads.dossier(request.user, inspection_id)
+        signatures = await services.review.signatures(request.user, inspection_id)
+        conclusion = await services.conclusions.view(request.user, inspection_id)
+        return render_report(dossier, signatures, conclusion)
+
+    @get(
+        "/console/inspections/{inspection_id:str}/report.pdf",
+        include_in_schema=False,
+        guards=[signed_in],
+    )
+    async def report_pdf(
+        request: Request[Any, Any, Any], inspection_id: FromPath[str]
+    ) -> Response[bytes]:
+        return Response(
+            content=await html_to_pdf(await report_text(request, inspection_id)),
+            media_type="application/pdf",
+            headers=_attachment(inspection_id, "report.pdf"),
         )
 
     # --- the chain view ------------------------------------------------------------
@@ -594,6 +613,7 @@ def console_router(services: Services) -> Router:
             export_csv,
             export_json_file,
             report,
+            report_pdf,
             chain,
             conflicts,
             resolve,

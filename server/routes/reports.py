@@ -13,13 +13,16 @@ from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 
-from server.deps import AuthedRequest, RegistryDep, ReviewDep
+from server.deps import AuthedRequest, ConclusionsDep, RegistryDep, ReviewDep
 from server.guards import ANY_ROLE, STAFF
+from server.pdf import html_to_pdf
 from server.routes._openapi import problems
 from server.schemas import InspectionExport
+from sync.conclusion import Conclusions
 from sync.exports import export_json, findings_csv, responses_csv
 from sync.inspection_report import render_report
 from sync.reports import ChainFindings, Reports
+from sync.review import Review
 
 __all__ = ["ReportsController"]
 
@@ -143,13 +146,51 @@ class ReportsController(Controller):
         request: AuthedRequest,
         reports: ReportsDep,
         review: ReviewDep,
+        conclusions: ConclusionsDep,
     ) -> Response[bytes]:
         """The inspection report: one self-contained HTML document that prints on A4,
-        with every signature checked against the content it signed."""
-        dossier = await reports.dossier(request.user, inspection_id)
-        signatures = await review.signatures(request.user, inspection_id)
+        with every signature checked against the content it signed, and the
+        inspection conclusion."""
+        html = await _report(request, inspection_id, reports, review, conclusions)
         return Response(
-            content=render_report(dossier, signatures).encode("utf-8"),
+            content=html.encode("utf-8"),
             media_type="text/html; charset=utf-8",
             headers={**_SAFE, "Content-Security-Policy": _REPORT_CSP},
         )
+
+    @get(
+        "/inspections/{inspection_id:str}/report.pdf",
+        guards=[ANY_ROLE],
+        media_type="application/pdf",
+        response_description="The report as PDF (A4), rendered by the server",
+        response_headers=_ATTACHMENT_HEADERS,
+        responses=problems(400, 401, 404),
+    )
+    async def report_pdf(
+        self,
+        inspection_id: FromPath[str],
+        request: AuthedRequest,
+        reports: ReportsDep,
+        review: ReviewDep,
+        conclusions: ConclusionsDep,
+    ) -> Response[bytes]:
+        """The same report as PDF (A4, Chinese in Noto CJK), made by the server."""
+        html = await _report(request, inspection_id, reports, review, conclusions)
+        return Response(
+            content=await html_to_pdf(html),
+            media_type="application/pdf",
+            headers=_attachment(_filename(inspection_id, "report.pdf")),
+        )
+
+
+async def _report(
+    request: AuthedRequest,
+    inspection_id: str,
+    reports: Reports,
+    review: Review,
+    conclusions: Conclusions,
+) -> str:
+    dossier = await reports.dossier(request.user, inspection_id)
+    signatures = await review.signatures(request.user, inspection_id)
+    conclusion = await conclusions.view(request.user, inspection_id)
+    return render_report(dossier, signatures, conclusion)

@@ -256,6 +256,12 @@ ROLE_TABLE = [
         None,
         {"admin", "supervisor", "inspector"},
     ),
+    (
+        "GET",
+        "/api/v1/inspections/insp-ds-routine/report.pdf",
+        None,
+        {"admin", "supervisor", "inspector"},
+    ),
 ]
 
 USERS = {"admin": "admin", "supervisor": "sup.js", "inspector": "insp.js1"}
