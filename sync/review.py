@@ -453,6 +453,8 @@ class Review:
                         "current_hash": now,
                         "matches": now == bound,
                         "device_hash_matched": s.data.get("content_hash") in (None, bound),
+                        "unanswered": s.data.get("unanswered") or [],
+                        "incomplete_reason": s.data.get("incomplete_reason"),
                     }
                 )
             for f in tx.records_of("finding", inspection_id):

@@ -453,8 +453,13 @@ function classificationText(cls) {
   return `${t("pics")} ${t(`cls_${cls}`)} · ${t("nmpa")} ${t(`nmpa_${cls}`)}`;
 }
 
-/** @param {string | null | undefined} cls */
-function classificationBadge(cls) {
+/**
+ * A classification in open conflict is disputed: shown as such, never as one of its values.
+ * @param {string | null | undefined} cls
+ * @param {string[] | undefined} [openConflicts]
+ */
+function classificationBadge(cls, openConflicts) {
+  if ((openConflicts || []).includes("classification")) return h("span", { class: "badge cls-disputed" }, t("disputed"));
   return h("span", { class: `badge cls-${cls || "none"}` }, classificationText(cls));
 }
 
@@ -649,7 +654,7 @@ async function inspectionView(iid) {
             "a",
             { class: "card finding", href: `#/i/${enc(iid)}/f/${enc(fid)}`, dataset: { finding: fid } },
             h("h3", null, f.title || "—"),
-            h("p", null, classificationBadge(f.classification), " ", h("span", { class: "status" }, label("fstatus", f.status || "draft"))),
+            h("p", null, classificationBadge(f.classification, f.open_conflicts), " ", h("span", { class: "status" }, label("fstatus", f.status || "draft"))),
             (f.open_conflicts || []).length ? h("p", { class: "conflict-flag" }, (f.open_conflicts || []).map((/** @type {string} */ x) => t("conflict_title", { field: label("field", x) })).join("; ")) : null,
             pending.has(`finding:${fid}`) ? h("p", { class: "tag" }, t("not_synced")) : null,
           ),
@@ -719,7 +724,7 @@ function conflictBoxes(conflicts, kind, id, item) {
       resolved
         ? h("p", { class: "resolution" }, t("conflict_resolved", { value: show(c.field, c.resolution?.value, item), reason: c.resolution?.reason || "" }))
         : [
-            h("p", null, t("conflict_kept", { value: show(c.field, c.winner, item) })),
+            c.flagged ? null : h("p", null, t("conflict_kept", { value: show(c.field, c.winner, item) })),
             h("p", { class: "muted" }, c.field === "_deleted" ? t("conflict_delete") : c.flagged ? t("conflict_flagged") : t("conflict_lww")),
           ],
     );
@@ -1153,6 +1158,7 @@ async function findingView(iid, fid) {
     if (!content) continue;
     for (const s of content.sections || []) for (const i of s.items) items.set(`${id}:${i.key}`, `${linkLabel(link, content)} — ${tx(i.prompt)}`);
   }
+  const disputed = (f.open_conflicts || []).includes("classification");
   const fieldConflicts = (/** @type {string} */ field) => conflictBoxes(new Map([...conflicts].filter(([, c]) => c.field === field)), "finding", fid, null);
   const linkedList = h("ul", { class: "linked" });
   const refsList = h("ul", { class: "refs-list" });
@@ -1181,7 +1187,8 @@ async function findingView(iid, fid) {
         const next = {
           title,
           objective_evidence: String(fd.get("objective_evidence") || ""),
-          classification: fd.get("classification") ? String(fd.get("classification")) : null,
+          // disputed and left unchosen: unchanged (both values wait for the supervisor)
+          classification: fd.get("classification") ? String(fd.get("classification")) : disputed ? f.classification : null,
           status: String(fd.get("status") || f.status || "draft"),
           linked_items: form.linked,
           references: form.references,
@@ -1222,11 +1229,12 @@ async function findingView(iid, fid) {
       "fieldset",
       { class: "classification" },
       h("legend", null, t("classification")),
+      disputed ? h("p", { class: "disputed-note" }, classificationBadge(f.classification, f.open_conflicts), " ", t("disputed_note")) : null,
       ["critical", "major", "other"].map((cls) =>
         h(
           "label",
           { class: `choice cls-${cls}` },
-          h("input", { type: "radio", name: "classification", value: cls, checked: f.classification === cls }),
+          h("input", { type: "radio", name: "classification", value: cls, checked: !disputed && f.classification === cls }),
           h("span", null, h("strong", null, `${t("pics")}: ${t(`cls_${cls}`)}`), h("br"), `${t("nmpa")}: ${t(`nmpa_${cls}`)}`),
         ),
       ),
@@ -1337,6 +1345,7 @@ async function signoffView(iid, lid) {
           meaning: String(fd.get("meaning") || "authored"),
           content_hash: await contentHash(signed),
           signed_at: new Date().toISOString(),
+          ...(missing.length ? { incomplete_reason: String(fd.get("incomplete_reason") || "").trim() } : {}),
         });
         requestSync(500);
         go(`#/i/${enc(iid)}`);
@@ -1371,8 +1380,11 @@ async function signoffView(iid, lid) {
       t("meaning"),
       h("select", { name: "meaning" }, ["authored", "reviewed", "approved"].map((m) => h("option", { value: m }, label("meaning", m)))),
     ),
+    missing.length
+      ? h("label", null, t("incomplete_reason"), h("textarea", { name: "incomplete_reason", id: "incomplete-reason", rows: 3, required: true, maxlength: 2000 }))
+      : null,
     error,
-    h("div", { class: "actions" }, h("button", { type: "submit", class: "primary", id: "sign", disabled: missing.length > 0 }, t("sign_button"))),
+    h("div", { class: "actions" }, h("button", { type: "submit", class: "primary", id: "sign" }, missing.length ? t("sign_anyway") : t("sign_button"))),
   );
 }
 

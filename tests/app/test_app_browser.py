@@ -331,6 +331,10 @@ def test_two_tablets_conflict_and_a_supervisor_resolves_it(
         assert "Critical" in text or "关键" in text, text
         assert "General defect" in text or "一般缺陷" in text, text
         assert page.locator('.conflict.open[data-field="title"]').count() == 1
+        # disputed, never shown as one of its values
+        assert page.locator("fieldset.classification .badge.cls-disputed").count() == 1
+        assert page.locator('input[name="classification"]:checked').count() == 0
+        assert "Now shown" not in text and "当前显示" not in text
     li_box = li.locator('.conflict.open[data-field="classification"]').inner_text()
     assert "you, on this tablet" in li_box and "Inspector Zhao (Jiangsu)" in li_box
     assert "a supervisor chooses" in li_box
@@ -638,19 +642,25 @@ def answer_somehow(page: Any, key: str, repeat: int) -> None:
         answer_field(page, key, "Seen and in order", repeat)
 
 
-def test_a_link_is_signed_off_once_every_required_answer_is_given(
+def test_a_link_is_signed_off_when_answered_or_with_a_reason(
     browser: Any, server: str, api: Callable[[str], Api]
 ) -> None:
-    """The sign-off page lists the missing required answers; once they are given, the
-    signature binds the content the server holds (its hash matches)."""
+    """The sign-off page lists the missing required answers and signs with them missing
+    only with a reason; once they are given, the signature binds the content the server
+    holds (its hash matches)."""
     ctx = browser.new_context(viewport=DESKTOP, locale="en-GB", timezone_id="Asia/Shanghai")
     page = log_in(ctx, server, "insp.js1")
     link = "l5-viral"
     page.goto(f"{server}/app/#/i/{INSP}/l/{link}/sign")
     page.wait_for_selector("#missing")
-    assert page.locator("#sign").is_disabled()
     missing = page.locator("#missing li")
     assert missing.count() > 0
+    # signing with answers missing needs a reason: without one nothing is signed
+    assert page.locator("#sign").inner_text() == "Sign with answers missing"
+    page.fill('input[name="signer_name"]', "Li Wei")
+    page.click("#sign")
+    assert page.locator("#incomplete-reason:invalid").count() == 1
+    assert page.url.endswith("/sign")
     shoot(page, "app-signoff-missing")
     for _ in range(4):  # an answer can show follow-up items (show_if)
         todo = [
@@ -678,4 +688,25 @@ def test_a_link_is_signed_off_once_every_required_answer_is_given(
     assert mine[0]["device_hash_matched"] is True
     assert mine[0]["matches"] is True
     assert mine[0]["signer_name"] == "Li Wei"
+    assert mine[0]["unanswered"] == [] and mine[0]["incomplete_reason"] is None
+
+    # another link signed with answers missing, confirmed with a reason
+    other = "l4-purif"
+    page.goto(f"{server}/app/#/i/{INSP}/l/{other}/sign")
+    page.wait_for_selector("#missing li")
+    page.fill('input[name="signer_name"]', "Li Wei")
+    page.fill("#incomplete-reason", "Column records held at the MAH; follow-up visit")
+    page.click("#sign")
+    page.wait_for_url(re.compile(rf"/i/{INSP}$"))
+    page.click("#sync-now")
+    sup = api("sup.js")
+    for _ in range(40):  # the push goes out in the background: at most 10 s
+        sigs = sup.get(f"/api/v1/review/inspections/{INSP}/signatures").json()
+        found = [s for s in sigs if s.get("scope") == f"link:{other}"]
+        if found:
+            break
+        page.wait_for_timeout(250)
+    (partial,) = found
+    assert partial["incomplete_reason"] == "Column records held at the MAH; follow-up visit"
+    assert partial["unanswered"] and all(u.startswith(f"{other}:") for u in partial["unanswered"])
     ctx.close()
