@@ -8,11 +8,15 @@ so that its existence is not revealed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sync.models import Filter, Principal, Role
+from sync.errors import NotFound
+from sync.models import Filter, Principal, Role, StoredRecord
 
-__all__ = ["can_see_inspection", "inspection_scope"]
+if TYPE_CHECKING:
+    from sync.storage import BatchTx
+
+__all__ = ["can_see_inspection", "inspection_scope", "visible_inspection"]
 
 
 def inspection_scope(principal: Principal) -> list[Filter]:
@@ -31,3 +35,12 @@ def can_see_inspection(principal: Principal, inspection: dict[str, Any]) -> bool
     if principal.role is Role.SUPERVISOR:
         return principal.authority_id in inspection.get("authority_ids", ())
     return principal.user_id in inspection.get("team_user_ids", ())
+
+
+def visible_inspection(tx: BatchTx, principal: Principal, inspection_id: str) -> StoredRecord:
+    """The inspection, inside a transaction, if the principal may see it; else
+    NotFound (whether or not it exists)."""
+    insp = tx.get_record("inspection", inspection_id)
+    if insp is None or not can_see_inspection(principal, insp.data):
+        raise NotFound(f"no inspection {inspection_id!r}")
+    return insp

@@ -34,10 +34,10 @@ from typing import Any, Literal
 
 import msgspec
 
-from sync.access import can_see_inspection
+from sync.access import visible_inspection
 from sync.audit import Actor, AuditContext
 from sync.clock import Clock
-from sync.errors import Forbidden, InvalidInput, InvalidTransition, NotFound, RevisionMismatch
+from sync.errors import Forbidden, InvalidInput, InvalidTransition, RevisionMismatch
 from sync.models import Principal, Role, StoredRecord
 from sync.notify import Notifier
 from sync.signatures import content_hash
@@ -146,11 +146,9 @@ class Conclusions:
             f for f in tx.records_of("finding", inspection_id) if f.data.get("status") == "accepted"
         ]
 
-    def _inspection(self, tx: BatchTx, principal: Principal, inspection_id: str) -> StoredRecord:
-        insp = tx.get_record("inspection", inspection_id)
-        if insp is None or not can_see_inspection(principal, insp.data):
-            raise NotFound(f"no inspection {inspection_id!r}")
-        return insp
+    @staticmethod
+    def _inspection(tx: BatchTx, principal: Principal, inspection_id: str) -> StoredRecord:
+        return visible_inspection(tx, principal, inspection_id)
 
     @staticmethod
     def _blocker(tx: BatchTx, principal: Principal, insp: StoredRecord) -> str | None:

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from sync.access import can_see_inspection, inspection_scope
+from sync.access import can_see_inspection, inspection_scope, visible_inspection
 from sync.audit import Actor, AuditContext
 from sync.clock import Clock
 from sync.errors import Forbidden, InvalidInput, NotFound, RevisionMismatch
@@ -174,11 +174,9 @@ class Rectifications:
             )
         return sorted(rows, key=lambda r: (r["deadline"], r["finding_id"]))
 
-    def _inspection(self, tx: BatchTx, principal: Principal, inspection_id: str) -> StoredRecord:
-        insp = tx.get_record("inspection", inspection_id)
-        if insp is None or not can_see_inspection(principal, insp.data):
-            raise NotFound(f"no inspection {inspection_id!r}")
-        return insp
+    @staticmethod
+    def _inspection(tx: BatchTx, principal: Principal, inspection_id: str) -> StoredRecord:
+        return visible_inspection(tx, principal, inspection_id)
 
     async def of_inspection(self, principal: Principal, inspection_id: str) -> list[dict[str, Any]]:
         """The rectification of every accepted finding of an inspection, by deadline."""
