@@ -62,6 +62,12 @@ class AuthError(DomainError):
         self.code = code  # type: ignore[misc]
 
 
+class ReauthenticationFailed(DomainError):
+    """The password given to sign is not the signer's own."""
+
+    code = "reauthentication_failed"
+
+
 class RateLimited(DomainError):
     code = "rate_limited"
 
@@ -341,6 +347,36 @@ class AuthService:
             self.limiter.succeed(username, client)
         device_id = await self._device_for_login(user, device) if device else None
         return await self._issue_pair(user, device_id, uuid.uuid4().hex)
+
+    async def reauthenticate(self, principal: Principal, password: str, client: str) -> User:
+        """Check, at the moment of signing, that the signer typed their own password
+        again (21 CFR 11.200(a)(1): each signing by a person not continuously in a
+        session re-establishes who it is; China's e-signature law in the same spirit:
+        the signature is under the signer's sole control). Failures count towards the
+        same limit as failed logins (429 beyond)."""
+        shared = self.shared_limiter
+        if shared is not None:
+            await shared.check(principal.username, client)
+        else:
+            self.limiter.check(principal.username, client)
+        user = await self.store.get_user(principal.user_id)
+        ok = self.passwords.verify(
+            user.password_hash if user else self.passwords.dummy_hash, password
+        )
+        if user is None or user.disabled or not ok:
+            if shared is not None:
+                await shared.fail(principal.username, client)
+            else:
+                self.limiter.fail(principal.username, client)
+            raise ReauthenticationFailed(
+                "that is not your password: a signature needs the signer's own password",
+                field="password",
+            )
+        if shared is not None:
+            await shared.succeed(principal.username, client)
+        else:
+            self.limiter.succeed(principal.username, client)
+        return user
 
     async def _device_for_login(self, user: User, device: DeviceIn) -> str:
         now = self.clock.now()

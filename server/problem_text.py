@@ -43,6 +43,10 @@ TITLES: dict[str, dict[str, str]] = {
     },
     "refresh_token_expired": {"en": "The refresh token has expired", "zh": "刷新令牌已过期"},
     "forbidden": {"en": "Your role may not do this", "zh": "您的角色无权执行此操作"},
+    "reauthentication_failed": {
+        "en": "The password given to sign is not the signer's",
+        "zh": "签署时输入的密码不是签署人本人的密码",
+    },
     "inspection_closed": {"en": "The inspection is closed", "zh": "该检查已关闭"},
     "not_found": {"en": "Not found", "zh": "未找到"},
     "evidence_lost": {
@@ -158,6 +162,11 @@ DETAILS: dict[str, dict[str, str]] = {
     "forbidden": {
         "en": "Your role or authority may not do this{at}.",
         "zh": "您的角色或所属机构无权执行此操作{at}。",
+    },
+    "reauthentication_failed": {
+        "en": "A signature needs the signer's own password, typed again at the moment of"
+        " signing{at}.",
+        "zh": "签署须由签署人在签署时再次输入本人密码{at}。",
     },
     "inspection_closed": {
         "en": "The inspection is closed: nothing more is added to it{at}.",
@@ -479,6 +488,10 @@ DETAILS: dict[str, dict[str, str]] = {
         "en": "The value does not fit the field: give one of the kept values or a merged one"
         " of the field's type.",
         "zh": "该值与字段不符：请选择一个保留的值，或给出与字段类型相符的合并值。",
+    },
+    "reauthentication_failed@password": {
+        "en": "That is not your password: a signature needs the signer's own password.",
+        "zh": "密码不正确：签署须输入签署人本人的密码。",
     },
     "invalid_transition@classification": {
         "en": "The classification is in an open conflict: resolve the conflict instead.",

@@ -42,6 +42,7 @@ _STATUS: dict[str, int] = {
     "refresh_token_revoked": 401,
     "refresh_token_expired": 401,
     "forbidden": 403,
+    "reauthentication_failed": 403,
     "inspection_closed": 403,
     "not_found": 404,
     "evidence_lost": 404,

@@ -200,7 +200,12 @@ class Conclusions:
         return await self.store.read_batch(read)
 
     async def set(
-        self, principal: Principal, inspection_id: str, body: ConclusionIn
+        self,
+        principal: Principal,
+        inspection_id: str,
+        body: ConclusionIn,
+        *,
+        authenticated_by: str | None = None,
     ) -> dict[str, Any]:
         """Set (or change, before closing) the conclusion: a supervisor of the lead
         authority, the inspection at fieldwork done or under review, every finding
@@ -259,6 +264,7 @@ class Conclusions:
                     "meaning": "approved",
                     "signed_at": now,
                     "content_hash": signed_hash(accepted, body.conclusion, reason),
+                    "authenticated_by": authenticated_by,
                 },
             }
             history: list[dict[str, Any]] = []

@@ -295,6 +295,12 @@ EN: dict[str, str] = {
     "concl_reason_is": "Reason: {reason}",
     "concl_choose": "Conclusion",
     "concl_err_choose": "Choose a conclusion.",
+    "concl_err_password": "Type your password again to sign.",
+    "concl_password": "Your password ({name}), to sign",
+    "concl_sign_meaning": (
+        "Signing records your name as printed on your account ({name}), the meaning"
+        " (approved), the time and the hash of the accepted findings and the conclusion."
+    ),
     "concl_submit": "Sign and set the conclusion",
     "concl_change": "Change the conclusion",
     "concl_done": "The conclusion is set.",
@@ -640,6 +646,12 @@ ZH: dict[str, str] = {
     "concl_reason_is": "理由：{reason}",
     "concl_choose": "结论",
     "concl_err_choose": "请选择结论。",
+    "concl_err_password": "签署须再次输入您的密码。",
+    "concl_password": "您的密码（{name}），用于签署",
+    "concl_sign_meaning": (
+        "签署将记录您账户上的姓名（{name}）、签署含义（批准）、时间，"
+        "以及已接受缺陷和结论内容的哈希值。"
+    ),
     "concl_submit": "签署并确定结论",
     "concl_change": "修改结论",
     "concl_done": "结论已确定。",

@@ -356,8 +356,10 @@ def console_router(services: Services) -> Router:
         status_code=303,
     )
     async def conclude(request: Request[Any, Any, Any], inspection_id: FromPath[str]) -> Any:
-        form = {k: str(v) for k, v in (await request.form()).items() if k != "_csrf"}
+        raw = {k: str(v) for k, v in (await request.form()).items() if k != "_csrf"}
         t = _presenter(request).t
+        # the password is never shown again in the form
+        form = {k: v for k, v in raw.items() if k != "password"}
 
         async def again(status: int, message: str) -> Template:
             return await inspection_page(
@@ -375,7 +377,13 @@ def console_router(services: Services) -> Router:
                 },
                 ConclusionIn,
             )
-            await services.conclusions.set(request.user, inspection_id, body)
+            if not raw.get("password"):
+                return await again(422, t("concl_err_password"))
+            client = request.client.host if request.client else "unknown"
+            await services.auth.reauthenticate(request.user, raw["password"], client)
+            await services.conclusions.set(
+                request.user, inspection_id, body, authenticated_by="password"
+            )
         except msgspec.ValidationError:
             return await again(422, t("concl_err_choose"))
         except NotFound:

@@ -15,6 +15,7 @@ from litestar import Controller, get, post, put
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from server.deps import (
+    AuthDep,
     AuthedRequest,
     ConclusionsDep,
     EngineDep,
@@ -28,6 +29,11 @@ from server.schemas import AfterId, Limit, Offset
 from sync.audit import read_anchors
 from sync.conclusion import ConclusionIn
 from sync.review import Decision, QueueQuery, finding_view
+
+
+class SignedConclusionIn(ConclusionIn, kw_only=True, forbid_unknown_fields=True):
+    password: str
+    """The signer's own password, typed again at the moment of signing."""
 
 
 class QueuePage(msgspec.Struct, kw_only=True):
@@ -149,14 +155,18 @@ class ReviewController(Controller):
         self,
         request: AuthedRequest,
         inspection_id: FromPath[str],
-        data: JSONBody[ConclusionIn],
+        data: JSONBody[SignedConclusionIn],
         conclusions: ConclusionsDep,
+        auth: AuthDep,
     ) -> dict[str, Any]:
-        """Set or change the conclusion, with a reason (lead authority's supervisors;
-        at fieldwork done or under review, every finding decided, no conflict open).
-        One that differs from the suggestion is an override, kept as such; signed and
-        audited (``/api/v1/audit/history/conclusion/{inspection_id}``)."""
-        return await conclusions.set(request.user, inspection_id, data)
+        """Set or change the conclusion, with a reason and the signer's password typed
+        again (lead authority's supervisors; at fieldwork done or under review, every
+        finding decided, no conflict open). One that differs from the suggestion is an
+        override, kept as such; signed and audited
+        (``/api/v1/audit/history/conclusion/{inspection_id}``)."""
+        client = request.client.host if request.client else "unknown"
+        await auth.reauthenticate(request.user, data.password, client)
+        return await conclusions.set(request.user, inspection_id, data, authenticated_by="password")
 
 
 class AuditController(Controller):

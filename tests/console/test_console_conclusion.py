@@ -4,6 +4,7 @@ form, zh and en, scope like the API."""
 
 from __future__ import annotations
 
+from server.demo import DEMO_PASSWORD
 from tests.conftest import login
 from tests.console.test_console_http import csrf_of, sign_in
 from tests.server.test_conclusion import INSP, accept_all, push_findings
@@ -39,15 +40,33 @@ async def test_the_page_suggests_and_the_supervisor_concludes_with_a_reason(demo
     token = csrf_of(page.text)
     url = f"{PAGE}/conclusion"
 
-    r = await demo.post(url, data={"_csrf": token, "conclusion": "meets", "reason": " "})
+    r = await demo.post(
+        url, data={"_csrf": token, "password": DEMO_PASSWORD, "conclusion": "meets", "reason": " "}
+    )
     assert r.status_code == 422 and "请填写理由。" in r.text
-    r = await demo.post(url, data={"_csrf": token, "conclusion": "fine", "reason": "x"})
+    r = await demo.post(
+        url, data={"_csrf": token, "password": DEMO_PASSWORD, "conclusion": "fine", "reason": "x"}
+    )
     assert r.status_code == 422 and "请选择结论。" in r.text
-    r = await demo.post(url, data={"conclusion": "meets", "reason": "x"})
+    r = await demo.post(url, data={"_csrf": token, "conclusion": "meets", "reason": "x"})
+    assert r.status_code == 422 and "签署须再次输入您的密码。" in r.text
+    r = await demo.post(
+        url, data={"_csrf": token, "conclusion": "meets", "reason": "x", "password": "guess-1234"}
+    )
+    assert r.status_code == 403 and "密码不正确：签署须输入签署人本人的密码。" in r.text
+    assert "guess-1234" not in r.text  # never shown again
+    assert "尚未作出结论。" in r.text  # nothing signed
+    r = await demo.post(url, data={"conclusion": "meets", "reason": "x", "password": DEMO_PASSWORD})
     assert r.status_code == 403  # no CSRF token
     r = await demo.post(
         url,
-        data={"_csrf": token, "conclusion": "does_not_meet", "reason": "相关主要缺陷", "rev": "0"},
+        data={
+            "_csrf": token,
+            "password": DEMO_PASSWORD,
+            "conclusion": "does_not_meet",
+            "reason": "相关主要缺陷",
+            "rev": "0",
+        },
         follow_redirects=False,
     )
     assert r.status_code == 303 and r.headers["location"].endswith("concluded=1#conclusion")
@@ -58,7 +77,14 @@ async def test_the_page_suggests_and_the_supervisor_concludes_with_a_reason(demo
     assert "修改结论" in page.text  # may change it until closing
     # a stale form (rev 0 again) is refused at the form, in Chinese
     r = await demo.post(
-        url, data={"_csrf": token, "conclusion": "meets", "reason": "x", "rev": "0"}
+        url,
+        data={
+            "_csrf": token,
+            "password": DEMO_PASSWORD,
+            "conclusion": "meets",
+            "reason": "x",
+            "rev": "0",
+        },
     )
     assert r.status_code == 412 and "请重新读取后再试" in r.text
 
@@ -78,7 +104,12 @@ async def test_other_authority_gets_404_and_its_form_is_refused(demo):
     home = await demo.get("/console/queue")
     r = await demo.post(
         f"{PAGE}/conclusion",
-        data={"_csrf": csrf_of(home.text), "conclusion": "meets", "reason": "x"},
+        data={
+            "_csrf": csrf_of(home.text),
+            "conclusion": "meets",
+            "reason": "x",
+            "password": DEMO_PASSWORD,
+        },
     )
     assert r.status_code == 404
     # and the admin sees the card without a form

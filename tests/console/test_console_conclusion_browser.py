@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from server.demo import DEMO_PASSWORD
 from tests.console.conftest import DESKTOP, Tablet, external_requests, shoot, sign_in
 
 pytestmark = pytest.mark.slow
@@ -63,6 +64,7 @@ def test_supervisor_reads_the_suggestion_and_concludes(browser, server, tmp_path
     page.locator('.conclusion-form textarea[name="reason"]').fill(
         "两项主要缺陷均涉及细胞库管理，表明该系统不能有效运行"
     )
+    page.locator('.conclusion-form input[name="password"]').fill(DEMO_PASSWORD)
     page.get_by_test_id("conclude").click()
     page.wait_for_url(re.compile(r"concluded=1"))
     assert page.get_by_text("结论已确定。").is_visible()

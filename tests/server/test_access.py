@@ -8,6 +8,7 @@ import re
 import pytest
 
 from server.console import CONSOLE_EXCLUDE
+from server.demo import DEMO_PASSWORD
 from server.webapp import APP_EXCLUDE
 from tests.conftest import login
 
@@ -188,7 +189,7 @@ ROLE_TABLE = [
     (
         "PUT",
         "/api/v1/review/inspections/insp-ds-routine/conclusion",
-        {"conclusion": "meets", "reason": "r"},
+        {"conclusion": "meets", "reason": "r", "password": DEMO_PASSWORD},
         {"supervisor"},
     ),
     # rectifications: any role reads its scope's; writes need the lead authority's

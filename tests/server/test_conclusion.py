@@ -8,8 +8,11 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from server.demo import DEMO_PASSWORD
 from sync.protocol import Mutation, PushRequest
 from tests.conftest import Session, login
+
+PW = DEMO_PASSWORD
 
 INSP = "insp-ds-routine"  # Jiangsu leads; team insp.js1 + insp.js2; in progress
 URL = f"/api/v1/review/inspections/{INSP}/conclusion"
@@ -60,14 +63,14 @@ async def test_conclusion_suggested_overridden_with_a_reason_kept_and_audited(de
     view = (await sup.get(URL)).json()
     assert view["conclusion"] is None and view["rev"] == 0
     assert view["blocked"] == "status"  # still in progress
-    r = await sup.put(URL, json={"conclusion": "meets", "reason": "early"})
+    r = await sup.put(URL, json={"password": PW, "conclusion": "meets", "reason": "early"})
     assert r.status_code == 409 and r.json()["field"] == "conclusion"
 
     for to in ("fieldwork_done", "under_review"):
         r = await sup.post(f"/api/v1/inspections/{INSP}/transitions", json={"to": to})
         assert r.status_code == 200
     assert (await sup.get(URL)).json()["blocked"] == "undecided"
-    r = await sup.put(URL, json={"conclusion": "meets", "reason": "early"})
+    r = await sup.put(URL, json={"password": PW, "conclusion": "meets", "reason": "early"})
     assert r.status_code == 409
     await accept_all(sup, ["f-a", "f-b"])
 
@@ -81,32 +84,59 @@ async def test_conclusion_suggested_overridden_with_a_reason_kept_and_audited(de
     }
     # who may not: the inspector (role), the other province's supervisor (not in scope)
     assert (await li.get(URL)).json()["blocked"] == "role"
-    r = await li.put(URL, json={"conclusion": "meets", "reason": "x"})
+    r = await li.put(URL, json={"password": PW, "conclusion": "meets", "reason": "x"})
     assert r.status_code == 403
     zj = await login(demo, "sup.zj")
     assert (await zj.get(URL)).status_code == 404
-    assert (await zj.put(URL, json={"conclusion": "meets", "reason": "x"})).status_code == 404
-    r = await sup.put(URL, json={"conclusion": "meets", "reason": "  "})
+    assert (
+        await zj.put(URL, json={"password": PW, "conclusion": "meets", "reason": "x"})
+    ).status_code == 404
+    r = await sup.put(URL, json={"password": PW, "conclusion": "meets", "reason": "  "})
     assert r.status_code == 422 and r.json()["field"] == "reason"
-    r = await sup.put(URL, json={"conclusion": "fine", "reason": "x"})
+    r = await sup.put(URL, json={"password": PW, "conclusion": "fine", "reason": "x"})
     assert r.status_code == 400 and r.json()["field"] == "conclusion"
+
+    # signing needs the signer's own password, typed again: none, or another's, is refused
+    r = await sup.put(URL, json={"conclusion": "meets", "reason": "major closed on site"})
+    assert r.status_code == 400 and r.json()["field"] == "password"
+    r = await sup.put(
+        URL, json={"password": "not-my-password", "conclusion": "meets", "reason": "x"}
+    )
+    assert r.status_code == 403 and r.json()["code"] == "reauthentication_failed"
+    assert r.json()["field"] == "password"
+    assert (await sup.get(URL)).json()["conclusion"] is None  # nothing was signed
 
     # the override: meets, against the suggested basically meets
     r = await sup.put(
-        URL, json={"conclusion": "meets", "reason": "major closed on site", "expect_rev": 0}
+        URL,
+        json={
+            "password": PW,
+            "conclusion": "meets",
+            "reason": "major closed on site",
+            "expect_rev": 0,
+        },
     )
     assert r.status_code == 200, r.text
     set_ = r.json()
     assert set_["rev"] == 1 and set_["conclusion"] == "meets"
     assert set_["suggested"] == "basically_meets" and set_["override"] is True
     assert set_["set_by_name"] == "Supervisor Chen (Jiangsu)"
-    assert set_["signature"]["signer_name"] == "Supervisor Chen (Jiangsu)"
+    assert set_["signature"]["signer_name"] == "Supervisor Chen (Jiangsu)"  # the account's
+    assert set_["signature"]["authenticated_by"] == "password"
     assert set_["findings"] == ["f-a", "f-b"] and set_["history"] == []
     # changed again: the first setting is kept in history; a stale rev is refused
-    r = await sup.put(URL, json={"conclusion": "basically_meets", "reason": "x", "expect_rev": 0})
+    r = await sup.put(
+        URL, json={"password": PW, "conclusion": "basically_meets", "reason": "x", "expect_rev": 0}
+    )
     assert r.status_code == 412
     r = await sup.put(
-        URL, json={"conclusion": "basically_meets", "reason": "on reflection", "expect_rev": 1}
+        URL,
+        json={
+            "password": PW,
+            "conclusion": "basically_meets",
+            "reason": "on reflection",
+            "expect_rev": 1,
+        },
     )
     assert r.status_code == 200 and r.json()["override"] is False
     assert [h["conclusion"] for h in r.json()["history"]] == ["meets"]
@@ -137,6 +167,6 @@ async def test_conclusion_suggested_overridden_with_a_reason_kept_and_audited(de
     # closed: frozen
     r = await sup.post(f"/api/v1/inspections/{INSP}/transitions", json={"to": "closed"})
     assert r.status_code == 200, r.text
-    r = await sup.put(URL, json={"conclusion": "does_not_meet", "reason": "x"})
+    r = await sup.put(URL, json={"password": PW, "conclusion": "does_not_meet", "reason": "x"})
     assert r.status_code == 409
     assert (await sup.get(URL)).json()["conclusion"]["conclusion"] == "basically_meets"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import sync.errors
-from server.auth import AuthError, RateLimited
+from server.auth import AuthError, RateLimited, ReauthenticationFailed
 from server.overload import Overload
 from server.problem_text import DETAILS, TITLES
 from server.problems import CODES, localised
@@ -42,7 +42,12 @@ def test_every_code_has_a_title_and_a_detail_in_both_languages():
 
 def domain_codes() -> dict[str, str]:
     """Class name -> code of every domain error the engine and server raise."""
-    classes = [sync.errors.DomainError, *vars(sync.errors).values(), RateLimited]
+    classes = [
+        sync.errors.DomainError,
+        *vars(sync.errors).values(),
+        RateLimited,
+        ReauthenticationFailed,
+    ]
     return {
         c.__name__: c.code
         for c in classes

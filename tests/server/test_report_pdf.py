@@ -11,7 +11,7 @@ from pypdf import PdfReader
 
 from tests.conftest import login
 from tests.console.test_console_http import sign_in
-from tests.server.test_conclusion import INSP, URL, accept_all, push_findings
+from tests.server.test_conclusion import INSP, PW, URL, accept_all, push_findings
 
 TITLES = {  # pushed in this order; the list orders them critical, major, other
     "f-o": ("other", "Logbook entries unsigned in the cold room"),
@@ -52,7 +52,9 @@ async def concluded(demo) -> None:
             await sup.post(f"/api/v1/inspections/{INSP}/transitions", json={"to": to})
         ).status_code == 200
     await accept_all(sup, list(TITLES))
-    r = await sup.put(URL, json={"conclusion": "does_not_meet", "reason": "数据完整性问题"})
+    r = await sup.put(
+        URL, json={"password": PW, "conclusion": "does_not_meet", "reason": "数据完整性问题"}
+    )
     assert r.status_code == 200, r.text
 
 
