@@ -288,9 +288,19 @@ class Review:
 
     # --- decisions -----------------------------------------------------------------
 
-    async def decide(self, principal: Principal, finding_id: str, d: Decision) -> StoredRecord:
+    async def decide(
+        self,
+        principal: Principal,
+        finding_id: str,
+        d: Decision,
+        *,
+        authenticated_by: str | None = None,
+    ) -> StoredRecord:
         """Apply a decision in one transaction; the finding (and, for a merge, the
-        survivor) change together, audited with the reason and signed."""
+        survivor) change together, audited with the reason and signed.
+        ``authenticated_by`` says how the server re-established the signer at this
+        moment (``password``: typed again, checked by the caller) and is kept in the
+        signature."""
         if principal.role is not Role.SUPERVISOR:
             raise Forbidden("only a supervisor decides on findings")
         if not d.reason.strip():
@@ -332,6 +342,7 @@ class Review:
                 "meaning": "approved" if d.decision == "accept" else "reviewed",
                 "signed_at": now,
                 "content_hash": content_hash([("finding", rec.id, after)]),
+                "authenticated_by": authenticated_by,
             }
             updates["decisions"] = [*(rec.data.get("decisions") or []), entry]
             op = f"review:{d.decision}"

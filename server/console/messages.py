@@ -296,6 +296,7 @@ EN: dict[str, str] = {
     "concl_choose": "Conclusion",
     "concl_err_choose": "Choose a conclusion.",
     "concl_err_password": "Type your password again to sign.",
+    "sign_password": "Your password, to sign",
     "concl_password": "Your password ({name}), to sign",
     "concl_sign_meaning": (
         "Signing records your name as printed on your account ({name}), the meaning"
@@ -647,6 +648,7 @@ ZH: dict[str, str] = {
     "concl_choose": "结论",
     "concl_err_choose": "请选择结论。",
     "concl_err_password": "签署须再次输入您的密码。",
+    "sign_password": "您的密码（用于签署）",
     "concl_password": "您的密码（{name}），用于签署",
     "concl_sign_meaning": (
         "签署将记录您账户上的姓名（{name}）、签署含义（批准）、时间，"

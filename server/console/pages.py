@@ -258,11 +258,14 @@ def console_router(services: Services) -> Router:
         status_code=303,
     )
     async def decide(request: Request[Any, Any, Any], finding_id: FromPath[str]) -> Any:
-        form = {k: str(v) for k, v in (await request.form()).items() if k != "_csrf"}
+        raw = {k: str(v) for k, v in (await request.form()).items() if k != "_csrf"}
+        form = {k: v for k, v in raw.items() if k != "password"}  # never shown back
         kind = form.get("decision", "")
         t = _presenter(request).t
         if not form.get("reason", "").strip():
             return await finding_page(request, finding_id, 422, t("err_reason"), form)
+        if not raw.get("password"):
+            return await finding_page(request, finding_id, 422, t("concl_err_password"), form)
         try:
             decision = msgspec.convert(
                 {
@@ -275,13 +278,20 @@ def console_router(services: Services) -> Router:
                 },
                 Decision,
             )
-            await services.review.decide(request.user, finding_id, decision)
+            client = request.client.host if request.client else "unknown"
+            await services.auth.reauthenticate(request.user, raw["password"], client)
+            await services.review.decide(
+                request.user, finding_id, decision, authenticated_by="password"
+            )
         except msgspec.ValidationError as exc:
             return await finding_page(request, finding_id, 422, str(exc), form)
         except NotFound:
             raise
         except DomainError as exc:
-            return await finding_page(request, finding_id, _status(exc), exc.message, form)
+            said = exc.message
+            if t.lang == "zh":  # the problem catalogue's words in Chinese
+                said = localised(exc.code, "zh", {"field": exc.field, **exc.extra})[1]
+            return await finding_page(request, finding_id, _status(exc), said, form)
         return Redirect(f"/console/findings/{quote(finding_id)}?done={kind}", status_code=303)
 
     # --- one inspection ------------------------------------------------------------

@@ -31,6 +31,11 @@ from sync.conclusion import ConclusionIn
 from sync.review import Decision, QueueQuery, finding_view
 
 
+class SignedDecision(Decision, kw_only=True, forbid_unknown_fields=True):
+    password: str
+    """The signer's own password, typed again at the moment of signing."""
+
+
 class SignedConclusionIn(ConclusionIn, kw_only=True, forbid_unknown_fields=True):
     password: str
     """The signer's own password, typed again at the moment of signing."""
@@ -110,13 +115,18 @@ class ReviewController(Controller):
         self,
         request: AuthedRequest,
         finding_id: FromPath[str],
-        data: JSONBody[Decision],
+        data: JSONBody[SignedDecision],
         review: ReviewDep,
+        auth: AuthDep,
     ) -> dict[str, Any]:
         """Accept, return (with a comment for the inspector), reclassify, or merge into
-        another finding; a reason is required. Lead authority's supervisors only. The
-        finding as it is now; the change reaches tablets on their next pull."""
-        return finding_view(await review.decide(request.user, finding_id, data))
+        another finding; a reason and the signer's password typed again are required.
+        Lead authority's supervisors only. The finding as it is now; the change reaches
+        tablets on their next pull."""
+        client = request.client.host if request.client else "unknown"
+        await auth.reauthenticate(request.user, data.password, client)
+        decided = await review.decide(request.user, finding_id, data, authenticated_by="password")
+        return finding_view(decided)
 
     @get(
         "/inspections/{inspection_id:str}/signatures",

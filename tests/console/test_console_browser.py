@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from server.demo import DEMO_PASSWORD
 from tests.console.conftest import DESKTOP, SHOTS, Tablet, external_requests, shoot, sign_in
 
 pytestmark = pytest.mark.slow
@@ -154,6 +155,7 @@ def test_supervisor_reviews_resolves_and_returns(browser, world):
     ret = page.locator('form[data-decision="return"]')
     ret.locator("textarea").fill("Attach the alarm test log for 2025 and 2026")
     ret.locator('input[name="reason"]').fill("Evidence thin")
+    ret.locator('input[name="password"]').fill(DEMO_PASSWORD)
     ret.locator("button[type=submit]").click()
     page.wait_for_url(re.compile(r"done=return"))
     assert page.get_by_test_id("status").inner_text() == "Returned to inspector"
@@ -231,6 +233,7 @@ def test_a_form_without_its_token_is_refused_and_logout_revokes(browser, world):
     form = page.locator('form[data-decision="accept"]')
     form.locator('input[name="_csrf"]').evaluate("(el) => el.remove()")
     form.locator('input[name="reason"]').fill("fine")
+    form.locator('input[name="password"]').fill(DEMO_PASSWORD)
     with page.expect_navigation():
         form.locator("button[type=submit]").click()
     assert "This form has expired or did not come from this console." in page.content()

@@ -47,6 +47,7 @@ def test_supervisor_reads_the_suggestion_and_concludes(browser, server, tmp_path
         page.goto(f"{server}/console/findings/{fid}")
         form = page.locator('form[data-decision="accept"]')
         form.locator('input[name="reason"]').fill("核实无误")
+        form.locator('input[name="password"]').fill(DEMO_PASSWORD)
         form.locator("button[type=submit]").click()
         page.wait_for_url(re.compile(r"done=accept"))
 

@@ -211,7 +211,7 @@ async def test_review_from_the_console_scoped_like_the_api(demo, tmp_path):
     token = csrf_of((await demo.get("/console/queue")).text)
     r = await demo.post(
         "/console/findings/f-ln2/decisions",
-        data={"_csrf": token, "decision": "accept", "reason": "fine"},
+        data={"_csrf": token, "decision": "accept", "reason": "fine", "password": DEMO_PASSWORD},
     )
     assert r.status_code == 404
     for url in (
@@ -250,6 +250,15 @@ async def test_review_from_the_console_scoped_like_the_api(demo, tmp_path):
         data={"_csrf": token, "decision": "return", "reason": "", "comment": "x"},
     )
     assert r.status_code == 422 and "Give a reason." in r.text
+    # signing needs the password typed again: none, or a wrong one, decides nothing
+    base = {"_csrf": token, "decision": "return", "reason": "thin", "comment": "x"}
+    r = await demo.post("/console/findings/f-ln2/decisions", data=base)
+    assert r.status_code == 422 and "Type your password again to sign." in r.text
+    r = await demo.post(
+        "/console/findings/f-ln2/decisions", data={**base, "password": "guess-5678"}
+    )
+    assert r.status_code == 403 and "not your password" in r.text
+    assert "guess-5678" not in r.text
     r = await demo.post(
         "/console/findings/f-ln2/decisions",
         data={
@@ -257,6 +266,7 @@ async def test_review_from_the_console_scoped_like_the_api(demo, tmp_path):
             "decision": "return",
             "reason": "evidence thin",
             "comment": "Cite the alarm log",
+            "password": DEMO_PASSWORD,
         },
         follow_redirects=False,
     )

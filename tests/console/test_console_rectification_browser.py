@@ -94,7 +94,7 @@ def test_the_supervisor_finds_the_late_rectification(browser, moved):
     for fid in ("f-ln2", "f-log"):
         r = sup.post(
             f"/api/v1/review/findings/{fid}/decisions",
-            json={"decision": "accept", "reason": "as written"},
+            json={"decision": "accept", "reason": "as written", "password": DEMO_PASSWORD},
         )
         assert r.is_success
     r = sup.put(

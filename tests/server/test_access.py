@@ -170,7 +170,7 @@ ROLE_TABLE = [
     (
         "POST",
         "/api/v1/review/findings/f-x/decisions",
-        {"decision": "accept", "reason": "r"},
+        {"decision": "accept", "reason": "r", "password": DEMO_PASSWORD},
         {"supervisor"},
     ),
     (

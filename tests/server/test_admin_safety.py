@@ -166,7 +166,11 @@ UNKNOWN_FIELD_BODIES = [
     ("POST", "/api/v1/inspections/insp-js-ds/assignments", {"user_id": "u-insp-js1"}),
     ("POST", "/api/v1/checklists/versions/cell_bank-v1/publish", {"changelog": "c"}),
     ("POST", "/api/v1/sync/conflicts/c-1/resolve", {"value": 1, "reason": "r"}),
-    ("POST", "/api/v1/review/findings/f-1/decisions", {"decision": "accept", "reason": "r"}),
+    (
+        "POST",
+        "/api/v1/review/findings/f-1/decisions",
+        {"decision": "accept", "reason": "r", "password": DEMO_PASSWORD},
+    ),
 ]
 
 

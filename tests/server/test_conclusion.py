@@ -50,7 +50,7 @@ async def accept_all(sup: Session, ids) -> None:
     for fid in ids:
         r = await sup.post(
             f"/api/v1/review/findings/{fid}/decisions",
-            json={"decision": "accept", "reason": "as written"},
+            json={"decision": "accept", "reason": "as written", "password": PW},
         )
         assert r.status_code == 200, r.text
 
@@ -154,7 +154,12 @@ async def test_conclusion_suggested_overridden_with_a_reason_kept_and_audited(de
     assert signed["matches"] is True and signed["conclusion"] == "basically_meets"
     r = await sup.post(
         "/api/v1/review/findings/f-b/decisions",
-        json={"decision": "reclassify", "classification": "critical", "reason": "data"},
+        json={
+            "decision": "reclassify",
+            "classification": "critical",
+            "reason": "data",
+            "password": PW,
+        },
     )
     assert r.status_code == 200
     await accept_all(sup, ["f-b"])

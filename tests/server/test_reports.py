@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from server.demo import DEMO_PASSWORD
 from tests.conftest import Session, login
 
 CHAIN_VIEW = "/api/v1/products/prod-zv101/chain-findings"
@@ -147,7 +148,10 @@ async def world(demo):
         ("f-ds-reclass", {"decision": "accept", "reason": "Confirmed on site"}),
         ("f-ds-dup", {"decision": "merge", "into": "f-ds-resin", "reason": "Same resin"}),
     ):
-        r = await sup.post(f"/api/v1/review/findings/{fid}/decisions", json=body)
+        r = await sup.post(
+            f"/api/v1/review/findings/{fid}/decisions",
+            json={**body, "password": DEMO_PASSWORD},
+        )
         assert r.status_code == 200, r.text
     return demo
 

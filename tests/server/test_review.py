@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from server.demo import DEMO_PASSWORD
 from sync.client import HttpTransport, Tablet
 from tests.conftest import Session, login
 
@@ -28,7 +29,9 @@ async def tablet(demo, tmp_path: Path, username: str, name: str) -> tuple[Tablet
 
 
 async def decide(sup: Session, fid: str, **body) -> object:
-    return await sup.post(f"/api/v1/review/findings/{fid}/decisions", json=body)
+    return await sup.post(
+        f"/api/v1/review/findings/{fid}/decisions", json={"password": DEMO_PASSWORD, **body}
+    )
 
 
 async def move(s: Session, to: str) -> object:
@@ -326,14 +329,17 @@ async def test_bad_review_input_is_a_4xx_problem_naming_the_field(demo, tmp_path
         ({"decision": "accept", "reason": "x", "expect_rev": "one"}, "expect_rev"),
     ]
     for body, field in cases:
-        r = await sup.post(url, json=body)
+        r = await sup.post(url, json={"password": DEMO_PASSWORD, **body})
         assert 400 <= r.status_code < 500, (body, r.status_code, r.text)
         problem = r.json()
         assert field in (problem.get("field") or ""), (body, problem)
         assert r.headers["content-type"].startswith("application/problem+json")
     r = await sup.post(url, content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 400
-    r = await sup.post(url, json={"decision": "accept", "reason": "x", "expect_rev": 99})
+    r = await sup.post(
+        url,
+        json={"decision": "accept", "reason": "x", "expect_rev": 99, "password": DEMO_PASSWORD},
+    )
     assert r.status_code == 412 and r.json()["current_rev"] == 1
     for params in ({"limit": "many"}, {"sort": "colour"}, {"date_from": "yesterday"}):
         r = await sup.get("/api/v1/review/queue", params=params)
@@ -345,3 +351,23 @@ async def test_bad_review_input_is_a_4xx_problem_naming_the_field(demo, tmp_path
     assert li.view("finding", "f-bad")["status"] == "draft"
     queue = (await sup.get("/api/v1/review/queue")).json()
     assert [(r["id"], r["status"]) for r in queue["items"]] == [("f-bad", "draft")]
+
+
+async def test_a_decision_is_signed_only_with_the_password_typed_again(demo, tmp_path):
+    li, _ = await tablet(demo, tmp_path, "insp.js1", "li")
+    li.edit("finding", "f-pw", {"inspection_id": INSP, "title": "x", "classification": "other"})
+    await li.sync()
+    sup = await login(demo, "sup.js")
+    url = "/api/v1/review/findings/f-pw/decisions"
+    body = {"decision": "return", "reason": "thin", "comment": "more"}
+    r = await sup.post(url, json=body)
+    assert r.status_code == 400 and r.json()["field"] == "password"
+    r = await sup.post(url, json={**body, "password": "not-mine-at-all"})
+    assert r.status_code == 403 and r.json()["code"] == "reauthentication_failed"
+    history = (await sup.get("/api/v1/audit/history/finding/f-pw")).json()
+    assert [e["op"] for e in history] == ["create"]  # nothing was decided
+    r = await sup.post(url, json={**body, "password": DEMO_PASSWORD})
+    assert r.status_code == 200
+    signature = r.json()["decisions"][-1]["signature"]
+    assert signature["authenticated_by"] == "password"
+    assert signature["signer_name"] == "Supervisor Chen (Jiangsu)"  # the account's name
