@@ -109,7 +109,7 @@ class ReviewController(Controller):
         "/findings/{finding_id:str}/decisions",
         guards=[STAFF],
         status_code=200,
-        responses=problems(400, 401, 403, 404, 409, 412, 413, 422),
+        responses=problems(400, 401, 403, 404, 409, 412, 413, 422, 429),
     )
     async def decide(
         self,
@@ -159,7 +159,7 @@ class ReviewController(Controller):
     @put(
         "/inspections/{inspection_id:str}/conclusion",
         guards=[STAFF],
-        responses=problems(400, 401, 403, 404, 409, 412, 413, 422),
+        responses=problems(400, 401, 403, 404, 409, 412, 413, 422, 429),
     )
     async def conclude(
         self,
