@@ -543,10 +543,37 @@ class Store(abc.ABC):
         offset: int,
         media_type: str | None = None,
         expires_at: datetime | None = None,
+        holder: str | None = None,
+        release: bool = False,
     ) -> None:
         """Record how many bytes are durably received (and, once known, the sniffed
         type, and a new expiry; None keeps the current value). Raises NotFound for an
-        unknown id."""
+        unknown id.
+
+        With ``holder``, only while that holder's claim (:meth:`claim_upload`) is on
+        the upload, whether or not it has run out: if another holder took it (or it was
+        released), nothing changes and UploadLocked is raised. ``release`` ends the
+        holder's claim in the same transaction."""
+
+    @abc.abstractmethod
+    async def claim_upload(
+        self, upload_id: str, holder: str, *, now: datetime, until: datetime
+    ) -> Upload:
+        """Claim the upload for ``holder`` until ``until``, or extend the claim it holds,
+        and return the upload as it is under the claim. One claim at a time, seen by
+        every process sharing the store: while another holder's claim runs past
+        ``now``, nothing changes and UploadLocked is raised (``retry_after``: whole
+        seconds until that claim runs out, at least 1). A claim that ran out is taken
+        over. Raises NotFound for an unknown id.
+
+        The request writing a chunk holds the claim while it checks the offset, writes
+        and records the new offset (``sync/upload_claim.py``), so two chunks of one
+        upload never interleave, on one server instance or several."""
+
+    @abc.abstractmethod
+    async def release_upload(self, upload_id: str, holder: str) -> bool:
+        """End ``holder``'s claim on the upload; False if it held none (released
+        already, taken over after running out, or the upload is gone)."""
 
     @abc.abstractmethod
     async def delete_upload(self, upload_id: str) -> bool:
@@ -561,6 +588,7 @@ class Store(abc.ABC):
         at: datetime,
         *,
         actor: Actor = SYSTEM,
+        holder: str | None = None,
     ) -> bool:
         """In one transaction: keep the file's row unless one exists (the first upload
         wins), add the reference of ``ref.inspection_id`` unless it exists, mark the
@@ -568,7 +596,8 @@ class Store(abc.ABC):
         audit event of the evidence (op ``upload``, ``upload:dedup`` when the file was
         stored already, or ``upload:restore`` when it was stored but lost: the mark is
         cleared). Returns True if the file's row is new. Raises NotFound for an unknown
-        upload id."""
+        upload id. With ``holder``, as :meth:`update_upload`: only under that holder's
+        claim (else UploadLocked), which ends with the completion."""
 
     @abc.abstractmethod
     async def expired_uploads(self, now: datetime) -> list[Upload]:

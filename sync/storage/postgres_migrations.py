@@ -212,6 +212,11 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         " CREATE INDEX login_failures_key_at ON login_failures (key, at);"
         " CREATE INDEX login_failures_at ON login_failures (at);",
     ),
+    (
+        4,
+        "uploads: who holds the claim on an upload, until when (SQLite's 9)",
+        f"ALTER TABLE uploads ADD COLUMN claimed_by {_T}, ADD COLUMN claimed_until {_T}",
+    ),
 ]
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
 
 from sync.audit import SYSTEM, Actor, AuditContext
-from sync.errors import AlreadyExists, NotFound, QuotaExceeded
+from sync.errors import AlreadyExists, NotFound, QuotaExceeded, UploadLocked
 from sync.models import EvidenceFile, EvidenceRef, Upload
 from sync.storage.shared import (
     evidence_file_from_row,
@@ -93,6 +94,22 @@ def _store_ref(db: Conn, ref: EvidenceRef) -> None:
     )
 
 
+def _check_holder(db: Conn, upload_id: str, holder: str | None) -> None:
+    """Raise NotFound (no upload) or UploadLocked (``holder`` no longer holds the
+    claim); nothing when ``holder`` is None or holds it."""
+    if holder is None:
+        return
+    row = db.execute("SELECT claimed_by FROM uploads WHERE id = ?", (upload_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no upload {upload_id!r}")
+    if row["claimed_by"] != holder:
+        raise UploadLocked(
+            f"the claim on upload {upload_id} was lost (it ran out and another request"
+            " took it over): nothing was recorded",
+            retry_after=1,
+        )
+
+
 class EvidenceSQL(SQLBase):
     """The upload and evidence methods of :class:`~sync.storage.Store`."""
 
@@ -136,10 +153,14 @@ class EvidenceSQL(SQLBase):
         offset: int,
         media_type: str | None = None,
         expires_at: datetime | None = None,
+        holder: str | None = None,
+        release: bool = False,
     ) -> None:
         def update(db: Conn) -> None:
+            _check_holder(db, upload_id, holder)
+            end = " claimed_by = NULL, claimed_until = NULL," if release else ""
             cur = db.execute(
-                'UPDATE uploads SET "offset" = ?, media_type = COALESCE(?, media_type),'
+                f'UPDATE uploads SET{end} "offset" = ?, media_type = COALESCE(?, media_type),'
                 " expires_at = COALESCE(?, expires_at) WHERE id = ?",
                 (offset, media_type, utc(expires_at), upload_id),
             )
@@ -147,6 +168,39 @@ class EvidenceSQL(SQLBase):
                 raise NotFound(f"no upload {upload_id!r}")
 
         await self._write(update)
+
+    async def claim_upload(
+        self, upload_id: str, holder: str, *, now: datetime, until: datetime
+    ) -> Upload:
+        def claim(db: Conn) -> Upload:
+            cur = db.execute(
+                "UPDATE uploads SET claimed_by = ?, claimed_until = ? WHERE id = ?"
+                " AND (claimed_by IS NULL OR claimed_by = ? OR claimed_until <= ?)",
+                (holder, utc(until), upload_id, holder, utc(now)),
+            )
+            row = db.execute("SELECT * FROM uploads WHERE id = ?", (upload_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no upload {upload_id!r}")
+            if cur.rowcount == 0:
+                ends = datetime.fromisoformat(row["claimed_until"])
+                raise UploadLocked(
+                    f"another request is still sending a chunk of upload {upload_id}",
+                    retry_after=max(1, math.ceil((ends - now).total_seconds())),
+                )
+            return upload_from_row(row)
+
+        return await self._write(claim)
+
+    async def release_upload(self, upload_id: str, holder: str) -> bool:
+        def release(db: Conn) -> bool:
+            cur = db.execute(
+                "UPDATE uploads SET claimed_by = NULL, claimed_until = NULL"
+                " WHERE id = ? AND claimed_by = ?",
+                (upload_id, holder),
+            )
+            return bool(cur.rowcount > 0)
+
+        return await self._write(release)
 
     async def delete_upload(self, upload_id: str) -> bool:
         def delete(db: Conn) -> bool:
@@ -162,11 +216,14 @@ class EvidenceSQL(SQLBase):
         at: datetime,
         *,
         actor: Actor = SYSTEM,
+        holder: str | None = None,
     ) -> bool:
         def complete(db: Conn) -> bool:
+            _check_holder(db, upload_id, holder)
             cur = db.execute(
                 'UPDATE uploads SET completed_at = ?, "offset" = length,'
-                " media_type = COALESCE(media_type, ?) WHERE id = ?",
+                " media_type = COALESCE(media_type, ?), claimed_by = NULL,"
+                " claimed_until = NULL WHERE id = ?",
                 (utc(at), evidence.media_type, upload_id),
             )
             if cur.rowcount == 0:

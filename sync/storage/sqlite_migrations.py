@@ -338,6 +338,15 @@ def _m8_login_failures(db: sqlite_utils.Database) -> None:
     db["login_failures"].create_index(["at"], if_not_exists=True)  # type: ignore[union-attr]
 
 
+def _m9_upload_claims(db: sqlite_utils.Database) -> None:
+    # The request writing a chunk of an upload claims it (sync/upload_claim.py); the
+    # claim is in the row so that every process sharing the database sees it.
+    table = db["uploads"]
+    for column in ("claimed_by", "claimed_until"):
+        if column not in table.columns_dict:  # type: ignore[union-attr]
+            table.add_column(column, str)  # type: ignore[union-attr]
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "users, devices, refresh tokens, records and the change sequence", _m1_initial),
     (
@@ -351,6 +360,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (6, "evidence: files whose bytes were lost", _m6_evidence_lost),
     (7, "records: an index by inspection and kind", _m7_records_by_kind),
     (8, "failed logins, shared by every process", _m8_login_failures),
+    (9, "uploads: who holds the claim on an upload, until when", _m9_upload_claims),
 ]
 
 

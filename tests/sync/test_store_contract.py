@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sync.errors import AlreadyExists, NotFound, QuotaExceeded, RevisionMismatch
+from sync.errors import AlreadyExists, NotFound, QuotaExceeded, RevisionMismatch, UploadLocked
 from sync.models import (
     Device,
     EvidenceFile,
@@ -330,6 +330,74 @@ async def test_two_concurrent_uploads_cannot_both_squeeze_under_the_quota(store:
     )
     assert sum(r is None for r in results) == 1
     assert all(isinstance(r, QuotaExceeded) for r in results if r is not None)
+
+
+async def test_a_claim_on_an_upload_is_exclusive_fences_writes_and_runs_out(store: Store):
+    a32, until = "a" * 32, NOW + timedelta(seconds=90)
+    await store.add_upload(upload(a32))
+    got = await store.claim_upload(a32, "A", now=NOW, until=until)
+    assert got == upload(a32)  # the upload as it is under the claim
+    with pytest.raises(UploadLocked) as err:
+        await store.claim_upload(a32, "B", now=NOW + timedelta(seconds=30), until=until)
+    assert err.value.extra == {"retry_after": 60}  # until A's claim runs out
+    # B holds nothing: its writes change nothing
+    with pytest.raises(UploadLocked):
+        await store.update_upload(a32, offset=50, holder="B")
+    with pytest.raises(UploadLocked):
+        await store.complete_upload(a32, *evidence(H1, "i1"), NOW, holder="B")
+    assert await store.release_upload(a32, "B") is False
+    assert (await store.get_upload(a32)).offset == 0
+    # A extends its claim, records an offset and lets go in the same transaction
+    later = NOW + timedelta(seconds=180)
+    await store.claim_upload(a32, "A", now=NOW + timedelta(seconds=60), until=later)
+    await store.update_upload(a32, offset=40, holder="A", release=True)
+    assert (await store.get_upload(a32)).offset == 40
+    with pytest.raises(UploadLocked):  # released: A's next write needs a new claim
+        await store.update_upload(a32, offset=50, holder="A")
+    assert (await store.claim_upload(a32, "B", now=NOW, until=until)).offset == 40
+    # B stalls past its claim's end: A takes over, and B's late write is refused
+    taken = await store.claim_upload(a32, "A", now=until, until=until + timedelta(seconds=90))
+    assert taken.offset == 40
+    with pytest.raises(UploadLocked):
+        await store.update_upload(a32, offset=100, holder="B")
+    assert await store.release_upload(a32, "B") is False
+    # completing ends the claim
+    assert await store.complete_upload(a32, *evidence(H1, "i1"), NOW, holder="A") is True
+    assert await store.release_upload(a32, "A") is False
+    assert (await store.claim_upload(a32, "C", now=NOW, until=until)).offset == 100
+    with pytest.raises(NotFound):
+        await store.claim_upload("b" * 32, "A", now=NOW, until=until)
+    with pytest.raises(NotFound):
+        await store.update_upload("b" * 32, offset=1, holder="A")
+    assert await store.release_upload("b" * 32, "A") is False
+
+
+async def test_one_claim_on_an_upload_across_processes(store: Store):
+    """Claims made at once through two stores over one database (two server processes)
+    on the same upload: exactly one is granted; once it is released the other is."""
+    other = _twin(store)
+    await other.open()
+    try:
+        a32, until = "a" * 32, NOW + timedelta(seconds=90)
+        await store.add_upload(upload(a32))
+        for round_ in range(5):
+            results = await asyncio.gather(
+                *(
+                    s.claim_upload(a32, f"{name}{round_}", now=NOW, until=until)
+                    for s, name in ((store, "x"), (other, "y"), (store, "z"), (other, "w"))
+                ),
+                return_exceptions=True,
+            )
+            won = [r for r in results if isinstance(r, Upload)]
+            assert len(won) == 1, results
+            assert sum(isinstance(r, UploadLocked) for r in results) == 3
+            winner = ("x", "y", "z", "w")[results.index(won[0])] + str(round_)
+            await (store if winner[0] in "xz" else other).update_upload(
+                a32, offset=round_ + 1, holder=winner, release=True
+            )
+        assert (await other.get_upload(a32)).offset == 5
+    finally:
+        await other.close()
 
 
 async def test_a_completed_file_is_kept_once_with_every_inspections_reference(store: Store):
