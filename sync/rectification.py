@@ -34,7 +34,7 @@ from sync.audit import Actor, AuditContext
 from sync.clock import Clock
 from sync.errors import Forbidden, InvalidInput, NotFound, RevisionMismatch
 from sync.fielddata import CLASSIFICATION_LABELS
-from sync.models import Principal, Role, StoredRecord
+from sync.models import EvidenceFile, Principal, Role, StoredRecord
 from sync.notify import Notifier
 from sync.storage import BatchTx, Store
 
@@ -206,6 +206,42 @@ class Rectifications:
             return sorted(out, key=lambda r: (-r["days_overdue"], r["deadline"], r["finding_id"]))
 
         return await self.store.read_batch(read)
+
+    async def record(self, principal: Principal, finding_id: str) -> StoredRecord | None:
+        """The finding's rectification record as stored (its ``earlier_responses`` too),
+        or None before anything was entered. NotFound unless the principal may see the
+        finding's inspection."""
+
+        def read(tx: BatchTx) -> StoredRecord | None:
+            finding = tx.get_record("finding", finding_id)
+            if finding is None:
+                raise NotFound(f"no finding {finding_id!r}")
+            self._inspection(tx, principal, finding.data["inspection_id"])
+            return tx.get_record("rectification", finding_id)
+
+        return await self.store.read_batch(read)
+
+    async def evidence_file(
+        self, principal: Principal, finding_id: str, sha256: str
+    ) -> EvidenceFile:
+        """A file a response of this rectification names (now or earlier), if the
+        principal may see the inspection and the file was uploaded for it: knowing a
+        hash is not enough, as for inspection evidence (``sync.uploads``). NotFound
+        otherwise, exactly as for a file never uploaded."""
+        rec = await self.record(principal, finding_id)
+        data = rec.data if rec else {}
+        named = {
+            h
+            for r in [*(data.get("earlier_responses") or []), data.get("response") or {}]
+            for h in r.get("evidence_hashes") or []
+        }
+        ev = await self.store.get_evidence(sha256) if sha256 in named else None
+        if ev is None or rec is None:
+            raise NotFound(f"no evidence {sha256!r}")
+        refs = await self.store.evidence_refs(sha256)
+        if data["inspection_id"] not in {r.inspection_id for r in refs}:
+            raise NotFound(f"no evidence {sha256!r}")
+        return ev
 
     # --- writing ---------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from server.console.admin_checklists_text import CHECKLISTS_EN, CHECKLISTS_ZH
 from server.console.admin_text import ADMIN_EN, ADMIN_ZH
+from server.console.rectify_text import RECTIFY_EN, RECTIFY_ZH
 
 __all__ = ["CATALOGUES", "LANGUAGES", "Messages", "negotiate"]
 
@@ -731,8 +732,8 @@ ZH: dict[str, str] = {
 }
 
 # the admin pages keep their messages beside them, one module each
-EN |= ADMIN_EN | CHECKLISTS_EN
-ZH |= ADMIN_ZH | CHECKLISTS_ZH
+EN |= ADMIN_EN | CHECKLISTS_EN | RECTIFY_EN
+ZH |= ADMIN_ZH | CHECKLISTS_ZH | RECTIFY_ZH
 
 CATALOGUES: dict[str, dict[str, str]] = {"en": EN, "zh": ZH}
 

@@ -57,6 +57,7 @@ from server.console.admin_checklists import checklist_pages
 from server.console.messages import CATALOGUES
 from server.console.present import zone
 from server.console.reads import SORTS, ConsoleReads
+from server.console.rectify import rectification_pages, rectification_view
 from server.console.sessions import SESSION_COOKIE, ConsoleSessions
 from server.pdf import html_to_pdf
 from server.problems import localised
@@ -232,10 +233,15 @@ def console_router(services: Services) -> Router:
         status: int = 200,
         error: str = "",
         form: dict[str, str] | None = None,
+        **rect: Any,
     ) -> Template:
         p = _presenter(request)
         f = await reads.finding(request.user, finding_id, p)
         done = request.query_params.get("done")
+        said = p.t("decided", decision=p.t(f"dec_{done}")) if done in _DECISIONS else ""
+        rect_done = request.query_params.get("rect")
+        if rect_done in ("responded", "assessed"):
+            said = p.t(f"rf_done_{rect_done}")
         return _page(
             request,
             "finding.html",
@@ -244,7 +250,12 @@ def console_router(services: Services) -> Router:
             f=f,
             error=error,
             form=form or {},
-            done=p.t("decided", decision=p.t(f"dec_{done}")) if done in _DECISIONS else "",
+            done=said,
+            rect=await rectification_view(services, request.user, f, p),
+            rect_errors=rect.get("rect_errors") or {},
+            rect_form=rect.get("rect_form") or {},
+            assess_errors=rect.get("assess_errors") or {},
+            assess_form=rect.get("assess_form") or {},
         )
 
     @get("/console/findings/{finding_id:str}", include_in_schema=False, guards=[signed_in])
@@ -637,6 +648,7 @@ def console_router(services: Services) -> Router:
             resolve,
             evidence,
             thumbnail,
+            *rectification_pages(services, finding_page),
             *checklist_pages(services, reads),
             *admin_pages(services, reads),
         ],

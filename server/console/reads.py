@@ -10,6 +10,7 @@ templates; names replace ids here (users, devices, sites, products, stages).
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import msgspec
 
@@ -294,6 +295,8 @@ class ConsoleReads:
             "decisions": decisions,
             "history": history,
             "others": others,
+            "is_lead": principal.role is Role.SUPERVISOR
+            and insp.get("lead_authority_id") == principal.authority_id,
             "may_decide": principal.role is Role.SUPERVISOR
             and insp.get("lead_authority_id") == principal.authority_id
             and insp.get("status") in _REVIEWABLE,
@@ -478,6 +481,7 @@ class ConsoleReads:
         resp = r["response"]
         return {
             "finding_id": r["finding_id"],
+            "url": f"/console/findings/{quote(r['finding_id'])}#rectification",
             "title": r["title"],
             "badge": p.classification(r["classification"]),
             "deadline": p.t("rect_deadline", date=r["deadline"]),
