@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from checklists.sources import SOURCES
+
 __all__ = [
     "ANSWER_TYPES",
     "DOCUMENTS",
@@ -65,32 +67,10 @@ ANSWER_TYPES: tuple[str, ...] = AnswerType.__args__  # type: ignore[attr-defined
 
 Severity = Literal["critical", "major", "other"]
 
-# The documents a reference may cite (DESIGN.md, "Sources to cite"). A reference to
-# anything else is refused: a typo or an invented source must fail loudly.
-DOCUMENTS: dict[str, str] = {
-    "PIC/S PI 024": "PIC/S Aide-memoire: inspection of biotechnology manufacturers",
-    "PIC/S PI 007": "PIC/S Recommendation on the validation of aseptic processes",
-    "PIC/S PI 023": "PIC/S Aide-memoire: inspection of pharmaceutical QC laboratories",
-    "PIC/S PI 041": "PIC/S Good practices for data management and integrity",
-    "PIC/S PI 040": "PIC/S Guidance on classification of GMP deficiencies",
-    "PIC/S PI 037": "PIC/S Model for risk-based planning of inspections",
-    "EU GMP Annex 1 (2022)": "EU GMP Annex 1: Manufacture of sterile medicinal products",
-    "EU GMP Annex 2": "EU GMP Annex 2: Biological active substances and products",
-    "EU GMP Annex 11": "EU GMP Annex 11: Computerised systems",
-    "EU GMP Annex 16": "EU GMP Annex 16: Certification by a QP and batch release",
-    "EU GMP Chapter 5": "EU GMP Part I, Chapter 5: Production",
-    "ICH Q7": "ICH Q7: GMP for active pharmaceutical ingredients",
-    "ICH Q10": "ICH Q10: Pharmaceutical quality system",
-    "ICH Q5A(R2)": "ICH Q5A(R2): Viral safety evaluation of biotechnology products",
-    "ICH Q2(R2)": "ICH Q2(R2): Validation of analytical procedures",
-    "China GMP (2010)": "China Good Manufacturing Practice for drugs (2010 revision)",
-    "China GMP Appendix: Biological Products (2020)": (
-        "China GMP appendix for biological products (2020 revision)"
-    ),
-    "China GMP Appendix: Sterile Products": "China GMP appendix for sterile products",
-    "21 CFR Part 11": "US 21 CFR Part 11: Electronic records; electronic signatures",
-    "WHO TRS 1033 Annex 4": "WHO TRS 1033 Annex 4: Good data and record management (ALCOA+)",
-}
+# The documents a reference may cite, by key, with their English titles: the registry with
+# official (and Chinese) titles and what was checked is checklists/sources.py. A reference
+# to anything else is refused: a typo or an invented source must fail loudly.
+DOCUMENTS: dict[str, str] = {key: source.en for key, source in SOURCES.items()}
 
 
 class Text(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
