@@ -104,7 +104,8 @@ SOURCES: dict[str, Source] = {
         "European Commission",
         2015,
         "Title, date (in operation 1 October 2015) and the section titles cited (qualification"
-        " stages for equipment, facilities, utilities and systems; re-qualification;"
+        " stages for equipment, facilities, utilities and systems; re-qualification; process"
+        " validation;"
         " verification of transportation; cleaning validation) checked on gmp-journal.com,"
         " pharmout.net and asfalia.es summaries of the 2015 text.",
     ),
