@@ -104,6 +104,7 @@ def make_uploads(settings: Settings, store: Store, clock: Clock) -> Uploads:
             max_file_bytes=settings.evidence_max_file_bytes,
             max_inspection_bytes=settings.evidence_max_inspection_bytes,
             ttl=timedelta(hours=settings.evidence_upload_ttl_hours),
+            lock_timeout=settings.evidence_lock_wait_seconds,
         ),
     )
 

@@ -140,6 +140,11 @@ class Settings(msgspec.Struct, kw_only=True):
     """An unfinished upload with no chunk for this long expires and is deleted.
     Env: INSPECTSYNC_EVIDENCE_UPLOAD_TTL_HOURS."""
 
+    evidence_lock_wait_seconds: int = 35
+    """How long a chunk of an upload waits while another request (on any instance)
+    still writes that upload, before 423 ``upload_locked``.
+    Env: INSPECTSYNC_EVIDENCE_LOCK_WAIT_SECONDS."""
+
     demo: bool = False
     """Demo mode: generate and keep a signing secret in the data directory if none is
     set. Set by ``serve --demo``; not an environment variable."""

@@ -319,7 +319,8 @@ class PartialWriter:
         self.start = offset
         self.written = 0
         self._buffer = bytearray()
-        self._file: IO[bytes] = path.open("r+b")
+        # unbuffered: what :meth:`abandon` drops must not reach the file at close
+        self._file: IO[bytes] = path.open("r+b", buffering=0)
         self._file.truncate(offset)
         self._file.seek(offset)
 
@@ -332,7 +333,12 @@ class PartialWriter:
     async def _flush(self) -> None:
         if self._buffer:
             block, self._buffer = bytes(self._buffer), bytearray()
-            await asyncio.to_thread(self._file.write, block)
+            await asyncio.to_thread(self._write_all, block)
+
+    def _write_all(self, block: bytes) -> None:
+        view = memoryview(block)
+        while view:
+            view = view[self._file.write(view) or 0 :]
 
     async def commit(self) -> None:
         await self._flush()
@@ -343,6 +349,12 @@ class PartialWriter:
         self._buffer.clear()
         self._file.flush()
         self._file.truncate(self.start)
+        self.written = 0
+
+    def abandon(self) -> None:
+        """Drop what is buffered and touch the file no more (neither cut nor synced):
+        another request took the upload over and writes it now."""
+        self._buffer.clear()
         self.written = 0
 
     def close(self) -> None:

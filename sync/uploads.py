@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -66,6 +67,7 @@ from sync.evidence import (
 )
 from sync.models import EvidenceFile, EvidenceRef, Principal, Upload
 from sync.storage import Store
+from sync.upload_claim import UploadClaim
 
 __all__ = [
     "CHECKSUM_ALGORITHMS",
@@ -127,7 +129,12 @@ class UploadLimits(msgspec.Struct, frozen=True, kw_only=True):
     """A chunk whose body stalls this many seconds is cut off (what arrived is kept when
     the chunk had no checksum), so a dead connection cannot hold an upload forever."""
     lock_timeout: float = 35.0
-    """How long a chunk waits for another request still writing the same upload."""
+    """How long a chunk waits for another request still writing the same upload (on
+    this process or another), before the answer is UploadLocked."""
+    claim_ttl: float = 90.0
+    """How long a request's claim on an upload lasts unless renewed (it is, every third
+    of this, while bytes arrive): a process that died mid-chunk holds its uploads this
+    long at most. Longer than ``idle_timeout`` plus a third of itself."""
 
 
 class EvidenceMeta(msgspec.Struct, kw_only=True):
@@ -218,7 +225,8 @@ class StorageCheck(msgspec.Struct, kw_only=True):
 class Uploads:
     """The upload and download rules over a :class:`~sync.storage.Store`, a blob store for
     files, one for thumbnails and the local upload area. One per app (its locks are
-    per process, like the store's writer lock)."""
+    per process, like the store's writer lock; the claims that order requests across
+    processes are in the store, see :mod:`sync.upload_claim`)."""
 
     def __init__(
         self,
@@ -257,16 +265,36 @@ class Uploads:
         if insp.data.get("status") == "closed" and purpose != "rectification":
             raise InspectionClosed(f"inspection {inspection_id!r} is closed", field=field)
 
-    async def _own(self, principal: Principal, upload_id: str) -> Upload:
-        """The caller's upload; NotFound for anyone else's, an unknown or a bad id."""
+    def _check_id(self, upload_id: str) -> None:
         try:
             self.area.path(upload_id)
         except ValueError:
             raise NotFound(f"no upload {upload_id!r}") from None
+
+    async def _own(self, principal: Principal, upload_id: str) -> Upload:
+        """The caller's upload; NotFound for anyone else's, an unknown or a bad id."""
+        self._check_id(upload_id)
         up = await self.store.get_upload(upload_id)
         if up is None or up.user_id != principal.user_id:
             raise NotFound(f"no upload {upload_id!r}")
         return up
+
+    @asynccontextmanager
+    async def _claimed(
+        self, principal: Principal, upload_id: str, deadline: float
+    ) -> AsyncIterator[tuple[Upload, UploadClaim]]:
+        """The caller's upload under this request's claim (waiting for another request's
+        until ``deadline``, then UploadLocked), released on the way out unless the last
+        write released it. NotFound as :meth:`_own`."""
+        self._check_id(upload_id)
+        claim = UploadClaim(self.store, self.clock, upload_id, self.limits.claim_ttl)
+        try:
+            up = await claim.take(deadline)
+            if up.user_id != principal.user_id:
+                raise NotFound(f"no upload {upload_id!r}")
+            yield up, claim
+        finally:
+            await claim.release()
 
     def _check_live(self, up: Upload) -> None:
         if up.completed_at is None and up.expires_at <= self.clock.now():
@@ -362,8 +390,11 @@ class Uploads:
         the upload). Returns the upload as it now is."""
         if checksum is not None:
             checksum.check()
-        async with self._locks.hold(upload_id, self.limits.lock_timeout):
-            up = await self._own(principal, upload_id)
+        deadline = time.monotonic() + self.limits.lock_timeout
+        async with (
+            self._locks.hold(upload_id, self.limits.lock_timeout),
+            self._claimed(principal, upload_id, deadline) as (up, claim),
+        ):
             if up.completed_at is not None:
                 if offset != up.length:
                     raise OffsetMismatch(
@@ -381,7 +412,7 @@ class Uploads:
                 await asyncio.to_thread(self.area.create, up.id)
                 on_disk = 0
             if on_disk < up.offset:
-                await self.store.update_upload(up.id, offset=on_disk)
+                await self.store.update_upload(up.id, offset=on_disk, holder=claim.holder)
                 up.offset = on_disk
             if offset != up.offset:
                 raise OffsetMismatch(
@@ -397,8 +428,8 @@ class Uploads:
                     field="Content-Length",
                     limit=up.length,
                 )
-            received = await self._receive(up, chunks, room, checksum, principal)
-            return await self._advance(up, received, principal)
+            received = await self._receive(up, chunks, room, checksum, principal, claim)
+            return await self._advance(up, received, principal, claim)
 
     async def _receive(
         self,
@@ -407,8 +438,12 @@ class Uploads:
         room: int,
         checksum: Checksum | None,
         principal: Principal,
+        claim: UploadClaim,
     ) -> int:
-        """Write the chunk; return how many bytes are now durable past ``up.offset``."""
+        """Write the chunk; return how many bytes are now durable past ``up.offset``.
+        The claim is renewed as bytes arrive; were it lost (this request stalled past
+        its end and another took the upload over), the bytes not yet written are
+        dropped and nothing is cut or recorded: the file is the other request's now."""
         hasher = hashlib.new(checksum.algorithm, usedforsecurity=False) if checksum else None
         writer = await asyncio.to_thread(self.area.writer, up.id, up.offset)
         try:
@@ -430,9 +465,13 @@ class Uploads:
                         )
                     if hasher is not None:
                         hasher.update(piece)
+                    await claim.renew()
                     await writer.write(piece)
             except FileTooLarge:
                 await writer.rollback()
+                raise
+            except UploadLocked:
+                writer.abandon()
                 raise
             except Exception:
                 # The connection broke (or stalled) mid-chunk. Without a checksum the
@@ -440,7 +479,7 @@ class Uploads:
                 # trusted, so the chunk is dropped whole.
                 if hasher is None and writer.written:
                     await writer.commit()
-                    await self._advance(up, writer.written, principal)
+                    await self._advance(up, writer.written, principal, claim)
                 else:
                     await writer.rollback()
                 raise
@@ -457,9 +496,12 @@ class Uploads:
         finally:
             writer.close()
 
-    async def _advance(self, up: Upload, received: int, principal: Principal) -> Upload:
+    async def _advance(
+        self, up: Upload, received: int, principal: Principal, claim: UploadClaim
+    ) -> Upload:
         """Record ``received`` more durable bytes; sniff the type once enough bytes are
-        in; complete the upload when it is whole."""
+        in; complete the upload when it is whole. The write that records it ends the
+        claim (one transaction for both)."""
         if not received:
             return up
         new_offset = up.offset + received
@@ -475,11 +517,17 @@ class Uploads:
                 )
         if new_offset == up.length:
             up.media_type = media
-            return await self._complete(up, principal)
+            return await self._complete(up, principal, claim)
         expires = self.clock.now() + self.limits.ttl
         await self.store.update_upload(
-            up.id, offset=new_offset, media_type=media, expires_at=expires
+            up.id,
+            offset=new_offset,
+            media_type=media,
+            expires_at=expires,
+            holder=claim.holder,
+            release=True,
         )
+        claim.held = False
         up.offset, up.media_type, up.expires_at = new_offset, media, expires
         return up
 
@@ -487,7 +535,7 @@ class Uploads:
         await asyncio.to_thread(self.area.delete, up.id)
         await self.store.delete_upload(up.id)
 
-    async def _complete(self, up: Upload, principal: Principal) -> Upload:
+    async def _complete(self, up: Upload, principal: Principal, claim: UploadClaim) -> Upload:
         """Verify the whole file, keep it once by hash, record who/where/when."""
         path = self.area.path(up.id)
         actual = await asyncio.to_thread(hash_file, path)
@@ -549,15 +597,22 @@ class Uploads:
             created_at=now,
             thumbnail=thumbnail,
         )
-        await self.store.complete_upload(up.id, evidence, ref, now, actor=Actor.of(principal))
+        await claim.renew()  # hashing and thumbnailing a large file takes a while
+        await self.store.complete_upload(
+            up.id, evidence, ref, now, actor=Actor.of(principal), holder=claim.holder
+        )
+        claim.held = False
         up.offset, up.completed_at = up.length, now
         return up
 
     async def terminate(self, principal: Principal, upload_id: str) -> None:
         """Delete the caller's upload and its bytes (tus termination). A completed
         upload's stored file stays: records may name it."""
-        async with self._locks.hold(upload_id, self.limits.lock_timeout):
-            up = await self._own(principal, upload_id)
+        deadline = time.monotonic() + self.limits.lock_timeout
+        async with (
+            self._locks.hold(upload_id, self.limits.lock_timeout),
+            self._claimed(principal, upload_id, deadline) as (up, _),
+        ):
             await self._discard(up)
 
     async def purge_expired(self) -> int:
@@ -570,7 +625,15 @@ class Uploads:
         for up in await self.store.expired_uploads(now):
             if self._locks.locked(up.id):
                 continue
-            await self._discard(up)
+            claim = UploadClaim(self.store, self.clock, up.id, self.limits.claim_ttl)
+            try:  # not one another instance's request is writing right now
+                await claim.take(deadline=0.0)
+            except (UploadLocked, NotFound):
+                continue
+            try:
+                await self._discard(up)
+            finally:
+                await claim.release()
             purged += 1
         cutoff = (now - self.limits.ttl).timestamp()
         for upload_id, path in await asyncio.to_thread(self.area.files):

@@ -557,14 +557,22 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def claim_upload(
-        self, upload_id: str, holder: str, *, now: datetime, until: datetime
+        self,
+        upload_id: str,
+        holder: str,
+        *,
+        now: datetime,
+        until: datetime,
+        renewing: bool = False,
     ) -> Upload:
         """Claim the upload for ``holder`` until ``until``, or extend the claim it holds,
         and return the upload as it is under the claim. One claim at a time, seen by
         every process sharing the store: while another holder's claim runs past
         ``now``, nothing changes and UploadLocked is raised (``retry_after``: whole
         seconds until that claim runs out, at least 1). A claim that ran out is taken
-        over. Raises NotFound for an unknown id.
+        over. Raises NotFound for an unknown id. ``renewing`` only extends a claim
+        ``holder`` still has: once it was taken over or released, UploadLocked even if
+        the upload is free now (what the holder wrote meanwhile may have been cut).
 
         The request writing a chunk holds the claim while it checks the offset, writes
         and records the new offset (``sync/upload_claim.py``), so two chunks of one

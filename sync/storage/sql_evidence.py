@@ -170,18 +170,28 @@ class EvidenceSQL(SQLBase):
         await self._write(update)
 
     async def claim_upload(
-        self, upload_id: str, holder: str, *, now: datetime, until: datetime
+        self,
+        upload_id: str,
+        holder: str,
+        *,
+        now: datetime,
+        until: datetime,
+        renewing: bool = False,
     ) -> Upload:
+        free = "" if renewing else "claimed_by IS NULL OR claimed_until <= ? OR "
+
         def claim(db: Conn) -> Upload:
             cur = db.execute(
                 "UPDATE uploads SET claimed_by = ?, claimed_until = ? WHERE id = ?"
-                " AND (claimed_by IS NULL OR claimed_by = ? OR claimed_until <= ?)",
-                (holder, utc(until), upload_id, holder, utc(now)),
+                f" AND ({free}claimed_by = ?)",
+                (holder, utc(until), upload_id, *(() if renewing else (utc(now),)), holder),
             )
             row = db.execute("SELECT * FROM uploads WHERE id = ?", (upload_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no upload {upload_id!r}")
             if cur.rowcount == 0:
+                if row["claimed_by"] is None:
+                    raise UploadLocked(f"the claim on upload {upload_id} was lost", retry_after=1)
                 ends = datetime.fromisoformat(row["claimed_until"])
                 raise UploadLocked(
                     f"another request is still sending a chunk of upload {upload_id}",

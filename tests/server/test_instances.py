@@ -3,7 +3,9 @@
 Real server processes (``inspectsync serve``) sharing a database and a data directory
 (evidence, anchors): a push on one wakes tablets listening on the other within a second,
 fifty tablets spread over both lose nothing and converge, an upload begun on one
-completes on the other, failed logins through both count together, a device revoked through one
+completes on the other, two chunks of one upload racing on both are written one after
+the other (the tablet's is answered 409 and resumes), a claim on an upload left by a
+dead instance runs out, failed logins through both count together, a device revoked through one
 is refused by the other, a SIGKILLed instance loses nothing
 it acknowledged while the other serves the resends, and instances starting together on
 an empty database migrate and load the checklist library once.
@@ -11,19 +13,23 @@ an empty database migrate and load the checklist library once.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import msgspec
+import psycopg
 import pytest
 
 from checklists.loader import load_library
 from server.demo import LIBRARY_DIR
+from sync.client import HttpTransport
 from sync.protocol import PushRequest, PushResponse
 from tests.conftest import SECRET
 from tests.pg import ServerDB, fresh_database
@@ -179,6 +185,144 @@ def test_an_upload_begun_on_one_instance_resumes_and_completes_on_the_other(pair
         got = on_a.get(f"/api/v1/evidence/{sha(data)}", headers=auth)
     assert got.status_code == 200, (named.json(), got.text)
     assert got.content == data  # stored where both reach it
+
+
+def create_upload(http: httpx.Client, auth: dict[str, str], data: bytes) -> str:
+    r = http.post(
+        UPLOADS,
+        headers={**auth, **TUS, "Upload-Length": str(len(data))}
+        | {"Upload-Metadata": metadata(data)},
+    )
+    assert r.status_code == 201, r.text
+    return httpx.URL(r.headers["Location"]).path
+
+
+def tablet_upload(
+    base: str, auth: dict[str, str], data: bytes, path: Path, url: str
+) -> tuple[list[tuple[str, int, dict]], list[float]]:
+    """The reference tablet's tus client (what ``inspectsync tablet sync`` runs) resumes
+    the upload at ``url`` through ``base``: the answers it met and the waits it made."""
+    path.write_bytes(data)
+    answers: list[tuple[str, int, dict]] = []
+    slept: list[float] = []
+
+    async def seen(r: httpx.Response) -> None:
+        await r.aread()
+        problem = (
+            r.json() if r.headers.get("content-type", "").startswith("application/pro") else {}
+        )
+        answers.append((r.request.method, r.status_code, problem))
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await asyncio.sleep(seconds)
+
+    async def run() -> None:
+        client = httpx.AsyncClient(timeout=60, event_hooks={"response": [seen]})
+        token = auth["Authorization"].removeprefix("Bearer ")
+        http = HttpTransport(base, access_token=token, client=client, sleep=sleep)
+        try:
+            meta = {"sha256": sha(data), "inspection_id": "insp-ds-routine"}
+            await http.upload(sha(data), path, metadata=meta, url=base + url, on_url=print)
+        finally:
+            await http.close()
+
+    asyncio.run(run())
+    return answers, slept
+
+
+def claimed(db: ServerDB, upload: str) -> bool:
+    upload_id = upload.rsplit("/", 1)[1]
+    rows = db.rows(f"SELECT claimed_by FROM uploads WHERE id = '{upload_id}'")
+    return bool(rows and rows[0]["claimed_by"])
+
+
+def test_two_chunks_of_one_upload_racing_on_two_instances_go_one_after_the_other(pair, tmp_path):
+    """A chunk still streaming into instance A (a request the tablet gave up on) while
+    the tablet resumes the same upload through instance B: B's chunk waits for A's
+    claim, is then answered 409 with A's offset, and the tablet asks HEAD and sends the
+    rest. Both chunks start at offset 0: were they not serialised, both would be taken
+    at offset 0 and written over each other."""
+    db, base_a, base_b = pair
+    data = jpeg(11, (600, 400))
+    half = len(data) // 2
+    with httpx.Client(base_url=base_a, timeout=30) as on_a:
+        auth = login(on_a, "insp.js1", "racing-tab")
+        auth.pop("X-Device")
+        url = create_upload(on_a, auth, data)
+        answered: dict[str, httpx.Response | float] = {}
+
+        def slowly() -> Iterator[bytes]:
+            for at in range(0, half, 8192):
+                yield data[at : min(at + 8192, half)]
+                time.sleep(0.03)
+
+        def rival() -> None:
+            answered["a"] = on_a.patch(
+                url, content=slowly(), headers={**auth, **CHUNK, "Upload-Offset": "0"}
+            )
+            answered["a_done"] = time.monotonic()
+
+        thread = threading.Thread(target=rival)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not claimed(db, url):  # A's request holds the upload
+            assert time.monotonic() < deadline, "A's chunk never claimed the upload"
+            time.sleep(0.02)
+        answers, _ = tablet_upload(base_b, auth, data, tmp_path / "photo.jpg", url)
+        b_done = time.monotonic()
+        thread.join(timeout=30)
+        got = on_a.get(f"/api/v1/evidence/{sha(data)}", headers=auth)
+        head = on_a.head(url, headers={**auth, **TUS})
+    a = answered["a"]
+    assert isinstance(a, httpx.Response)
+    assert a.status_code == 204 and a.headers["Upload-Offset"] == str(half)
+    statuses = [(m, s) for m, s, _ in answers]
+    # B's first chunk (offset 0, the whole file) waited for A's, then met A's offset
+    assert statuses == [("HEAD", 200), ("PATCH", 409), ("HEAD", 200), ("PATCH", 204)]
+    conflict = answers[1][2]
+    assert conflict["code"] == "offset_mismatch" and conflict["offset"] == half
+    assert answered["a_done"] <= b_done
+    assert head.headers["Upload-Offset"] == str(len(data))
+    assert got.status_code == 404  # stored, but no record names it yet: nobody may read it
+    stored = db.data_dir / "evidence" / "blobs" / sha(data)[:2] / sha(data)[2:4] / sha(data)
+    assert sha(stored.read_bytes()) == sha(data)  # whole, not a byte out of place
+    [row] = db.rows(f"SELECT * FROM evidence WHERE sha256 = '{sha(data)}'")
+    assert row["size"] == len(data)
+
+
+def test_a_claim_left_by_a_dead_instance_runs_out_and_the_tablet_goes_on(pair, tmp_path):
+    """An instance killed mid-chunk leaves its claim on the upload until the claim's end
+    (here set 3 s ahead): a chunk through a live instance waits its lock wait (1 s
+    here), is answered 423 with Retry-After no later than the claim's end, and the
+    tablet waits, asks HEAD and completes the upload."""
+    db, base_a, _ = pair
+    proc, base_c = start_server(
+        db.data_dir, env={**ENV, **db.env, "INSPECTSYNC_EVIDENCE_LOCK_WAIT_SECONDS": "1"}
+    )
+    try:
+        data = jpeg(12)
+        with httpx.Client(base_url=base_a, timeout=30) as on_a:
+            auth = login(on_a, "insp.js1", "orphan-tab")
+            auth.pop("X-Device")
+            url = create_upload(on_a, auth, data)
+        ends = (datetime.now(UTC) + timedelta(seconds=3)).isoformat(timespec="microseconds")
+        with psycopg.connect(db.url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE uploads SET claimed_by = 'killed-request', claimed_until = %s"
+                " WHERE id = %s",
+                (ends, url.rsplit("/", 1)[1]),
+            )
+        answers, slept = tablet_upload(base_c, auth, data, tmp_path / "photo.jpg", url)
+    finally:
+        stop(proc)
+    statuses = [(m, s) for m, s, _ in answers]
+    assert statuses[:3] == [("HEAD", 200), ("PATCH", 423), ("HEAD", 200)]
+    assert statuses[-1] == ("PATCH", 204)
+    assert answers[1][2]["code"] == "upload_locked"
+    assert 1 <= slept[0] <= 3
+    stored = db.data_dir / "evidence" / "blobs" / sha(data)[:2] / sha(data)[2:4] / sha(data)
+    assert stored.read_bytes() == data
 
 
 def test_failed_logins_through_both_instances_count_together(pair):

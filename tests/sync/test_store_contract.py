@@ -361,9 +361,15 @@ async def test_a_claim_on_an_upload_is_exclusive_fences_writes_and_runs_out(stor
     with pytest.raises(UploadLocked):
         await store.update_upload(a32, offset=100, holder="B")
     assert await store.release_upload(a32, "B") is False
+    renew = {"now": until, "until": until + timedelta(seconds=90), "renewing": True}
+    with pytest.raises(UploadLocked):  # B cannot renew what it lost
+        await store.claim_upload(a32, "B", **renew)
+    await store.claim_upload(a32, "A", **renew)  # A can
     # completing ends the claim
     assert await store.complete_upload(a32, *evidence(H1, "i1"), NOW, holder="A") is True
     assert await store.release_upload(a32, "A") is False
+    with pytest.raises(UploadLocked):  # released: not even free uploads are renewed
+        await store.claim_upload(a32, "A", **renew)
     assert (await store.claim_upload(a32, "C", now=NOW, until=until)).offset == 100
     with pytest.raises(NotFound):
         await store.claim_upload("b" * 32, "A", now=NOW, until=until)
