@@ -30,6 +30,7 @@ from sync.errors import DomainError
 from sync.models import Principal, Role
 
 __all__ = [
+    "CSRF_HEADER",
     "HEADERS",
     "LANG_COOKIE",
     "LOGIN_CSRF_COOKIE",
@@ -51,6 +52,7 @@ __all__ = [
 
 LANG_COOKIE = "inspectsync_lang"
 LOGIN_CSRF_COOKIE = "inspectsync_login_csrf"
+CSRF_HEADER = "X-CSRF-Token"
 PAGE_SIZE = 25
 
 HEADERS = [
@@ -85,11 +87,13 @@ async def signed_in(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRoute
 
 async def check_csrf(request: Request[Any, Any, Any]) -> None:
     """Before every handler: a POST must carry the token of its session (or of the
-    sign-in form), else 403."""
-    if request.method != "POST":
+    sign-in form), else 403: a form as ``_csrf``, a script's request (the tus uploads of
+    ``server/console/uploads.py``: POST and PATCH) as the ``X-CSRF-Token`` header."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
         return
-    form = await request.form()
-    sent = form.get("_csrf")
+    sent: Any = request.headers.get(CSRF_HEADER)
+    if sent is None and request.method == "POST":
+        sent = (await request.form()).get("_csrf")
     if request.url.path == "/console/login":
         expected = request.cookies.get(LOGIN_CSRF_COOKIE)
     else:

@@ -59,6 +59,7 @@ from server.console.present import zone
 from server.console.reads import SORTS, ConsoleReads
 from server.console.rectify import rectification_pages, rectification_view
 from server.console.sessions import SESSION_COOKIE, ConsoleSessions
+from server.console.uploads import upload_pages
 from server.pdf import html_to_pdf
 from server.problems import localised
 from sync.conclusion import ConclusionIn
@@ -649,6 +650,7 @@ def console_router(services: Services) -> Router:
             evidence,
             thumbnail,
             *rectification_pages(services, finding_page),
+            *upload_pages(services),
             *checklist_pages(services, reads),
             *admin_pages(services, reads),
         ],

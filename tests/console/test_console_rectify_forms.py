@@ -5,6 +5,7 @@ file stored with its SHA-256 and readable from the page, the inspection's summar
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import re
@@ -213,3 +214,64 @@ async def test_the_field_at_fault_in_english_and_the_scope_of_the_forms(demo):
         r["response"] is None
         for r in (await api.get(f"/api/v1/inspections/{INSP}/rectifications")).json()
     )
+
+
+async def test_files_through_the_consoles_tus_uploads_need_the_csrf_header_and_scope(demo):
+    """What the page's script does: tus creation and the bytes at /console/uploads with
+    the session and its CSRF token in a header, then the form naming the stored hash."""
+    await accepted_findings(demo)
+    assert (await sign_in(demo, "sup.js", lang="zh")).status_code == 303
+    token = csrf_of((await demo.get(PAGE)).text)
+    picture = png("green")
+    sha = hashlib.sha256(picture).hexdigest()
+    meta = ",".join(
+        f"{k} {base64.b64encode(v.encode()).decode()}"
+        for k, v in {"sha256": sha, "inspection_id": INSP, "filename": "记录.png"}.items()
+    )
+    tus = {"Tus-Resumable": "1.0.0", "Upload-Length": str(len(picture)), "Upload-Metadata": meta}
+    r = await demo.post("/console/uploads", headers=tus)
+    assert r.status_code == 403  # no token: a page of another site cannot upload
+    r = await demo.post("/console/uploads", headers={**tus, "X-CSRF-Token": "forged"})
+    assert r.status_code == 403
+    r = await demo.post("/console/uploads", headers={**tus, "X-CSRF-Token": token})
+    assert r.status_code == 201, r.text
+    where = r.headers["location"]
+    assert where.startswith("/console/uploads/") and r.headers["tus-resumable"] == "1.0.0"
+    chunk = {
+        "Tus-Resumable": "1.0.0",
+        "Upload-Offset": "0",
+        "Content-Type": "application/offset+octet-stream",
+    }
+    r = await demo.patch(where, headers=chunk, content=picture)
+    assert r.status_code == 403  # the bytes too
+    r = await demo.patch(where, headers={**chunk, "X-CSRF-Token": token}, content=picture)
+    assert r.status_code == 204 and r.headers["upload-offset"] == str(len(picture))
+    r = await demo.head(where, headers={"Tus-Resumable": "1.0.0"})
+    assert r.status_code == 200 and r.headers["upload-offset"] == str(len(picture))
+
+    # the form names the stored file; the page links it
+    r = await demo.post(
+        RESPOND, data={**RESPONSE, "_csrf": token, "evidence": sha}, follow_redirects=False
+    )
+    assert r.status_code == 303
+    page = await demo.get(PAGE)
+    assert sha in page.text and "记录.png" in page.text
+    got = await demo.get(f"/console/rectifications/f-a/evidence/{sha}")
+    assert got.content == picture
+    # a hash never uploaded is refused at the file field, in Chinese
+    missing = hashlib.sha256(b"never sent").hexdigest()
+    r = await demo.post(RESPOND, data={**RESPONSE, "_csrf": token, "evidence": missing})
+    assert r.status_code == 422 and problem_at(r.text, "files")
+
+    # a refusal comes back as words for the page's script, in the page's language
+    bad = tus | {"Upload-Length": str(10**10), "X-CSRF-Token": token}
+    r = await demo.post("/console/uploads", headers=bad)
+    assert r.status_code == 413 and r.json()["field"] == "Upload-Length"
+    assert r.json()["detail"]
+
+    # another province's supervisor cannot upload to this inspection
+    assert (await sign_in(demo, "sup.zj", lang="en")).status_code == 303
+    other = csrf_of((await demo.get("/console/queue")).text)
+    r = await demo.post("/console/uploads", headers={**tus, "X-CSRF-Token": other})
+    assert r.status_code == 404 and r.json()["field"] == "Upload-Metadata.inspection_id"
+    assert (await demo.get(f"/console/rectifications/f-a/evidence/{sha}")).status_code == 404
