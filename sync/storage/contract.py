@@ -210,7 +210,9 @@ class BatchTx(abc.ABC):
 
     @abc.abstractmethod
     def update_device_sync(self, device_id: str, user_id: str, **fields: Any) -> None:
-        """Upsert a device's sync state; ``mutations_received`` is added, not set."""
+        """Upsert a device's sync state; ``mutations_received`` is added, not set.
+        Written when the batch ends (:meth:`list_device_sync` in the same batch does
+        not see it)."""
 
     @abc.abstractmethod
     def list_device_sync(self) -> list[dict[str, Any]]:

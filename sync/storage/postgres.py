@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -68,6 +69,40 @@ def _pg_sql(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
+_INSERT_VALUES = re.compile(r"^(INSERT INTO .+? VALUES\s*)(\((?:\?\s*,\s*)*\?\))(.*)$", re.S)
+_ROWS_PER_INSERT = 500
+_MAX_PARAMS = 30_000  # PostgreSQL takes at most 65,535 parameters in one statement
+
+
+@lru_cache(maxsize=128)
+def _multi_row(sql: str) -> tuple[str, str, int] | None:
+    """An ``INSERT ... VALUES (?, ..., ?) [tail]`` split into head, tail and the row's
+    width; ``None`` for any other statement (or one with ``?`` in its tail)."""
+    m = _INSERT_VALUES.match(sql)
+    if m is None or "?" in m.group(3) or "%" in sql:
+        return None
+    head, group, tail = m.groups()
+    return head, tail, group.count("?")
+
+
+@lru_cache(maxsize=128)
+def _copy_sql(head: str) -> bytes:
+    """``INSERT INTO t (a, b) VALUES`` as ``COPY t (a, b) FROM STDIN``."""
+    table_columns = head.strip()[len("INSERT INTO ") : -len("VALUES")].strip()
+    return f"COPY {table_columns} FROM STDIN".encode()
+
+
+@lru_cache(maxsize=512)
+def _multi_sql(head: str, tail: str, width: int, count: int) -> bytes:
+    """The statement for ``count`` rows in PostgreSQL's own ``$n`` parameters, run by a
+    :class:`psycopg.RawCursor`: psycopg parses a long query's placeholders on every
+    run (it caches short ones only), which cost more than the rows themselves."""
+    groups = (
+        "(" + ",".join(f"${r * width + c + 1}" for c in range(width)) + ")" for r in range(count)
+    )
+    return (head + ",".join(groups) + tail).encode()
+
+
 class Row:
     """A row read by column name and by position, like ``sqlite3.Row``."""
 
@@ -101,10 +136,11 @@ class PGConn:
     """A psycopg connection as the shared SQL expects it (:class:`Conn`): ``?``
     parameters, ``sqlite3.Row``-like rows, ``in_transaction``."""
 
-    __slots__ = ("raw",)
+    __slots__ = ("piped", "raw")
 
     def __init__(self, raw: psycopg.Connection[Any]) -> None:
         self.raw = raw
+        self.piped = False  # inside PostgresDialect.pipelined
 
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Any:
         if not parameters:
@@ -112,12 +148,42 @@ class PGConn:
         return self.raw.execute(_pg_sql(sql).encode(), parameters)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        with self.raw.cursor() as cur:
-            cur.executemany(_pg_sql(sql).encode(), rows)
+        """Many rows of one ``INSERT ... VALUES (?, ...)`` as a few multi-row statements
+        (:func:`_multi_row`); any other statement row by row. A row per statement costs
+        PostgreSQL an executor start (and a plan) for every row: the push's record,
+        audit and result rows were most of its server time."""
+        rows = list(rows)
+        split = _multi_row(sql)
+        if split is None or len(rows) < 2:
+            with self.raw.cursor() as cur:
+                cur.executemany(_pg_sql(sql).encode(), rows)
+            return
+        head, tail, width = split
+        if not tail.strip() and not self.piped:
+            # a plain append: COPY, the cheapest way in (not in a pipeline)
+            with self.raw.cursor() as cur, cur.copy(_copy_sql(head)) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        per = max(1, min(_ROWS_PER_INSERT, _MAX_PARAMS // width))
+        with psycopg.RawCursor(self.raw) as cur:
+            for start in range(0, len(rows), per):
+                chunk = rows[start : start + per]
+                params = [v for row in chunk for v in row]
+                cur.execute(_multi_sql(head, tail, width, len(chunk)), params)
 
     @property
     def in_transaction(self) -> bool:
         return self.raw.info.transaction_status != pq.TransactionStatus.IDLE
+
+
+_BEGIN_BATCH = (
+    f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK});"
+    " SELECT value, (SELECT hash FROM history ORDER BY id DESC LIMIT 1) FROM seq_counter"
+).encode()
+"""A push batch's transaction: begun, serialised (the write lock), and the sequence
+and audit chain head it continues from read, in one round trip (the simple query
+protocol takes several statements when they have no parameters)."""
 
 
 class PostgresDialect(Dialect):
@@ -163,6 +229,28 @@ class PostgresDialect(Dialect):
             f" {direction},"
             f" ({v} #>> '{{}}') COLLATE \"C\" {direction}"
         )
+
+    def begin_batch(self, db: Conn) -> tuple[int, str | None] | None:
+        assert isinstance(db, PGConn)
+        cur = db.raw.execute(_BEGIN_BATCH)  # three statements, one round trip
+        while cur.nextset():
+            pass
+        row = cur.fetchone()
+        assert row is not None
+        return int(row[0]), (None if row[1] is None else str(row[1]))
+
+    @contextmanager
+    def pipelined(self, db: Conn) -> Iterator[None]:
+        assert isinstance(db, PGConn)
+        db.piped = True
+        try:
+            with db.raw.pipeline():
+                yield
+        finally:
+            db.piped = False
+
+    def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(?)", [list(values)]
 
     def tuples(self, db: Conn, sql: str, params: Sequence[Any]) -> Iterable[tuple[Any, ...]]:
         assert isinstance(db, PGConn)

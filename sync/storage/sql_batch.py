@@ -99,13 +99,23 @@ def stored_evidence(db: Conn, hashes: list[str], inspection_id: str | None = Non
     return found
 
 
+def _last_per_key(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The record upserts with only the last of each (kind, id): what writing them one
+    after the other would leave, and what one multi-row upsert can take (PostgreSQL
+    refuses a statement that updates a row twice)."""
+    if len(rows) < 2:
+        return rows
+    last = {(r[0], r[1]): r for r in rows}
+    return rows if len(last) == len(rows) else list(last.values())
+
+
 class _Savepoint:
     """``SQLBatch.savepoint``: what the batch keeps in memory (its sequence, audit head,
     buffered rows), restored together on an exception, plus a SQL savepoint begun only
     if the part writes with SQL directly (most parts only buffer rows: no round trip).
     A class, not a generator: it runs once per mutation of every push."""
 
-    __slots__ = ("batch", "head", "pending", "records", "seq", "started")
+    __slots__ = ("batch", "devices", "head", "pending", "records", "seq", "started")
 
     def __init__(self, batch: SQLBatch) -> None:
         self.batch = batch
@@ -115,6 +125,7 @@ class _Savepoint:
         self.seq, self.head = b._seq, b._chain.head
         self.pending = {sql: len(rows) for sql, rows in b._pending.items()}
         self.records = len(b._records)
+        self.devices = dict(b._devices)
         self.started = False
         b._open = self
 
@@ -123,7 +134,7 @@ class _Savepoint:
         first, outside the SQL savepoint, then the savepoint begins."""
         b = self.batch
         if self.records:
-            b.db.executemany(UPSERT_SQL, b._records[: self.records])
+            b.db.executemany(UPSERT_SQL, _last_per_key(b._records[: self.records]))
             del b._records[: self.records]
             self.records = 0
         b.db.execute("SAVEPOINT part")
@@ -145,6 +156,7 @@ class _Savepoint:
         for sql in list(b._pending):
             del b._pending[sql][self.pending.get(sql, 0) :]
         del b._records[self.records :]
+        b._devices = self.devices
         # what was read or written inside may be gone: read it again when needed
         b._known.clear()
         if b.dialect.failed(exc):  # the database failed (I/O, full, corrupt), not this part's data
@@ -159,12 +171,21 @@ class SQLBatch(BatchTx):
     (:meth:`_q`) or at the end. A push of a hundred mutations is a few statements, not
     a few hundred round trips to a database server."""
 
-    def __init__(self, dialect: Dialect, db: Conn, *, writable: bool) -> None:
+    def __init__(
+        self,
+        dialect: Dialect,
+        db: Conn,
+        *,
+        writable: bool,
+        primed: tuple[int, str | None] | None = None,
+    ) -> None:
         self.dialect = dialect
         self.db = db
         self.writable = writable
         self._now = now_text()
         self._seq: int | None = None  # allocated in memory, written once at the end
+        # the stored sequence, when the transaction's BEGIN read it (Dialect.begin_batch)
+        self._seq_stored: int | None = None
         # append-only rows, written with one executemany per table at the end
         self._pending: dict[str, list[tuple[Any, ...]]] = {}
         self.actor = SYSTEM
@@ -174,13 +195,18 @@ class SQLBatch(BatchTx):
         # writes are audited field by field without reading the record again
         self._known: dict[tuple[str, str], tuple[dict[str, Any], bool]] = {}
         self._records: list[tuple[Any, ...]] = []  # record upserts not yet written
+        # device sync states not yet written: user, fields, mutations received
+        self._devices: dict[str, tuple[str, dict[str, Any], int]] = {}
         self._open: _Savepoint | None = None
+        if primed is not None:
+            self._seq_stored = primed[0]
+            self._chain.start(primed[1])
 
     def _flush(self) -> None:
         """Write the buffered record upserts (inside the open savepoint, if any)."""
         if self._records:
             self._direct()
-            self.db.executemany(UPSERT_SQL, self._records)
+            self.db.executemany(UPSERT_SQL, _last_per_key(self._records))
             self._records.clear()
 
     def _direct(self) -> None:
@@ -238,21 +264,34 @@ class SQLBatch(BatchTx):
             self._chain.start(str(row[0]) if row else None)
         self._pending.setdefault(AUDIT_SQL, []).append(self._chain.link(values))
 
+    def _stored_seq(self) -> int:
+        if self._seq_stored is None:
+            self._seq_stored = int(self.db.execute("SELECT value FROM seq_counter").fetchone()[0])
+        return self._seq_stored
+
     def _next_seq(self) -> int:
         if self._seq is None:
-            self._seq = int(self.db.execute("SELECT value FROM seq_counter").fetchone()[0])
+            self._seq = self._stored_seq()
         self._seq += 1
         return self._seq
 
-    def finish(self) -> None:
-        """Write what the batch buffered (inside its transaction): the append-only rows
-        and the sequence it allocated."""
-        self._flush()
+    def finish(self, *, commit: bool = False) -> None:
+        """Write what the batch buffered (inside its transaction): the record upserts,
+        the append-only rows and the sequence it allocated; with ``commit``, then
+        ``COMMIT``. On PostgreSQL these go in one round trip (a pipeline)."""
+        self._device_rows()
+        with self.dialect.pipelined(self.db):
+            self._flush()
+            self._write_pending()
+            if self._seq is not None:
+                self.db.execute("UPDATE seq_counter SET value = ?", (self._seq,))
+            if commit:
+                self.db.execute("COMMIT")
+
+    def _write_pending(self) -> None:
         for sql, rows in self._pending.items():
             self.db.executemany(sql, rows)
         self._pending.clear()
-        if self._seq is not None:
-            self.db.execute("UPDATE seq_counter SET value = ?", (self._seq,))
 
     def _write(self) -> None:
         if not self.writable:
@@ -276,10 +315,9 @@ class SQLBatch(BatchTx):
         found: dict[tuple[str, str], StoredRecord] = {}
         for kind, ids in by_kind.items():
             for start in range(0, len(ids), 500):  # kind = ? AND id IN (...): the key
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
+                cond, args = self.dialect.in_list("id", ids[start : start + 500])
                 rows = self._q(
-                    f"SELECT * FROM records WHERE kind = ? AND id IN ({marks})", [kind, *chunk]
+                    f"SELECT * FROM records WHERE kind = ? AND {cond}", [kind, *args]
                 ).fetchall()
                 found.update(
                     {(r["kind"], r["id"]): self._remember(record_from_row(r)) for r in rows}
@@ -345,11 +383,9 @@ class SQLBatch(BatchTx):
     def get_mutations(self, keys: Sequence[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
         for start in range(0, len(keys), 500):
-            chunk = list(keys[start : start + 500])
-            rows = self.db.execute(
-                f"SELECT key, result FROM mutations WHERE key IN ({','.join('?' * len(chunk))})",
-                chunk,
-            ).fetchall()
+            cond, args = self.dialect.in_list("key", keys[start : start + 500])
+            sql = f"SELECT key, result FROM mutations WHERE {cond}"
+            rows = self.db.execute(sql, args).fetchall()
             found.update({r[0]: bytes(r[1]) for r in rows})
         return found
 
@@ -505,27 +541,35 @@ class SQLBatch(BatchTx):
     def max_seq(self) -> int:
         if self._seq is not None:
             return self._seq
-        return int(self.db.execute("SELECT value FROM seq_counter").fetchone()[0])
+        return self._stored_seq()
 
     def update_device_sync(self, device_id: str, user_id: str, **fields: Any) -> None:
         self._write()
-        self._w(
-            "INSERT INTO device_sync (device_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
-            (device_id, user_id),
-        )
+        # kept per device and written with the batch's other rows at the end: one
+        # upsert per device, however often a batch touches it
         received = int(fields.pop("mutations_received", 0))
-        sets = [f"{k} = ?" for k in fields if FIELD.match(k)]
-        # booleans as 0/1: both backends keep flags in integer columns
-        params: list[Any] = [
-            int(v) if isinstance(v, bool) else v for k, v in fields.items() if FIELD.match(k)
-        ]
-        sets.append("mutations_received = mutations_received + ?")
-        params.append(received)
-        self._w(
-            f"UPDATE device_sync SET {', '.join(sets)} WHERE device_id = ?", (*params, device_id)
-        )
+        user, known, total = self._devices.get(device_id, (user_id, {}, 0))
+        known = {**known, **{k: v for k, v in fields.items() if FIELD.match(k)}}
+        self._devices[device_id] = (user, known, total + received)
+
+    def _device_rows(self) -> None:
+        """The buffered device states as upserts, grouped by the fields they set."""
+        for device_id, (user_id, fields, received) in self._devices.items():
+            names = sorted(fields)
+            # booleans as 0/1: both backends keep flags in integer columns
+            values = [int(fields[k]) if isinstance(fields[k], bool) else fields[k] for k in names]
+            sets = "".join(f"{k} = excluded.{k}, " for k in names)
+            self._pending.setdefault(
+                f"INSERT INTO device_sync (device_id, user_id, {''.join(k + ', ' for k in names)}"
+                f"mutations_received) VALUES ({', '.join('?' * (len(names) + 3))})"
+                f" ON CONFLICT (device_id) DO UPDATE SET {sets}mutations_received ="
+                " device_sync.mutations_received + excluded.mutations_received",
+                [],
+            ).append((device_id, user_id, *values, received))
+        self._devices.clear()
 
     def list_device_sync(self) -> list[dict[str, Any]]:
+        # what earlier batches stored (a push's own update is written at its end)
         rows = self.db.execute("SELECT * FROM device_sync ORDER BY device_id").fetchall()
         return [dict(r) for r in rows]
 

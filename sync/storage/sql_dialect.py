@@ -18,7 +18,8 @@ driver exceptions mean what.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from sync.models import Filter
@@ -82,6 +83,27 @@ class Dialect(abc.ABC):
     @abc.abstractmethod
     def order_by(self, field: str, direction: str) -> str:
         """ORDER BY terms for a data field, NULLs (absent) first, numbers before text."""
+
+    def begin_batch(self, db: Conn) -> tuple[int, str | None] | None:
+        """Open a write transaction for a push batch (:attr:`begin_write`). A dialect
+        that can also read the change sequence and the audit chain's head in the same
+        round trip returns them (``value``, newest ``hash`` or None); else None, and the
+        batch reads them when it first needs them."""
+        for sql in self.begin_write:
+            db.execute(sql)
+        return None
+
+    @contextmanager
+    def pipelined(self, db: Conn) -> Iterator[None]:
+        """Statements run inside are sent together where the driver can (their results
+        are read at the end; an error surfaces when the block ends)."""
+        yield
+
+    def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """``column`` is one of ``values``: a condition and its parameters. SQLite's
+        ``IN (?, ...)`` by default; PostgreSQL takes one array instead, so a key lookup
+        of a hundred ids is one short statement to plan, not a hundred parameters."""
+        return f"{column} IN ({','.join('?' * len(values))})", list(values)
 
     @abc.abstractmethod
     def tuples(self, db: Conn, sql: str, params: Sequence[Any]) -> Iterable[tuple[Any, ...]]:

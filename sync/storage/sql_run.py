@@ -66,13 +66,15 @@ def group_write(
         except Exception as exc:
             return [(False, exc)]
     outcomes: list[tuple[bool, Any]] = []
-    for sql in d.begin_write:
-        raw.execute(sql)
+    primed = d.begin_batch(raw)
     try:
         for fn in fns:
             raw.execute("SAVEPOINT batch")
             try:
-                batch = SQLBatch(d, raw, writable=True)
+                # only the first batch may start from what BEGIN read: a later one
+                # reads the sequence and the chain's head as the ones before left them
+                batch = SQLBatch(d, raw, writable=True, primed=primed)
+                primed = None
                 result = fn(batch)
                 batch.finish()
             except Exception as exc:
@@ -93,13 +95,11 @@ def group_write(
 
 
 def _batch_write(d: Dialect, raw: Conn, fn: Callable[[BatchTx], T]) -> T:
-    for sql in d.begin_write:
-        raw.execute(sql)
+    primed = d.begin_batch(raw)
     try:
-        batch = SQLBatch(d, raw, writable=True)
+        batch = SQLBatch(d, raw, writable=True, primed=primed)
         result = fn(batch)
-        batch.finish()
-        raw.execute("COMMIT")
+        batch.finish(commit=True)
     except BaseException:
         if raw.in_transaction:
             raw.execute("ROLLBACK")
