@@ -68,6 +68,7 @@ function codeOf(res) {
  * @param {(sent: number, total: number) => void} [o.onProgress]
  * @param {number} [o.chunkSize]
  * @param {number[]} [o.retryDelays]
+ * @param {(method: string, status: number) => void} [o.onResponse] every answer, as it comes (diagnostics, tests)
  * @returns {Promise<void>}
  */
 export function tusUpload(o) {
@@ -92,6 +93,9 @@ export function tusUpload(o) {
       },
       onProgress(sent, total) {
         if (o.onProgress) o.onProgress(sent, total);
+      },
+      onAfterResponse(request, response) {
+        if (o.onResponse) o.onResponse(request.getMethod(), response.getStatus());
       },
       onShouldRetry(err) {
         if (globalThis.navigator?.onLine === false) return false; // the next sync resumes
