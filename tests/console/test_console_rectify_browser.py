@@ -87,6 +87,7 @@ def test_a_supervisor_enters_the_response_with_a_file_and_assesses_it(
     page.goto(base + "/console/rectifications")
     row = page.locator('tr[data-finding="f-ln2"]')
     assert "3 天" in row.inner_text()
+    shoot(page, "rect-overdue-zh")
     row.get_by_test_id("rect-enter").click()
     page.wait_for_url(re.compile(r"/console/findings/f-ln2#rectification$"))
     rect = page.get_by_test_id("rect")
@@ -171,6 +172,8 @@ def test_a_supervisor_enters_the_response_with_a_file_and_assesses_it(
     assert (
         page.locator('textarea[name="root_cause"]').input_value() == "Logbook review not in the SOP"
     )
+    # the date as typed, to be corrected
+    assert page.locator('input[name="completion_date"]').input_value() == "31/01/2030"
     page.get_by_test_id("rect").scroll_into_view_if_needed()
     shoot(page, "rect-errors-en")
     assert outside == [], outside
