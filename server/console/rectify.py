@@ -76,6 +76,14 @@ def _form_field(field: str | None) -> str:
 # --- what the page shows ----------------------------------------------------------
 
 
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KB"
+    return f"{n / 1024 / 1024:.1f} MB"
+
+
 async def _files(services: Services, hashes: list[str], iid: str, fid: str) -> list[dict[str, Any]]:
     out = []
     for sha in hashes:
@@ -90,7 +98,7 @@ async def _files(services: Services, hashes: list[str], iid: str, fid: str) -> l
                 "sha256": sha,
                 "name": name or (ev.filename_hint if ev else "") or sha[:12],
                 "media_type": ev.media_type if ev else "",
-                "size": f"{(ev.size if ev else 0) / 1024:,.0f} KB",
+                "size": _size(ev.size if ev else 0),
                 "url": url,
                 "thumbnail": f"{url}/thumbnail" if ev and ev.thumbnail else "",
                 "lost": bool(ev and ev.lost_at is not None),

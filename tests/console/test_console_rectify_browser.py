@@ -178,3 +178,37 @@ def test_a_supervisor_enters_the_response_with_a_file_and_assesses_it(
     shoot(page, "rect-errors-en")
     assert outside == [], outside
     ctx.close()
+
+
+def test_without_script_the_files_go_with_the_form(browser, moved, tmp_path):  # noqa: F811
+    """Script off: Chromium posts the file input as multipart and the server stores it
+    in the same evidence store, by its SHA-256 (runs after the test above: f-log is
+    still awaiting the company's response)."""
+    base, _ = moved
+    pdf = tmp_path / "training-record.pdf"
+    pdf.write_bytes(b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n")
+    sha = hashlib.sha256(pdf.read_bytes()).hexdigest()
+    ctx = browser.new_context(viewport=DESKTOP, locale="en-GB", java_script_enabled=False)
+    page = ctx.new_page()
+    uploads: list[str] = []
+    page.on("request", lambda r: uploads.append(r.url) if "/uploads" in r.url else None)
+    sign_in(page, base, "sup.js")
+    page.goto(base + "/console/findings/f-log#rectification")
+    form = page.get_by_test_id("rect-response-form")
+    form.locator('input[name="submitted_by"]').fill("Zhang Wei, QA manager")
+    form.locator('textarea[name="root_cause"]').fill("Logbook review not in the SOP")
+    form.locator('textarea[name="actions"]').fill("SOP revised; staff trained")
+    form.locator('input[name="completion_date"]').fill("2030-03-31")
+    form.locator('input[type="file"]').set_input_files(str(pdf))
+    form.get_by_test_id("rect-respond").click()
+    page.wait_for_url(re.compile(r"\?rect=responded#rectification$"))
+    assert uploads == []  # no tus: the file went with the form
+    assert page.get_by_test_id("rect-status").inner_text() == "Response to assess"
+    item = page.locator(f'li[data-sha256="{sha}"]').first
+    assert "training-record.pdf" in item.inner_text() and "application/pdf" in item.inner_text()
+    assert f"application/pdf · {pdf.stat().st_size} B" in item.inner_text()
+    got = page.request.get(base + item.locator("a").last.get_attribute("href"))
+    assert got.body() == pdf.read_bytes()
+    page.get_by_test_id("rect").scroll_into_view_if_needed()
+    shoot(page, "rect-noscript-en")
+    ctx.close()
