@@ -28,6 +28,7 @@ from server.console import (
     schema_viewer,
     template_config,
 )
+from server.documents import Documents
 from server.overload import Overload
 from server.problems import problem_details_plugin
 from server.routes._openapi import ClosedStructSchemaPlugin
@@ -89,6 +90,7 @@ class Services:
         self.conclusions = Conclusions(store, clock, self.notifier)
         self.rectifications = Rectifications(store, clock, self.notifier)
         self.uploads = make_uploads(settings, store, clock)
+        self.documents = Documents(self)
 
 
 def make_uploads(settings: Settings, store: Store, clock: Clock) -> Uploads:
@@ -246,6 +248,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             "review": provide(services.review),
             "conclusions": provide(services.conclusions),
             "rectifications": provide(services.rectifications),
+            "documents": provide(services.documents),
             "settings": provide(settings),
         },
         lifespan=[lifespan],

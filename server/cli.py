@@ -1,5 +1,5 @@
 """The ``inspectsync`` command: serve, init, migrate, db, users, devices, audit, evidence,
-checklists.
+report, checklists.
 
 Every command reads the same settings as the server (``INSPECTSYNC_*`` variables,
 then flags). ``inspectsync <command> --help`` explains each one.
@@ -342,6 +342,47 @@ def cmd_evidence(args: argparse.Namespace) -> int:
     return _run(_settings(args), go)
 
 
+# --- report ---------------------------------------------------------------------------
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``report verify FILE.pdf``: check the signed manifest of a PDF the server made."""
+    from server.signing import SigningKey, load_public_key, verify_pdf
+
+    try:
+        pdf = Path(args.file).read_bytes()
+        if args.key:
+            trusted = load_public_key(Path(args.key).read_bytes())
+        else:
+            path = _settings(args).report_signing_key_path
+            if not path.exists():
+                print(
+                    f"inspectsync: no signing key at {path}: give the server's public key"
+                    " with --key (GET /api/v1/reports/public-key)",
+                    file=sys.stderr,
+                )
+                return 2
+            trusted = SigningKey(path).public
+    except (OSError, ValueError) as exc:
+        print(f"inspectsync: {exc}", file=sys.stderr)
+        return 2
+    found = verify_pdf(pdf, trusted)
+    if found.manifest is not None:
+        m = found.manifest
+        print(
+            f"{m.get('document')} ({m.get('lang')}) of {', '.join(m.get('inspection_ids') or [])}"
+            f", generated {m.get('generated_at')} for {m.get('generated_by')} at data cursor"
+            f" {m.get('cursor')}; {len(m.get('signatures') or [])} signatures,"
+            f" {len(m.get('evidence') or [])} evidence files; key {found.key_sha256}"
+        )
+    if not found.ok:
+        for problem in found.problems:
+            print(f"FAILED: {problem}")
+        return 1
+    print("OK: the manifest is signed by the trusted key and the pages are as signed")
+    return 0
+
+
 # --- checklists -----------------------------------------------------------------------
 
 
@@ -597,6 +638,27 @@ def build_parser() -> argparse.ArgumentParser:
     _db_flags(p)
     p.add_argument("--size-only", action="store_true", help="compare sizes, do not hash (fast)")
     ev.set_defaults(func=cmd_evidence)
+
+    rp = sub.add_parser(
+        "report",
+        help="check a PDF document the server made",
+        description="The PDF documents (reports, deficiency lists, rectification tables,"
+        " chain dossiers) carry a manifest signed with the server's Ed25519 key.",
+    )
+    rps = rp.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = rps.add_parser(
+        "verify",
+        help="check a PDF's signed manifest",
+        description="Check that FILE.pdf carries manifest.json signed by the trusted key"
+        " (--key, a PEM from GET /api/v1/reports/public-key; else the server's own key in"
+        " the data directory) and that its pages are those signed. Print what the"
+        " manifest says; exit 0 if it holds, 1 if anything was changed, 2 if the file or"
+        " key cannot be read.",
+    )
+    p.add_argument("file", help="the PDF")
+    p.add_argument("--key", help="the server's public key (PEM)")
+    p.add_argument("--data-dir", help="data directory holding the server's key")
+    rp.set_defaults(func=cmd_report)
 
     cl = sub.add_parser(
         "checklists",

@@ -9,6 +9,7 @@ from litestar.di import NamedDependency
 
 from server.accounts import Accounts
 from server.auth import AuthService
+from server.documents import Documents
 from server.settings import Settings
 from sync.authoring import Authoring
 from sync.conclusion import Conclusions
@@ -27,6 +28,7 @@ __all__ = [
     "AuthedRequest",
     "AuthoringDep",
     "ConclusionsDep",
+    "DocumentsDep",
     "EngineDep",
     "NotifierDep",
     "RectificationsDep",
@@ -47,6 +49,7 @@ NotifierDep: TypeAlias = NamedDependency[Notifier]
 UploadsDep: TypeAlias = NamedDependency[Uploads]
 ReviewDep: TypeAlias = NamedDependency[Review]
 ConclusionsDep: TypeAlias = NamedDependency[Conclusions]
+DocumentsDep: TypeAlias = NamedDependency[Documents]
 RectificationsDep: TypeAlias = NamedDependency[Rectifications]
 SettingsDep: TypeAlias = NamedDependency[Settings]
 

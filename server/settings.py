@@ -145,6 +145,12 @@ class Settings(msgspec.Struct, kw_only=True):
     still writes that upload, before 423 ``upload_locked``.
     Env: INSPECTSYNC_EVIDENCE_LOCK_WAIT_SECONDS."""
 
+    report_signing_key: str = ""
+    """The Ed25519 private key (PEM) that signs the manifest of every PDF document the
+    server makes; made on first use if absent. Empty means
+    ``<data_dir>/report-signing-key.pem``. Several instances must share one file.
+    Env: INSPECTSYNC_REPORT_SIGNING_KEY."""
+
     demo: bool = False
     """Demo mode: generate and keep a signing secret in the data directory if none is
     set. Set by ``serve --demo``; not an environment variable."""
@@ -196,6 +202,12 @@ class Settings(msgspec.Struct, kw_only=True):
     @property
     def evidence_root(self) -> Path:
         return Path(self.evidence_dir) if self.evidence_dir else Path(self.data_dir) / "evidence"
+
+    @property
+    def report_signing_key_path(self) -> Path:
+        if self.report_signing_key:
+            return Path(self.report_signing_key)
+        return Path(self.data_dir) / "report-signing-key.pem"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -227,6 +227,9 @@ class Dossier(msgspec.Struct, kw_only=True):
     """Finding id -> who created it."""
     authorities: dict[str, AuthorityRef]
     """The authorities of the inspection and of every person named, by id."""
+    cursor: int = 0
+    """The change feed's position the dossier was read at (``BatchTx.max_seq``): the
+    documents made from it name it in their manifest."""
 
     def link(self, link_id: str) -> CoveredLink | None:
         return next((lk for lk in self.links if lk.link_id == link_id), None)
@@ -665,6 +668,7 @@ class Reports:
             people=people,
             raised_by=raised_by,
             authorities=authorities,
+            cursor=tx.max_seq(),
         )
 
 

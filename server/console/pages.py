@@ -46,6 +46,7 @@ from server.console._web import (
     signed_in,
 )
 from server.console._web import cookie as _cookie
+from server.console._web import lang_of as _lang_of
 from server.console._web import local_path as _local
 from server.console._web import login_page as _login_page
 from server.console._web import page as _page
@@ -60,13 +61,14 @@ from server.console.reads import SORTS, ConsoleReads
 from server.console.rectify import rectification_pages, rectification_view
 from server.console.sessions import SESSION_COOKIE, ConsoleSessions
 from server.console.uploads import upload_pages
-from server.pdf import html_to_pdf
+from server.documents import REPORT_CSP
 from server.problems import localised
 from sync.conclusion import ConclusionIn
+from sync.documents import KINDS, Kind
 from sync.errors import DomainError, NotFound
 from sync.exports import export_json, findings_csv, responses_csv
-from sync.inspection_report import render_report
 from sync.models import InspectionStatus, Principal, Role
+from sync.report_labels import LANGS, Lang
 from sync.review import Decision, QueueQuery
 
 if TYPE_CHECKING:
@@ -458,38 +460,43 @@ def console_router(services: Services) -> Router:
             headers=_attachment(inspection_id, "export.json"),
         )
 
+    def _doc_lang(request: Request[Any, Any, Any]) -> Lang:
+        """``?lang=`` if given (zh or en, else 400 at lang), else the console's."""
+        asked = request.query_params.get("lang")
+        if asked is None:
+            return "en" if _lang_of(request) == "en" else "zh"
+        if asked not in LANGS:
+            raise HTTPException(status_code=400, detail="lang is zh or en", extra={"field": "lang"})
+        return "en" if asked == "en" else "zh"
+
     @get(
-        "/console/inspections/{inspection_id:str}/report.html",
+        [f"/console/inspections/{{inspection_id:str}}/{kind}.html" for kind in KINDS],
         include_in_schema=False,
         guards=[signed_in],
     )
-    async def report(
+    async def document_html(
         request: Request[Any, Any, Any], inspection_id: FromPath[str]
     ) -> Response[str]:
+        kind = _doc_kind(request.url.path)
+        html = await services.documents.html(request.user, kind, inspection_id, _doc_lang(request))
         return Response(
-            content=await report_text(request, inspection_id),
-            media_type=MediaType.HTML,
-            headers={"Content-Security-Policy": _REPORT_CSP},
+            content=html, media_type=MediaType.HTML, headers={"Content-Security-Policy": REPORT_CSP}
         )
 
-    async def report_text(request: Request[Any, Any, Any], inspection_id: str) -> str:
-        dossier = await reads.dossier(request.user, inspection_id)
-        signatures = await services.review.signatures(request.user, inspection_id)
-        conclusion = await services.conclusions.view(request.user, inspection_id)
-        return render_report(dossier, signatures, conclusion)
-
     @get(
-        "/console/inspections/{inspection_id:str}/report.pdf",
+        [f"/console/inspections/{{inspection_id:str}}/{kind}.pdf" for kind in KINDS],
         include_in_schema=False,
         guards=[signed_in],
     )
-    async def report_pdf(
+    async def document_pdf(
         request: Request[Any, Any, Any], inspection_id: FromPath[str]
     ) -> Response[bytes]:
+        kind = _doc_kind(request.url.path)
+        lang = _doc_lang(request)
         return Response(
-            content=await html_to_pdf(await report_text(request, inspection_id)),
+            content=await services.documents.pdf(request.user, kind, inspection_id, lang),
             media_type="application/pdf",
-            headers=_attachment(inspection_id, "report.pdf"),
+            headers=_attachment(inspection_id, f"{kind}-{lang}.pdf"),
         )
 
     # --- the chain view ------------------------------------------------------------
@@ -642,8 +649,8 @@ def console_router(services: Services) -> Router:
             rectifications,
             export_csv,
             export_json_file,
-            report,
-            report_pdf,
+            document_html,
+            document_pdf,
             chain,
             conflicts,
             resolve,
@@ -668,8 +675,12 @@ def console_router(services: Services) -> Router:
 
 _DECISIONS = ("accept", "return", "reclassify", "merge")
 _STATUSES = tuple(s.value for s in InspectionStatus)
-# the report is people's text in one self-contained page: nothing else may run or load
-_REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+
+
+def _doc_kind(path: str) -> Kind:
+    """The document a path names (``.../deficiencies.pdf`` -> ``deficiencies``)."""
+    stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return next(kind for kind in KINDS if kind == stem)
 
 
 def _attachment(inspection_id: str, suffix: str) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """Read models for supervisors: the chain view of a product's findings, an inspection's
-exports (CSV, JSON) and its printable report (HTML). The rules and the rendering live
-in ``sync/reports.py``, ``sync/exports.py`` and ``sync/inspection_report.py``."""
+exports (CSV, JSON), its filed documents (HTML and PDF, zh or en) and a product's chain
+dossier. The rules and the rendering live in ``sync/reports.py``, ``sync/exports.py``,
+``sync/documents.py``; the PDF and its signature in ``server/documents.py``."""
 
 from __future__ import annotations
 
@@ -13,16 +14,15 @@ from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 
-from server.deps import AuthedRequest, ConclusionsDep, RegistryDep, ReviewDep
+from server.deps import AuthedRequest, DocumentsDep, RegistryDep
+from server.documents import REPORT_CSP
 from server.guards import ANY_ROLE, STAFF
-from server.pdf import html_to_pdf
 from server.routes._openapi import problems
 from server.schemas import InspectionExport
-from sync.conclusion import Conclusions
+from sync.documents import KINDS, Kind
 from sync.exports import export_json, findings_csv, responses_csv
-from sync.inspection_report import render_report
+from sync.report_labels import Lang
 from sync.reports import ChainFindings, Reports
-from sync.review import Review
 
 __all__ = ["ReportsController"]
 
@@ -31,12 +31,16 @@ What = Annotated[
     QueryParameter(name="what", description="findings (default) or responses"),
 ]
 
+LangParam = Annotated[
+    Lang,
+    QueryParameter(name="lang", description="zh (default) or en: the document's language"),
+]
+
 # Exported files are built from data people typed: keep browsers from sniffing or
 # running anything in them.
 ReportsDep: TypeAlias = NamedDependency[Reports]
 
 _SAFE = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
-_REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
 
 _ATTACHMENT_HEADERS = [
@@ -134,63 +138,104 @@ class ReportsController(Controller):
         )
 
     @get(
-        "/inspections/{inspection_id:str}/report.html",
+        [f"/inspections/{{inspection_id:str}}/{kind}.html" for kind in KINDS],
         guards=[ANY_ROLE],
         media_type="text/html; charset=utf-8",
-        response_description="The report: one self-contained HTML document",
+        response_description="The document: one self-contained HTML page that prints on A4",
         responses=problems(400, 401, 404),
     )
-    async def report_html(
+    async def document_html(
         self,
         inspection_id: FromPath[str],
         request: AuthedRequest,
-        reports: ReportsDep,
-        review: ReviewDep,
-        conclusions: ConclusionsDep,
+        documents: DocumentsDep,
+        lang: LangParam = "zh",
     ) -> Response[bytes]:
-        """The inspection report: one self-contained HTML document that prints on A4,
-        with every signature checked against the content it signed, and the
-        inspection conclusion."""
-        html = await _report(request, inspection_id, reports, review, conclusions)
+        """One of the inspection's filed documents, in Chinese (``?lang=zh``, default) or
+        English (``?lang=en``): ``report.html`` the on-site inspection report
+        (现场检查报告), ``deficiencies.html`` the deficiency list (缺陷项目表),
+        ``rectifications.html`` the rectification status table (整改情况表); each ends
+        with its signatures and manifest page."""
+        html = await documents.html(request.user, _kind(request.url.path), inspection_id, lang)
         return Response(
             content=html.encode("utf-8"),
             media_type="text/html; charset=utf-8",
-            headers={**_SAFE, "Content-Security-Policy": _REPORT_CSP},
+            headers={**_SAFE, "Content-Security-Policy": REPORT_CSP},
         )
 
     @get(
-        "/inspections/{inspection_id:str}/report.pdf",
+        [f"/inspections/{{inspection_id:str}}/{kind}.pdf" for kind in KINDS],
         guards=[ANY_ROLE],
         media_type="application/pdf",
-        response_description="The report as PDF (A4), rendered by the server",
+        response_description="The document as PDF/A-3b (A4) with its signed manifest attached",
         response_headers=_ATTACHMENT_HEADERS,
         responses=problems(400, 401, 404),
     )
-    async def report_pdf(
+    async def document_pdf(
         self,
         inspection_id: FromPath[str],
         request: AuthedRequest,
-        reports: ReportsDep,
-        review: ReviewDep,
-        conclusions: ConclusionsDep,
+        documents: DocumentsDep,
+        lang: LangParam = "zh",
     ) -> Response[bytes]:
-        """The same report as PDF (A4, Chinese in Noto CJK), made by the server."""
-        html = await _report(request, inspection_id, reports, review, conclusions)
+        """The same document as PDF/A-3b, made by the server, with ``manifest.json``
+        attached: the manifest signed with the server's Ed25519 key (check it with
+        ``inspectsync report verify`` and ``GET /api/v1/reports/public-key``)."""
+        kind = _kind(request.url.path)
+        pdf = await documents.pdf(request.user, kind, inspection_id, lang)
         return Response(
-            content=await html_to_pdf(html),
+            content=pdf,
             media_type="application/pdf",
-            headers=_attachment(_filename(inspection_id, "report.pdf")),
+            headers=_attachment(_filename(inspection_id, f"{kind}-{lang}.pdf")),
+        )
+
+    @get(
+        "/products/{record_id:str}/dossier.pdf",
+        guards=[STAFF],
+        media_type="application/pdf",
+        response_description="Every inspection of the product's chain in one PDF/A-3b",
+        response_headers=_ATTACHMENT_HEADERS,
+        responses=problems(400, 401, 403, 404),
+    )
+    async def chain_dossier_pdf(
+        self,
+        record_id: FromPath[str],
+        request: AuthedRequest,
+        documents: DocumentsDep,
+        lang: LangParam = "zh",
+    ) -> Response[bytes]:
+        """A product's chain dossier: a contents page, then every inspection of every
+        site of its chains (in chain order) with its report, deficiency list and
+        rectification table, and the signed manifest (supervisors and admins, across
+        authorities, as the chain view)."""
+        pdf = await documents.chain_pdf(request.user, record_id, lang)
+        return Response(
+            content=pdf,
+            media_type="application/pdf",
+            headers=_attachment(_filename(record_id, f"dossier-{lang}.pdf")),
+        )
+
+    @get(
+        "/reports/public-key",
+        guards=[ANY_ROLE],
+        media_type="application/x-pem-file",
+        response_description="The server's Ed25519 public key (PEM)",
+        responses=problems(401),
+    )
+    async def public_key(self, documents: DocumentsDep) -> Response[str]:
+        """The public key that checks the signed manifest of every PDF the server makes
+        (``inspectsync report verify FILE.pdf --key this.pem``)."""
+        return Response(
+            content=documents.key.public_pem(),
+            media_type="application/x-pem-file",
+            headers={"Cache-Control": "no-cache"},
         )
 
 
-async def _report(
-    request: AuthedRequest,
-    inspection_id: str,
-    reports: Reports,
-    review: Review,
-    conclusions: Conclusions,
-) -> str:
-    dossier = await reports.dossier(request.user, inspection_id)
-    signatures = await review.signatures(request.user, inspection_id)
-    conclusion = await conclusions.view(request.user, inspection_id)
-    return render_report(dossier, signatures, conclusion)
+def _kind(path: str) -> Kind:
+    """The document a path names (``.../deficiencies.pdf`` -> ``deficiencies``)."""
+    stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    for kind in KINDS:
+        if kind == stem:
+            return kind
+    raise ValueError(path)  # the routes list only KINDS

@@ -263,6 +263,18 @@ ROLE_TABLE = [
         None,
         {"admin", "supervisor", "inspector"},
     ),
+    # the other documents: an unknown inspection (404 after the guard, no rendering)
+    *(
+        ("GET", f"/api/v1/inspections/insp-none/{name}", None, {"admin", "supervisor", "inspector"})
+        for name in (
+            "deficiencies.html",
+            "deficiencies.pdf",
+            "rectifications.html",
+            "rectifications.pdf",
+        )
+    ),
+    ("GET", "/api/v1/products/prod-none/dossier.pdf", None, {"admin", "supervisor"}),
+    ("GET", "/api/v1/reports/public-key", None, {"admin", "supervisor", "inspector"}),
 ]
 
 USERS = {"admin": "admin", "supervisor": "sup.js", "inspector": "insp.js1"}

@@ -1,4 +1,4 @@
-"""Read models for supervisors over HTTP: the chain view, the exports, the report."""
+"""Read models for supervisors over HTTP: the chain view, the exports, the documents."""
 
 from __future__ import annotations
 
@@ -370,18 +370,27 @@ async def test_json_export_is_one_document_without_bookkeeping(world):
 )
 async def test_exports_and_report_out_of_scope_are_404(world, user, iid):
     s = await login(world, user)
-    for suffix in ("export.csv", "export.csv?what=responses", "export.json", "report.html"):
+    for suffix in (
+        "export.csv",
+        "export.csv?what=responses",
+        "export.json",
+        "report.html",
+        "deficiencies.html?lang=en",
+        "rectifications.html",
+        "rectifications.pdf",
+    ):
         r = await s.get(f"/api/v1/inspections/{iid}/{suffix}")
         assert r.status_code == 404, (user, iid, suffix, r.status_code)
         assert r.json()["code"] == "not_found"
 
 
-# --- the report ----------------------------------------------------------------------
+# --- the documents (tests/server/test_documents.py: both languages, rectifications) ---
 
 
-async def test_report_has_the_header_facts_and_classified_findings(world):
+async def test_report_and_deficiency_list_hold_the_facts_and_classified_findings(world):
     sup = await login(world, "sup.js")
-    r = await sup.get("/api/v1/inspections/insp-ds-routine/report.html")
+    base = "/api/v1/inspections/insp-ds-routine"
+    r = await sup.get(f"{base}/report.html?lang=en")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/html")
     assert "default-src 'none'" in r.headers["content-security-policy"]
@@ -394,58 +403,44 @@ async def test_report_has_the_header_facts_and_classified_findings(world):
         "Huaxin Biologics Co., Ltd. (MAH)",
         "Routine GMP inspection",
         "Jiangsu Medical Products Administration",
-        "江苏省药品监督管理局",
-        "Inspector Li (Jiangsu) — lead inspector",
-        "Inspector Zhao (Jiangsu) — team member",
+        "<td>Inspector Li (Jiangsu)</td><td>lead inspector</td>",
+        "<td>Inspector Zhao (Jiangsu)</td><td>team member</td>",
         "cell_bank-v",  # the pinned checklist version
         "@media print",
         "break-before: page",
     ):
         assert fact in html, fact
-    # no external asset of any kind
     for external in ("<script", "<link", "<img", "src=", "@import", "url("):
         assert external not in html, external
-    # the deficiency list: critical, then major, then other, with both labels
-    part = html[html.index("5. Classified deficiency list") : html.index("6. Summary")]
-    crit, major, other = (
-        part.index("Critical deficiencies"),
-        part.index("Major deficiencies"),
-        part.index("Other deficiencies"),
-    )
-    assert crit < major < other
-    critical_part = part[crit:major]
-    assert "Cell bank inventory not reconciled" in critical_part  # reclassified
-    assert "Classified by the inspector as" in critical_part
-    assert "严重缺陷" in critical_part and "NMPA serious" in critical_part
-    assert "Resin lifetime not validated" in part[major:other]
-    assert re.search(
-        r"reclassify \(major → critical\) by Supervisor Chen \(Jiangsu\), "
-        r"\d{4}-\d\d-\d\d \d\d:\d\d UTC: Falsified reconciliation &lt;record&gt;",
-        critical_part,
-    )
-    assert "accept by Supervisor Chen (Jiangsu)" in critical_part
-    assert "Merged from" in part[major:other]  # the survivor names what was merged in
-    assert "Raised by</dt><dd>Inspector Li (Jiangsu) (Jiangsu Medical Products" in critical_part
-    # merged findings are listed apart, not as a deficiency
-    assert "Duplicate of the resin finding" in part[other:]
-    summary = html[html.index("6. Summary") :]
-    assert "Findings awaiting a review decision: <strong>2</strong>" in summary
+    summary = html[html.index("5. Summary") :]
+    assert "Review: 2 awaiting a decision; 0 with an open conflict." in summary
     # progress per link said plainly
-    start = html.index("3. Areas inspected")
-    areas = html[start : html.index("4. ", start)]
-    assert re.search(r"<strong>\d+ of \d+</strong> required items answered", areas)
-    assert "必答项已答" in areas
+    scope = html[html.index("3. Scope") : html.index("4. Inspection team")]
+    assert re.search(r'<td class="num">\d+ / \d+</td>', scope)
+
+    html = (await sup.get(f"{base}/deficiencies.html?lang=en")).text
+    numbered = re.findall(r"<tr><td>([CMOU]\d)</td><td><strong>([^<]+)</strong>", html)
+    assert [n for n, _ in numbered] == ["C1", "C2", "M1"]  # critical first, then major
+    titles = [t for _, t in numbered]
+    assert titles[2] == "Resin lifetime not validated / 树脂使用寿命未验证"
+    assert "Cell bank inventory not reconciled" in titles  # reclassified major -> critical
+    reclassified = html[html.index("Cell bank inventory not reconciled") :]
+    reclassified = reclassified[: reclassified.index("</tr>")]
+    assert "NMPA serious · PIC/S critical" in reclassified
+    assert "classified by the inspector as major" in reclassified
+    assert "raised by Inspector Li (Jiangsu)" in reclassified
+    # merged findings are listed apart, not as a deficiency
+    apart = html[html.index("Withdrawn and merged findings") :]
+    assert "Duplicate of the resin finding — merged into f-ds-resin" in apart
 
 
-async def test_report_escapes_html_in_findings(world):
+async def test_documents_escape_html_in_findings(world):
     js2 = await login(world, "insp.js2")
-    r = await js2.get("/api/v1/inspections/insp-fill-pai/report.html")
+    r = await js2.get("/api/v1/inspections/insp-fill-pai/deficiencies.html?lang=en")
     assert r.status_code == 200
     html = r.text
     assert "<script>" not in html
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; 冻干机泄漏 &amp; more" in html
-    areas = html[html.index("4. Findings by area") : html.index("5. Classified")]
-    assert areas.index("Lyophilisation") < areas.index("&lt;script&gt;")
     assert "Raised in error" in html  # withdrawn: listed apart
     ds = await (await login(world, "sup.js")).get("/api/v1/inspections/insp-ds-routine/report.html")
     assert "&quot;培养基灌装 &lt;b&gt;click&lt;/b&gt;&quot;" in ds.text
@@ -453,19 +448,28 @@ async def test_report_escapes_html_in_findings(world):
 
 async def test_report_of_a_planned_inspection(demo):
     sup = await login(demo, "sup.zj")
-    r = await sup.get("/api/v1/inspections/insp-conj-forcause/report.html")
+    base = "/api/v1/inspections/insp-conj-forcause"
+    r = await sup.get(f"{base}/report.html?lang=en")
     assert r.status_code == 200
     assert "not pinned (inspection not started)" in r.text
-    assert "No findings recorded." in r.text
+    assert "Not started yet: no checklist is pinned." in r.text
+    assert "Not concluded yet." in r.text
+    r = await sup.get(f"{base}/deficiencies.html")
+    assert "未发现缺陷。" in r.text
+    r = await sup.get(f"{base}/rectifications.html?lang=en")
+    assert "No accepted finding: nothing to rectify." in r.text
 
 
-async def test_report_checks_every_signature_against_its_content(world, app):
+async def test_the_signature_page_checks_every_signature_against_its_content(world, app):
     sup = await login(world, "sup.js")
-    url = "/api/v1/inspections/insp-ds-routine/report.html"
-    html = (await sup.get(url)).text
-    part = html[html.index("<h3>Signatures</h3>") :]
+    url = "/api/v1/inspections/insp-ds-routine/report.html?lang=en"
+
+    def signatures(html: str) -> str:
+        return html[html.index("Electronic signatures") : html.index("Document manifest")]
+
+    part = signatures((await sup.get(url)).text)
     assert part.count("<td>matches</td>") == 3  # reclassify, accept, merge
-    assert "content changed since signing" not in part
+    assert "changed since signing" not in part
     # the inspector changes the accepted finding's text afterwards
     js1 = Pusher(await login(world, "insp.js1", device={"name": "js1-again"}))
     js1.n = 100
@@ -473,7 +477,6 @@ async def test_report_checks_every_signature_against_its_content(world, app):
     await js1.put(
         "finding", "f-ds-reclass", base_rev=rec.rev, title="Cell bank inventory reconciled late"
     )
-    html = (await sup.get(url)).text
-    part = html[html.index("<h3>Signatures</h3>") :]
-    assert part.count("content changed since signing") == 2  # the decisions on it
+    part = signatures((await sup.get(url)).text)
+    assert part.count("no: changed since signing") == 2  # the decisions on it
     assert part.count("<td>matches</td>") == 1  # the merge, on another finding
