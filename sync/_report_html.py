@@ -78,6 +78,8 @@ ol.notes { font-size: 8pt; color: var(--muted); padding-left: 1.6rem; }
 ol.notes li { word-break: break-all; }
 .doc { break-before: page; }
 .doc.first { break-before: auto; }
+@media screen { .doc:not(.first) { border-top: 3px double var(--rule); margin-top: 2.5rem;
+  padding-top: 1rem; } }
 .toc a { color: inherit; text-decoration: none; }
 .toc li { margin: .15rem 0; }
 footer { margin-top: 1.5rem; border-top: 1px solid var(--rule); padding-top: .4rem;

@@ -413,7 +413,7 @@ def _deficiencies(data: DocumentInput, t: Labels, anchor: str, notes: EvidenceNo
         t("h_status"),
     ]
     listed = (
-        table(head, rows, widths=(5, 23, 15, 18, 16, 13, 10))
+        table(head, rows, widths=(6, 22, 15, 18, 16, 13, 10))
         if rows
         else f'<p class="muted">{e(t("d_none"))}</p>'
     )

@@ -123,7 +123,7 @@ LABELS: dict[str, dict[str, str]] = {
         "cls_major": "主要缺陷",
         "cls_other": "一般缺陷",
         "cls_none": "未分级",
-        "pics_critical": "严重（critical）",
+        "pics_critical": "关键（critical）",
         "pics_major": "主要（major）",
         "pics_other": "其他（other）",
         # rectification table
@@ -154,8 +154,8 @@ LABELS: dict[str, dict[str, str]] = {
         "ev_no_preview": "无预览（{type}）",
         "ev_none": "无",
         # manifest page
-        "m_intro": "本页列出文件中的全部电子签名及文件清单。清单以服务器密钥（Ed25519）签名，"
-        "作为附件 manifest.json 嵌入本 PDF，可用 inspectsync report verify "
+        "m_intro": "本页列出文件中的全部电子签名及文件清单。PDF 文件中，清单以服务器密钥（Ed25519）"
+        "签名并作为附件 manifest.json 嵌入，可用 inspectsync report verify "
         "或服务器公开的公钥验证。",
         "m_signatures": "电子签名",
         "h_signer": "签署人",
@@ -335,9 +335,9 @@ LABELS: dict[str, dict[str, str]] = {
         "ev_no_preview": "no preview ({type})",
         "ev_none": "none",
         "m_intro": "Every electronic signature of this document, and the document's"
-        " manifest. The manifest is signed with the server's key (Ed25519) and embedded in"
-        " this PDF as manifest.json; check it with `inspectsync report verify` or the public"
-        " key the server publishes.",
+        " manifest. In the PDF the manifest is signed with the server's key (Ed25519) and"
+        " embedded as manifest.json: check it with inspectsync report verify or with the"
+        " public key the server publishes.",
         "m_signatures": "Electronic signatures",
         "h_signer": "Signed by",
         "h_meaning": "Meaning",

@@ -163,7 +163,7 @@ async def test_the_three_documents_in_chinese_and_english(demo, moving_clock):
     assert "<h1>缺陷项目表</h1>" in zh and "<h1>Deficiency list</h1>" in en
     rows = re.findall(r"<tr><td>([CMO]\d)</td><td><strong>([^<]+)</strong>", en)
     assert rows == list(zip(["C1", "M1", "O1"], TITLES_IN_ORDER, strict=True))
-    assert "NMPA 严重缺陷 · PIC/S 严重（critical）" in zh
+    assert "NMPA 严重缺陷 · PIC/S 关键（critical）" in zh
     assert "NMPA serious · PIC/S critical" in en and "严重缺陷" not in en
     major = _section(en, "<td>M1</td>", "<td>O1</td>")
     assert "hp_resin_lifetime" in major and "ICH Q7" in major  # the item and its sources
