@@ -44,7 +44,7 @@ from server.app import Services, build_services  # noqa: E402
 from server.demo import seed_demo  # noqa: E402
 from server.settings import Settings  # noqa: E402
 from sync.models import Principal  # noqa: E402
-from sync.protocol import Mutation, PushRequest  # noqa: E402
+from sync.protocol import Mutation, PullRequest, PushRequest  # noqa: E402
 
 INSPECTION = "insp-ds-routine"
 BATCH = 100
@@ -86,8 +86,8 @@ def _postgres_cpu() -> float:
     return total / tick
 
 
-async def _principal(services: Services) -> Principal:
-    user = await services.store.find_user("insp.js1")
+async def _principal(services: Services, username: str = "insp.js1") -> Principal:
+    user = await services.store.find_user(username)
     assert user is not None
     return Principal(
         user_id=user.id,
@@ -145,14 +145,32 @@ async def _measure(
         wall = time.perf_counter() - t0
         cpu = time.process_time() - cpu0
         pg = _postgres_cpu() - pg0
+        # the pull: another inspector of the inspection, from no cursor, pages of 1,000
+        reader = await _principal(services, "insp.js2")
+        pulled = 0
+        cursor: str | None = None
+        pg0, cpu0, t0 = _postgres_cpu(), time.process_time(), time.perf_counter()
+        while True:
+            page = await services.engine.pull(
+                reader, PullRequest(cursor=cursor, limit=1000), json_data=True
+            )
+            pulled += len(page.changes)
+            cursor = page.cursor
+            if not page.has_more:
+                break
+        pull_wall = time.perf_counter() - t0
+        pull_cpu = time.process_time() - cpu0
+        pull_pg = _postgres_cpu() - pg0
     finally:
         await services.store.close()
     per = 10_000 / count
-    figures = {"rate": count / wall, "cpu": cpu * per, "pg": pg * per}
+    figures = {"rate": count / wall, "cpu": cpu * per, "pg": pg * per, "pull": pulled / pull_wall}
     print(
-        f"{label:>10}: {count:,} mutations in {wall:.2f} s = {figures['rate']:,.0f}/s;"
-        f" this process {figures['cpu']:.2f} CPU s per 10,000;"
-        f" postgres processes {figures['pg']:.2f} CPU s per 10,000",
+        f"{label:>10}: push {count:,} mutations in {wall:.2f} s = {figures['rate']:,.0f}/s,"
+        f" CPU s per 10,000: this process {figures['cpu']:.2f},"
+        f" postgres {figures['pg']:.2f}\n{'':>12}pull {pulled:,} records in {pull_wall:.2f} s"
+        f" = {figures['pull']:,.0f}/s, CPU s per 10,000: this process"
+        f" {pull_cpu * 10_000 / pulled:.2f}, postgres {pull_pg * 10_000 / pulled:.2f}",
         flush=True,
     )
     return figures
@@ -219,9 +237,11 @@ async def main() -> None:
             if args.only != "sqlite":
                 _admin(args.database_url, f'DROP DATABASE IF EXISTS "{name}"')
     if "sqlite" in results and "postgres" in results:
-        best = {k: max(r["rate"] for r in v) for k, v in results.items()}
-        ratio = best["postgres"] / best["sqlite"]
-        print(f"PostgreSQL/SQLite push rate (best of each): {ratio:.0%}")
+        for what in ("rate", "pull"):
+            best = {k: max(r[what] for r in v) for k, v in results.items()}
+            ratio = best["postgres"] / best["sqlite"]
+            name = "push" if what == "rate" else "pull"
+            print(f"PostgreSQL/SQLite {name} rate (best of each): {ratio:.0%}")
 
 
 if __name__ == "__main__":

@@ -99,6 +99,10 @@ def stored_evidence(db: Conn, hashes: list[str], inspection_id: str | None = Non
     return found
 
 
+_MERGED_SCOPES = 64
+"""Up to this many inspections, a feed page merges one index range per inspection."""
+
+
 def _last_per_key(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """The record upserts with only the last of each (kind, id): what writing them one
     after the other would leave, and what one multi-row upsert can take (PostgreSQL
@@ -460,18 +464,42 @@ class SQLBatch(BatchTx):
         max_seq: int | None,
         live_only: bool,
     ) -> tuple[str, list[Any]]:
-        scope, params = self._scope_sql(inspection_ids, refs)
+        extra = ""
+        tail: list[Any] = []
+        if max_seq is not None:
+            extra += " AND seq <= ?"
+            tail.append(max_seq)
+        if live_only:
+            extra += " AND deleted = 0"
         # Pick the page's seqs first (index only), then read just those rows: sorting
         # whole rows of everything after the cursor costs more than the page itself.
-        sub = f"SELECT seq FROM records WHERE seq > ? AND {scope}"
-        args: list[Any] = [after_seq, *params]
-        if max_seq is not None:
-            sub += " AND seq <= ?"
-            args.append(max_seq)
-        if live_only:
-            sub += " AND deleted = 0"
-        sub += " ORDER BY seq LIMIT ?"
-        args.append(limit)
+        if inspection_ids and len(inspection_ids) <= _MERGED_SCOPES:
+            # One ordered index range per inspection (inspection_id, seq), each cut at
+            # the page's size, merged: the work is the page, not all that follows the
+            # cursor (an OR of the inspections reads every later row, then sorts).
+            arms: list[str] = []
+            args: list[Any] = []
+            arm_tail = " ORDER BY seq LIMIT ?) AS arm"
+            for iid in inspection_ids:
+                arms.append(
+                    "SELECT seq FROM (SELECT seq FROM records WHERE inspection_id = ?"
+                    f" AND seq > ?{extra}{arm_tail}"
+                )
+                args += [iid, after_seq, *tail, limit]
+            if refs:
+                scope, params = self._scope_sql((), refs)
+                arms.append(
+                    f"SELECT seq FROM (SELECT seq FROM records WHERE seq > ? AND {scope}"
+                    f"{extra}{arm_tail}"
+                )
+                args += [after_seq, *params, *tail, limit]
+            sub = " UNION ALL ".join(arms)
+            sub = f"SELECT seq FROM ({sub}) AS page ORDER BY seq LIMIT ?"
+            args.append(limit)
+        else:
+            scope, params = self._scope_sql(inspection_ids, refs)
+            sub = f"SELECT seq FROM records WHERE seq > ? AND {scope}{extra} ORDER BY seq LIMIT ?"
+            args = [after_seq, *params, *tail, limit]
         return f"SELECT {columns} FROM records WHERE seq IN ({sub}) ORDER BY seq", args
 
     def feed_json(

@@ -538,3 +538,87 @@ async def test_failed_logins_are_counted_in_their_window_and_cleared(store: Stor
     assert await store.login_failures("li\x1f10.0.0.1", NOW - timedelta(hours=2)) == []
     await store.clear_login_failures("zh\x1f10.0.0.2")
     assert await store.login_failures("zh\x1f10.0.0.2", NOW - timedelta(hours=2)) == []
+
+
+@pytest.mark.parametrize("merged", [True, False], ids=["per-inspection-ranges", "one-range"])
+async def test_feed_pages_of_several_inspections(
+    store: Store, merged: bool, monkeypatch: pytest.MonkeyPatch
+):
+    """A feed page over several inspections and unbound refs is the lowest ``limit``
+    seqs after the cursor, in seq order, whichever way the backend finds them (one
+    index range per inspection up to a number of inspections, one range above it)."""
+    import sync.storage.sql_batch as sql_batch
+
+    monkeypatch.setattr(sql_batch, "_MERGED_SCOPES", 64 if merged else 0)
+    inspections = ["i-a", "i-b", "i-c"]
+
+    def fill(tx: BatchTx) -> None:
+        for n in range(60):
+            iid = inspections[n % 3] if n % 7 else "i-other"
+            tx.put_record("finding", f"f{n:02d}", {"inspection_id": iid, "n": n}, rev=1)
+        for n in range(4):
+            tx.put_record("product", f"p{n}", {"n": n}, rev=1)
+        # a later write moves a record to a later position of the feed
+        tx.put_record("finding", "f01", {"inspection_id": "i-b", "n": 1, "x": 1}, rev=2)
+        tx.put_record("finding", "f02", {"inspection_id": "i-c"}, rev=2, deleted=True)
+
+    await store.write_batch(fill)
+    refs = [("product", "p1"), ("product", "p3")]
+
+    def read_all(tx: BatchTx) -> list[tuple[int, str]]:
+        keys = [("finding", f"f{n:02d}") for n in range(60)] + refs
+        every = [tx.get_record(k, i, include_deleted=True) for k, i in keys]
+        return sorted(
+            (r.seq, r.id)
+            for r in every
+            if r is not None
+            and (r.data.get("inspection_id") in inspections or (r.kind, r.id) in refs)
+        )
+
+    def pages(
+        live_only: bool, max_seq: int | None
+    ) -> Callable[[BatchTx], list[list[tuple[int, str]]]]:
+        def run(tx: BatchTx) -> list[list[tuple[int, str]]]:
+            out, after = [], 0
+            while True:
+                page = tx.feed(after, inspections, refs, 7, live_only=live_only, max_seq=max_seq)
+                if not page:
+                    return out
+                out.append([(r.seq, r.id) for r in page])
+                after = page[-1].seq
+
+        return run
+
+    expected = await store.read_batch(read_all)
+    got = await store.read_batch(pages(False, None))
+    assert [x for page in got for x in page] == [x for x in expected]
+    assert all(len(p) == 7 for p in got[:-1])
+    # the tombstone is in the feed, and left out with live_only
+    assert "f02" in {i for _, i in expected}
+    live = await store.read_batch(pages(True, None))
+    assert [x for page in live for x in page] == [x for x in expected if x[1] != "f02"]
+    cap = expected[len(expected) // 2][0]
+    capped = await store.read_batch(pages(False, cap))
+    assert [x for page in capped for x in page] == [x for x in expected if x[0] <= cap]
+
+
+async def test_device_sync_adds_mutations_received(store: Store):
+    def push(n: int, **fields: object) -> Callable[[BatchTx], None]:
+        def run(tx: BatchTx) -> None:
+            tx.update_device_sync("d1", "u1", mutations_received=n, **fields)
+            tx.update_device_sync("d1", "u1", mutations_received=1, app_version="2.0")
+
+        return run
+
+    await store.write_batch(push(5, last_batch_id="b1", skew_flagged=True))
+    await store.write_batch(push(3, last_pull_seq=9))
+    states = await store.read_batch(lambda tx: tx.list_device_sync())
+    assert len(states) == 1
+    s = states[0]
+    assert (s["device_id"], s["user_id"], s["mutations_received"]) == ("d1", "u1", 10)
+    assert (s["last_batch_id"], s["skew_flagged"], s["last_pull_seq"], s["app_version"]) == (
+        "b1",
+        1,
+        9,
+        "2.0",
+    )
