@@ -58,6 +58,7 @@ from sync.evidence import (
     SNIFF_BYTES,
     BlobStore,
     ExifInfo,
+    PartialWriter,
     UploadArea,
     hash_file,
     is_sha256,
@@ -184,6 +185,17 @@ class _Locks:
                 del self._locks[key]
             else:
                 self._locks[key] = (lock, users - 1)
+
+
+async def _still_ours(writer: PartialWriter, claim: UploadClaim) -> None:
+    """Before the file is cut or synced: renew the claim if due. If it was lost (this
+    request stalled past its end and another took the upload over), drop what is
+    buffered, touch the file no more, and raise UploadLocked."""
+    try:
+        await claim.renew()
+    except UploadLocked:
+        writer.abandon()
+        raise
 
 
 def _float(meta: dict[str, str], key: str, limit: float) -> float | None:
@@ -468,6 +480,7 @@ class Uploads:
                     await claim.renew()
                     await writer.write(piece)
             except FileTooLarge:
+                await _still_ours(writer, claim)
                 await writer.rollback()
                 raise
             except UploadLocked:
@@ -477,12 +490,14 @@ class Uploads:
                 # The connection broke (or stalled) mid-chunk. Without a checksum the
                 # bytes that arrived are kept, as tus asks; with one they cannot be
                 # trusted, so the chunk is dropped whole.
+                await _still_ours(writer, claim)
                 if hasher is None and writer.written:
                     await writer.commit()
                     await self._advance(up, writer.written, principal, claim)
                 else:
                     await writer.rollback()
                 raise
+            await _still_ours(writer, claim)  # a stall since the last byte may have lost it
             if checksum is not None and hasher is not None and hasher.digest() != checksum.digest:
                 await writer.rollback()
                 raise ChecksumMismatch(

@@ -482,13 +482,14 @@ class EvidenceController(Controller):
         "/uploads/{upload_id:str}",
         guards=[ANY_ROLE],
         status_code=204,
-        responses=problems(400, 401, 404, 412),
+        responses=problems(400, 401, 404, 412, 423),
         operation_class=operation(headers={204: _TUS}, request_headers=[TUS_RESUMABLE]),
     )
     async def terminate_upload(
         self, upload_id: FromPath[str], request: AuthedRequest, uploads: UploadsDep
     ) -> None:
-        """tus termination: drop the upload and its bytes (a stored file stays)."""
+        """tus termination: drop the upload and its bytes (a stored file stays); 423 if
+        a chunk of it is still being written past the lock wait."""
         _check_tus(request)
         await uploads.terminate(request.user, upload_id)
 
