@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -210,9 +211,17 @@ class Meter:
     profile of the server during it (``--py-spy DIR``: collapsed stacks per phase)."""
 
     def __init__(
-        self, pid: int, profile: Path | None = None, *, others: list[int] = (), db: str = ""
+        self,
+        pid: int,
+        profile: Path | None = None,
+        *,
+        others: list[int] = (),
+        db: str = "",
+        bases: list[str] = (),
     ) -> None:
         self.pid = pid
+        self.bases = list(bases)  # the instances' addresses: their /metrics
+        self.busy = 0.0  # seconds the instances' writers held the write lock
         self.pids = [pid, *others]  # every server instance
         self.db = db  # a PostgreSQL URL: count its backends' CPU too
         self.profile = profile
@@ -244,10 +253,12 @@ class Meter:
         self._s = sum(proc_cpu_seconds(p) for p in self.pids)
         self._db_start = {p: proc_cpu_seconds(p) for p in postgres_pids(self.db)} if self.db else {}
         self._c = time.process_time()
+        self._busy = writer_busy(self.bases)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.wall = time.perf_counter() - self._w
+        self.busy = writer_busy(self.bases) - self._busy
         self.server_cpu = sum(proc_cpu_seconds(p) for p in self.pids) - self._s
         if self.db:  # backends that began during the stretch count whole
             pids = set(self._db_start) | set(postgres_pids(self.db))
@@ -267,8 +278,9 @@ class Meter:
         if not self.wall:
             return "-"
         db = f", PostgreSQL CPU {self.db_cpu:.2f} s" if self.db else ""
+        lock = f", write lock held {self.busy / self.wall:.0%} of it" if self.busy > 0 else ""
         return (
-            f"wall {self.wall:.2f} s, server CPU {self.server_cpu:.2f} s"
+            f"wall {self.wall:.2f} s{lock}, server CPU {self.server_cpu:.2f} s"
             f" ({self.server_cpu / self.wall:.0%} of one core){db}, client CPU"
             f" {self.client_cpu:.2f} s"
         )
@@ -279,6 +291,18 @@ class Meter:
 
 
 # --- the server process ------------------------------------------------------------
+
+
+def writer_busy(bases: list[str]) -> float:
+    """The sum of ``inspectsync_writer_busy_seconds`` over the instances' /metrics (the
+    benchmark's client is on their machine, which /metrics answers without a token)."""
+    total = 0.0
+    for base in bases:
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("inspectsync_writer_busy_seconds "):
+                    total += float(line.split()[1])
+    return total
 
 
 def free_port() -> int:
@@ -619,10 +643,11 @@ class Bench:
         spy = self.args.py_spy
         others = [s.pid for s in self.servers[1:]]
         db = self.args.database_url
+        bases = [s.base for s in self.servers]
         if spy is None:
-            return Meter(self.server.pid, others=others, db=db)
+            return Meter(self.server.pid, others=others, db=db, bases=bases)
         Path(spy).mkdir(parents=True, exist_ok=True)
-        return Meter(self.server.pid, Path(spy) / f"{name}.txt", others=others, db=db)
+        return Meter(self.server.pid, Path(spy) / f"{name}.txt", others=others, db=db, bases=bases)
 
     def memory(self, when: str) -> None:
         pid = self.server.pid

@@ -61,6 +61,11 @@ INSPECTIONS_MISSING = Gauge(
 WRITER_QUEUE = Gauge(
     f"{PREFIX}_writer_queue_depth", "Write batches of this process waiting for the DB writer"
 )
+WRITER_BUSY = Gauge(
+    f"{PREFIX}_writer_busy_seconds",
+    "Seconds this process's writer has run push batches since start, write lock held"
+    " (monotonic; its rate is the share of time the database's write lock is held)",
+)
 
 
 def count_push(answer: PushResponse) -> None:
@@ -119,6 +124,7 @@ async def _refresh_gauges(request: Request[Any, Any, Any]) -> None:
     MISSING_EVIDENCE.set(figures.missing_evidence)
     INSPECTIONS_MISSING.set(figures.inspections_missing_evidence)
     WRITER_QUEUE.set(figures.writer_queue)
+    WRITER_BUSY.set(figures.writer_busy_seconds)
 
 
 class MetricsController(PrometheusController):

@@ -23,6 +23,8 @@ class SyncGauges(msgspec.Struct, frozen=True, kw_only=True):
     """Inspections (not closed) with at least one such file."""
     writer_queue: int
     """Write batches of this process waiting for the database writer."""
+    writer_busy_seconds: float
+    """Seconds this process's writer has run push batches since start (monotonic)."""
 
 
 async def sync_gauges(store: Store) -> SyncGauges:
@@ -45,4 +47,5 @@ async def sync_gauges(store: Store) -> SyncGauges:
         missing_evidence=sum(len(v) for v in missing.values()),
         inspections_missing_evidence=sum(1 for v in missing.values() if v),
         writer_queue=store.writer_queue_depth(),
+        writer_busy_seconds=store.writer_busy_seconds(),
     )

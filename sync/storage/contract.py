@@ -314,6 +314,13 @@ class Store(abc.ABC):
         operator's gauge, ``/metrics``); 0 for a backend that does not queue them."""
         return 0
 
+    def writer_busy_seconds(self) -> float:
+        """Seconds this process's writer has spent running push batches since the
+        store opened: from the transaction's begin (the write lock taken) to its
+        commit. Its share of the wall time is how much of the time the database's write
+        lock is held: the bound on what more server instances can add (1 / share)."""
+        return 0.0
+
     # --- users -----------------------------------------------------------------
 
     @abc.abstractmethod

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -35,6 +36,7 @@ class SQLBase(Store):
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
         self._queued: list[Queued] = []  # write batches waiting for the writer
+        self._busy = 0.0  # seconds the writer spent in push batches (writer_busy_seconds)
 
     @abc.abstractmethod
     async def _on_writer(self, fn: Callable[[Conn], T]) -> T:
@@ -54,6 +56,9 @@ class SQLBase(Store):
 
     def writer_queue_depth(self) -> int:
         return len(self._queued)
+
+    def writer_busy_seconds(self) -> float:
+        return self._busy
 
     # --- running statements ------------------------------------------------------
 
@@ -150,7 +155,7 @@ class SQLBase(Store):
         fns = [q.fn for q in group]
         try:
             try:  # one hop to the writer's thread for the whole group
-                outcomes = await self._on_writer(lambda db: group_write(d, db, fns))
+                outcomes = await self._on_writer(lambda db: self._timed_group(db, fns))
             except d.error as exc:
                 raise StorageError(f"batch failed: {exc}", original=exc) from exc
         except BaseException as exc:  # the commit (or the transaction) failed: all fail
@@ -168,6 +173,16 @@ class SQLBase(Store):
                 q.done.set_result(value)
             else:
                 q.done.set_exception(value)
+
+    def _timed_group(self, db: Conn, fns: list[Callable[[BatchTx], Any]]) -> list[tuple[bool, Any]]:
+        """:func:`group_write`, the time its transaction held the write lock added to
+        the writer's busy seconds (on the writer's thread: one writer, no race)."""
+        held: list[float] = []
+        try:
+            return group_write(self.dialect, db, fns, held)
+        finally:
+            if held:
+                self._busy += time.perf_counter() - held[0]
 
     async def read_batch(self, fn: Callable[[BatchTx], T]) -> T:
         d = self.dialect

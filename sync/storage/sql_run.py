@@ -5,6 +5,7 @@ snapshot read (:func:`batch_read`)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -53,20 +54,26 @@ class Queued:
 
 
 def group_write(
-    d: Dialect, raw: Conn, fns: list[Callable[[BatchTx], Any]]
+    d: Dialect,
+    raw: Conn,
+    fns: list[Callable[[BatchTx], Any]],
+    held: list[float] | None = None,
 ) -> list[tuple[bool, Any]]:
     """Run batches one after the other in one transaction, each in a savepoint, then
     commit once. Returns (True, result) or (False, exception) per batch; raises if the
-    transaction itself fails (then nothing is committed)."""
+    transaction itself fails (then nothing is committed). ``held`` gets the
+    ``time.perf_counter()`` at which the transaction had begun (the write lock taken)."""
     if len(fns) == 1:  # the common case when the writer is idle: no savepoint
         try:
-            return [(True, _batch_write(d, raw, fns[0]))]
+            return [(True, _batch_write(d, raw, fns[0], held))]
         except d.error as exc:
             return [(False, StorageError(f"batch failed: {exc}", original=exc))]
         except Exception as exc:
             return [(False, exc)]
     outcomes: list[tuple[bool, Any]] = []
     primed = d.begin_batch(raw)
+    if held is not None:
+        held.append(time.perf_counter())
     try:
         for fn in fns:
             raw.execute("SAVEPOINT batch")
@@ -94,8 +101,12 @@ def group_write(
     return outcomes
 
 
-def _batch_write(d: Dialect, raw: Conn, fn: Callable[[BatchTx], T]) -> T:
+def _batch_write(
+    d: Dialect, raw: Conn, fn: Callable[[BatchTx], T], held: list[float] | None = None
+) -> T:
     primed = d.begin_batch(raw)
+    if held is not None:
+        held.append(time.perf_counter())
     try:
         batch = SQLBatch(d, raw, writable=True, primed=primed)
         result = fn(batch)

@@ -96,6 +96,10 @@ async def test_gauges_are_read_from_the_store_at_each_scrape(demo, app):
     )
     assert value(second, "inspectsync_inspections_missing_evidence") >= 1
     assert value(second, "inspectsync_writer_queue_depth") == 0
+    # two pushes ran on the writer since the first scrape: its busy time moved on
+    assert value(second, "inspectsync_writer_busy_seconds") > value(
+        first, "inspectsync_writer_busy_seconds"
+    )
     assert ("inspectsync_open_conflicts", ()) in second
 
 
