@@ -226,7 +226,7 @@ async def run(world: Services, clock: FakeClock, tmp: Path, ex: Examples) -> Non
         {
             "inspection_id": INSP,
             "scope": "link:l2-cellbank",
-            "signer_name": "Li Wei",
+            "signer_name": "Inspector Li (Jiangsu)",  # the login answer's display_name
             "meaning": "authored",
             "signed_at": clock.now().isoformat().replace("+00:00", "Z"),
         },

@@ -34,6 +34,7 @@ from sync.audit import Actor
 from sync.clock import Clock
 from sync.errors import DomainError, InvalidInput, NotFound
 from sync.models import Device, Principal, RefreshToken, Role, User
+from sync.signatures import printed_name
 from sync.storage import Store
 
 __all__ = [
@@ -147,6 +148,10 @@ class TokenPair(msgspec.Struct, kw_only=True):
     user_id: str
     role: Role
     device_id: str | None = None
+    display_name: str = ""
+    """The account's own name, the one its signatures print (``printed_name``): a
+    tablet shows it, read-only, where the user signs. Added late: older servers leave
+    it out, and tablets fall back to ``GET /api/v1/auth/me``, then the username."""
 
 
 class LoginLimiter:
@@ -318,6 +323,7 @@ class AuthService:
             user_id=user.id,
             role=user.role,
             device_id=device_id,
+            display_name=printed_name(user, user.username),
         )
 
     async def login(

@@ -40,7 +40,7 @@ from sync.clock import Clock
 from sync.errors import Forbidden, InvalidInput, InvalidTransition, RevisionMismatch
 from sync.models import Principal, Role, StoredRecord
 from sync.notify import Notifier
-from sync.signatures import content_hash
+from sync.signatures import content_hash, printed_name
 from sync.storage import BatchTx, Store
 
 __all__ = [
@@ -217,8 +217,7 @@ class Conclusions:
         reason = body.reason.strip()
         if not reason:
             raise InvalidInput("a conclusion needs a reason", field="reason")
-        user = await self.store.get_user(principal.user_id)
-        name = user.display_name if user else principal.username
+        name = printed_name(await self.store.get_user(principal.user_id), principal.username)
         now = self.clock.now().isoformat()
 
         def write(tx: BatchTx) -> StoredRecord:

@@ -28,6 +28,7 @@ from sync.audit import Actor, AuditContext, state_at
 from sync.clock import Clock
 from sync.errors import Forbidden, InvalidInput, InvalidTransition, NotFound, StorageError
 from sync.fielddata import (
+    IGNORED_FIELDS,
     POLICIES,
     Reason,
     answers_by_link,
@@ -60,7 +61,7 @@ from sync.protocol import (
     Result,
     Unreadable,
 )
-from sync.signatures import SIGNED_FIELDS, content_hash, in_scope
+from sync.signatures import SIGNED_FIELDS, content_hash, in_scope, printed_name
 from sync.storage import BatchTx, Store
 
 __all__ = ["EngineConfig", "SyncEngine", "public_data"]
@@ -206,9 +207,12 @@ class SyncEngine:
         now_ms = self._now_ms()
 
         tx_touched: set[str] = set()
+        # a sign-off prints the account's own name, whatever the tablet typed
+        signs = any(isinstance(m, Mutation) and m.kind == "signoff" for m in request.mutations)
+        signer = await self.printed_name(principal) if signs else principal.username
 
         def apply(tx: BatchTx) -> PushResponse:
-            ctx = _PushContext(self, tx, principal, batch_id, received_at, tx_touched)
+            ctx = _PushContext(self, tx, principal, batch_id, received_at, tx_touched, signer)
             results: list[Any] = []
             skew = 0
             flagged = False
@@ -306,6 +310,10 @@ class SyncEngine:
         )
         self.notifier.publish(touched)
         return answer
+
+    async def printed_name(self, principal: Principal) -> str:
+        """The name the principal's signatures show: their account's own name."""
+        return printed_name(await self.store.get_user(principal.user_id), principal.username)
 
     # --- pull --------------------------------------------------------------------
 
@@ -825,8 +833,11 @@ class _PushContext:
         batch_id: str,
         received_at: datetime,
         touched: set[str],
+        signer_name: str,
     ) -> None:
         self.touched = touched
+        self.signer_name = signer_name
+        """The printed name of this batch's sign-offs: the pushing account's own."""
         self.records: dict[tuple[str, str], StoredRecord] = {}  # this batch's view
         self.received_iso = received_at.isoformat()
         self._iid: str | None = None
@@ -1007,6 +1018,11 @@ class _PushContext:
         problem = check_fields(m.kind, m.fields)
         if problem is not None:
             return self.reject(m, problem, iid)
+        ignored = IGNORED_FIELDS.get(m.kind)
+        if ignored and not ignored.isdisjoint(m.fields):
+            # an older tablet's field the server writes itself: dropped, never merged
+            kept = {k: v for k, v in m.fields.items() if k not in ignored}
+            m = msgspec.structs.replace(m, fields=kept)
         if m.base_rev > (current.rev if current is not None else 0):
             # an edit of a revision the record never had: applying it would skip the
             # conflict check (every field would look unchanged since its base)
@@ -1211,6 +1227,7 @@ class _PushContext:
             scope = str(merged.get("scope", ""))
             merged["bound_hash"] = self.engine.scope_hash(self.tx, iid, scope)
             merged["signed_by"] = self.principal.user_id
+            merged["signer_name"] = self.signer_name
             # what it leaves unanswered, as the server holds the answers now (a
             # sign-off that leaves some needs the signer's reason: ``validate``)
             answers = answers_by_link((r.id, r.data) for r in self.tx.records_of("response", iid))

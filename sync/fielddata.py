@@ -24,6 +24,7 @@ __all__ = [
     "CLASSIFICATION_LABELS",
     "FIELD_KINDS",
     "FIELD_TYPES",
+    "IGNORED_FIELDS",
     "MAX_REPEAT",
     "POLICIES",
     "Reason",
@@ -57,7 +58,6 @@ POLICIES: dict[str, dict[str, Policy]] = {
     "signoff": {
         "inspection_id": "lww",
         "scope": "lww",
-        "signer_name": "lww",
         "meaning": "lww",
         "content_hash": "lww",
         "signed_at": "lww",
@@ -119,15 +119,22 @@ FIELD_TYPES: dict[str, dict[str, Any]] = {
     "signoff": {
         "inspection_id": _Short,
         "scope": _Short,
-        "signer_name": _Short,
+        "signer_name": _Short,  # IGNORED_FIELDS: typed by older tablets, not kept
         "meaning": _Short,
         "content_hash": _Short,
         "signed_at": _Short,
         "incomplete_reason": _Text | None,
     },
 }
-"""The shape of each field a tablet may send, per kind (the keys are those of
-``POLICIES``). ``docs/sync-protocol.md`` (section 5.4) lists them."""
+"""The shape of each field a tablet may send, per kind: the keys of ``POLICIES`` and
+of ``IGNORED_FIELDS``. ``docs/sync-protocol.md`` (section 5.4) lists them."""
+
+IGNORED_FIELDS: dict[str, frozenset[str]] = {"signoff": frozenset({"signer_name"})}
+"""Fields older tablets still send that the server no longer takes from a tablet: a
+value is checked against its type (``FIELD_TYPES``: never retyped, so an old tablet's
+push is not refused), then dropped before the merge. A sign-off's printed name is the
+signing account's own name, which the server writes (``sync.signatures.printed_name``);
+what a tablet typed is kept nowhere."""
 
 
 class Reason(msgspec.Struct, frozen=True, kw_only=True):
@@ -372,8 +379,6 @@ def _validate_signoff(data: dict[str, Any], pins: dict[str, Template]) -> Reason
         isinstance(scope, str) and scope.startswith("link:") and scope[5:] in pins
     ):
         return _fail("invalid_choice", "scope", "scope is 'inspection' or 'link:<link id>'")
-    if not isinstance(data.get("signer_name"), str) or not data["signer_name"].strip():
-        return _fail("required", "signer_name", "a signature shows the signer's printed name")
     if data.get("meaning") not in ("authored", "reviewed", "approved"):
         return _fail("invalid_choice", "meaning", "meaning is authored, reviewed or approved")
     missing = data.get("unanswered") or []
@@ -439,8 +444,8 @@ def unanswered_required(
 
 def check_fields(kind: str, fields: dict[str, Any]) -> Reason | None:
     """Refuse fields a tablet may not send for this kind, and values not of their
-    field's type (``FIELD_TYPES``)."""
-    allowed = POLICIES.get(kind)
+    field's type (``FIELD_TYPES``, which includes the ``IGNORED_FIELDS``)."""
+    allowed = FIELD_TYPES.get(kind)
     if allowed is None:
         return _fail("unknown_kind", "kind", f"tablets cannot change {kind!r} records")
     unknown = sorted(k for k in fields if k not in allowed)

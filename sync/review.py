@@ -29,7 +29,7 @@ from sync.errors import Forbidden, InvalidInput, InvalidTransition, NotFound, Re
 from sync.fielddata import CLASSIFICATION_LABELS
 from sync.models import Principal, Role, StoredRecord
 from sync.queue_index import QueueEntry, QueueIndex, shown_classification
-from sync.signatures import content_hash
+from sync.signatures import content_hash, printed_name
 from sync.storage import BatchTx, Store
 
 __all__ = [
@@ -305,8 +305,7 @@ class Review:
             raise Forbidden("only a supervisor decides on findings")
         if not d.reason.strip():
             raise InvalidInput("a decision needs a reason", field="reason")
-        user = await self.store.get_user(principal.user_id)
-        name = user.display_name if user else principal.username
+        name = printed_name(await self.store.get_user(principal.user_id), principal.username)
         now = self.clock.now().isoformat()
 
         def write(tx: BatchTx) -> StoredRecord:
@@ -441,7 +440,9 @@ class Review:
 
     async def signatures(self, principal: Principal, inspection_id: str) -> list[dict[str, Any]]:
         """Every signature of an inspection (inspectors' sign-offs, supervisors'
-        decisions, the conclusion) and whether it still matches the content it signed."""
+        decisions, the conclusion) and whether it still matches the content it signed.
+        ``signer_name`` is the signing account's own name (``printed_name``), also for
+        a sign-off recorded when tablets still sent a typed name."""
 
         def read(tx: BatchTx) -> list[dict[str, Any]]:
             insp = tx.get_record("inspection", inspection_id)
@@ -515,7 +516,15 @@ class Review:
                 )
             return out
 
-        return await self.store.read_batch(read)
+        out = await self.store.read_batch(read)
+        names: dict[str, str] = {}
+        for uid in {s["signed_by"] for s in out if isinstance(s.get("signed_by"), str)}:
+            user = await self.store.get_user(uid)
+            if user is not None:
+                names[uid] = printed_name(user, user.username)
+        for s in out:
+            s["signer_name"] = names.get(s.get("signed_by") or "", s.get("signer_name"))
+        return out
 
 
 def finding_view(rec: StoredRecord) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Electronic signatures bound to the content they sign (21 CFR Part 11 style).
 
-A signature keeps the signer's printed name, the time, its meaning (authored, reviewed,
+A signature keeps the signer's printed name (the account's own name,
+:func:`printed_name`, never text typed at signing), the time, its meaning (authored, reviewed,
 approved) and the SHA-256 of the signed content. The content is a canonical encoding of
 the records the signature covers, limited to the fields that say what was found and
 answered (:data:`SIGNED_FIELDS`): a review status or a comment changing later does not
@@ -20,8 +21,9 @@ from typing import Any
 import msgspec
 
 from sync.fielddata import parse_response_id
+from sync.models import User
 
-__all__ = ["MEANINGS", "SIGNED_FIELDS", "content_hash", "in_scope"]
+__all__ = ["MEANINGS", "SIGNED_FIELDS", "content_hash", "in_scope", "printed_name"]
 
 MEANINGS = ("authored", "reviewed", "approved")
 
@@ -44,6 +46,16 @@ def _canonical(field: str, value: Any) -> Any:
     if field in _SETS and isinstance(value, list):
         return sorted(value, key=lambda v: msgspec.json.encode(v, order="sorted"))
     return value
+
+
+def printed_name(user: User | None, username: str) -> str:
+    """The name a signature shows: the account's display name, else its username
+    (``username``: the signer's, for an account no longer on record). Every signature
+    (a tablet's sign-off, a decision, the conclusion) takes it from the account that
+    signs, so it cannot be typed differently at the moment of signing."""
+    if user is None:
+        return username
+    return user.display_name.strip() or user.username
 
 
 def in_scope(scope: str, kind: str, record_id: str, data: Mapping[str, Any]) -> bool:

@@ -386,7 +386,10 @@ class ConsoleReads:
             scope = str(s.data.get("scope") or "")
             signoffs.setdefault(scope.removeprefix("link:"), []).append(
                 {
-                    "name": str(s.data.get("signer_name") or ""),
+                    # the account's own name (a sign-off from before tablets stopped
+                    # typing one may still carry the typed text)
+                    "name": users.get(str(s.data.get("signed_by")))
+                    or str(s.data.get("signer_name") or ""),
                     "at": p.when(s.data.get("signed_at")),
                     "unanswered": len(s.data.get("unanswered") or []),
                     "reason": str(s.data.get("incomplete_reason") or ""),

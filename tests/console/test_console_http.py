@@ -292,7 +292,8 @@ async def test_review_from_the_console_scoped_like_the_api(demo, tmp_path):
     assert page.status_code == 200 and "Inspector Li (Jiangsu)" in page.text
     assert re.search(r"0 of \d+ required items answered", page.text)
     assert "LN2 alarm not tested" in page.text
-    # a sign-off with required items unanswered shows how many, and the signer's reason
+    # a sign-off with required items unanswered shows how many, and the signer's reason;
+    # an older tablet still sends a typed name
     li.edit(
         "signoff",
         "s-cb",
@@ -307,6 +308,8 @@ async def test_review_from_the_console_scoped_like_the_api(demo, tmp_path):
     )
     await li.sync()
     page = await demo.get(f"/console/inspections/{INSP}")
+    # the sign-off shows the account's own name, not the name the tablet typed
+    assert "✍ Inspector Li (Jiangsu) <span" in page.text and "Li Wei" not in page.text
     required = int(re.search(r"0 of (\d+) required items answered", page.text)[1])
     assert f"signed with {required} required items unanswered: records held at the MAH" in page.text
     csv = await demo.get(f"/console/inspections/{INSP}/export.csv")

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.demo import DEMO_PASSWORD
-from sync.fielddata import POLICIES
+from sync.fielddata import FIELD_TYPES
 from tests.server.test_process import start_server, stop
 
 pytestmark = pytest.mark.slow
@@ -291,7 +291,7 @@ def batches(draw: st.DrawFn) -> list[tuple[str, str, Any, int]]:
     out = []
     for _ in range(draw(st.integers(1, 8))):
         kind = draw(st.sampled_from(["finding", "response", "signoff"]))
-        slot = draw(st.sampled_from(["valid", *POLICIES[kind], *SLOTS]))
+        slot = draw(st.sampled_from(["valid", *FIELD_TYPES[kind], *SLOTS]))
         depth = draw(st.sampled_from([0, 0, 0, 3, 40, 3000]))
         out.append((kind, slot, draw(values), depth))
     return out
@@ -331,7 +331,7 @@ def test_any_value_in_any_field_gets_its_own_verdict(tablet, item, batch, media)
             deep_depth = depth
         if slot == "valid":
             pass
-        elif slot in POLICIES[kind]:
+        elif slot in FIELD_TYPES[kind]:
             m["fields"][slot] = value
         elif slot == "mid_suffix":
             m["mid"] = f"{m['mid']}:{value!s:.40}"

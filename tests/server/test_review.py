@@ -214,7 +214,7 @@ async def test_a_signature_stops_matching_when_the_signed_content_changes(demo, 
     sup = await login(demo, "sup.js")
     url = f"/api/v1/review/inspections/{INSP}/signatures"
     (sig,) = (await sup.get(url)).json()
-    assert sig["signer_name"] == "Li Wei" and sig["meaning"] == "authored"
+    assert sig["signer_name"] == "Inspector Li (Jiangsu)" and sig["meaning"] == "authored"
     assert sig["matches"] is True and len(sig["content_hash"]) == 64
 
     answer = {"value": "no", "note": "second freezer"}

@@ -202,6 +202,46 @@ async def test_sign_off_freezes_changes_without_a_reason(world, make_tablet):
     assert '"yes"' in history[1]["old"] and '"na"' in history[1]["new"]
 
 
+async def test_a_sign_off_prints_the_account_name_not_the_typed_one(world, make_tablet):
+    """An older tablet still sends the name its user typed: the sign-off is applied, and
+    stored, pulled and audited with the pushing account's own name only."""
+    a = await make_tablet("insp.js1", "tab-a")
+    b = await make_tablet("insp.js2", "tab-b")
+    base = {
+        "inspection_id": INSP,
+        "scope": "link:l2-cellbank",
+        "meaning": "authored",
+        "signed_at": "2026-01-05T10:00:00Z",
+        "incomplete_reason": "the rest is for the follow-up visit",
+    }
+    a.edit("signoff", "s-typed", {**base, "signer_name": "Li Wei, QA director"})
+    a.edit("signoff", "s-bad", {**base, "signer_name": 7})  # a name is still text
+    b.edit("signoff", "s-none", base)  # a newer tablet sends none
+    await a.sync()
+    await b.sync()
+    (refused,) = a.results("rejected")
+    assert refused["detail"]["code"] == "wrong_type"
+    assert refused["detail"]["field"] == "signer_name"
+    await a.sync()
+    li, zhao = "Inspector Li (Jiangsu)", "Inspector Zhao (Jiangsu)"
+    assert a.view("signoff", "s-typed")["signer_name"] == li  # as pulled back
+    assert a.view("signoff", "s-none")["signer_name"] == zhao
+    stored = await world.store.get_record("signoff", "s-typed")
+    assert stored is not None and stored.data["signer_name"] == li
+    assert stored.data["signed_by"] == (await principal(world, "insp.js1")).user_id
+
+    # a later edit (with a reason: it is signed) types another name: still the account's
+    a.edit("signoff", "s-typed", {"meaning": "reviewed", "signer_name": "Zhang San"}, reason="r")
+    await a.sync()
+    edited = a.view("signoff", "s-typed")
+    assert edited["meaning"] == "reviewed" and edited["signer_name"] == li
+    history = await world.engine.history(await principal(world, "sup.js"), "signoff", "s-typed")
+    assert [h["op"] for h in history] == ["create", "update"]
+    trail = str(history)
+    assert li in trail and "Li Wei" not in trail and "Zhang San" not in trail
+    assert "signer_name" not in history[1]["new"]  # the name did not change
+
+
 async def test_delete_versus_edit_is_a_conflict_not_a_silent_delete(world, make_tablet):
     a = await make_tablet("insp.js1", "tab-a")
     b = await make_tablet("insp.js2", "tab-b")
