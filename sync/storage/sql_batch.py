@@ -279,18 +279,27 @@ class SQLBatch(BatchTx):
         self._seq += 1
         return self._seq
 
-    def finish(self, *, commit: bool = False) -> None:
+    def finish(self, *, then: str | None = None) -> None:
         """Write what the batch buffered (inside its transaction): the record upserts,
-        the append-only rows and the sequence it allocated; with ``commit``, then
-        ``COMMIT``. On PostgreSQL these go in one round trip (a pipeline)."""
+        the append-only rows and the sequence it allocated; then the statement ``then``
+        (``COMMIT``, ``RELEASE batch``). On PostgreSQL these go in one round trip (a
+        pipeline)."""
         self._device_rows()
         with self.dialect.pipelined(self.db):
             self._flush()
             self._write_pending()
             if self._seq is not None:
                 self.db.execute("UPDATE seq_counter SET value = ?", (self._seq,))
-            if commit:
-                self.db.execute("COMMIT")
+            if then is not None:
+                self.db.execute(then)
+
+    def left_at(self) -> tuple[int, str | None] | None:
+        """After :meth:`finish`, the sequence and audit chain head the batch left, for
+        the next batch of the same transaction to start from (``primed``); None when
+        the batch never learnt them."""
+        if self._chain.head is None or (self._seq is None and self._seq_stored is None):
+            return None
+        return self.max_seq(), self._chain.head
 
     def _write_pending(self) -> None:
         for sql, rows in self._pending.items():

@@ -78,20 +78,21 @@ def group_write(
         for fn in fns:
             raw.execute("SAVEPOINT batch")
             try:
-                # only the first batch may start from what BEGIN read: a later one
-                # reads the sequence and the chain's head as the ones before left them
+                # each batch starts from the sequence and audit head the one before
+                # left (the first: what BEGIN read); one rolled back leaves them as
+                # they were
                 batch = SQLBatch(d, raw, writable=True, primed=primed)
-                primed = None
                 result = fn(batch)
-                batch.finish()
+                batch.finish(then="RELEASE batch")
             except Exception as exc:
-                raw.execute("ROLLBACK TO batch")
-                raw.execute("RELEASE batch")
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK TO batch")
+                    raw.execute("RELEASE batch")
                 if isinstance(exc, d.error):
                     exc = StorageError(f"batch failed: {exc}", original=exc)
                 outcomes.append((False, exc))
                 continue
-            raw.execute("RELEASE batch")
+            primed = batch.left_at()
             outcomes.append((True, result))
         raw.execute("COMMIT")
     except BaseException:
@@ -110,7 +111,7 @@ def _batch_write(
     try:
         batch = SQLBatch(d, raw, writable=True, primed=primed)
         result = fn(batch)
-        batch.finish(commit=True)
+        batch.finish(then="COMMIT")
     except BaseException:
         if raw.in_transaction:
             raw.execute("ROLLBACK")
