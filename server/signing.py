@@ -13,9 +13,11 @@ pages against the digest, so a changed page, a changed manifest or a foreign key
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -64,30 +66,39 @@ class SigningKey:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._key: Ed25519PrivateKey | None = None
+        self._lock = threading.Lock()
 
     def _load(self) -> Ed25519PrivateKey:
-        if self._key is None:
-            if not self.path.exists():
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                pem = Ed25519PrivateKey.generate().private_bytes(
-                    serialization.Encoding.PEM,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                )
-                try:  # exclusive create: two instances starting together keep one key
-                    fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                except FileExistsError:
-                    pass
-                else:
-                    with os.fdopen(fd, "wb") as f:
-                        f.write(pem)
-                        f.flush()
-                        os.fsync(f.fileno())
-            key = serialization.load_pem_private_key(self.path.read_bytes(), password=None)
-            if not isinstance(key, Ed25519PrivateKey):
-                raise ValueError(f"{self.path} does not hold an Ed25519 private key")
-            self._key = key
-        return self._key
+        with self._lock:
+            if self._key is None:
+                if not self.path.exists():
+                    self._create()
+                key = serialization.load_pem_private_key(self.path.read_bytes(), password=None)
+                if not isinstance(key, Ed25519PrivateKey):
+                    raise ValueError(f"{self.path} does not hold an Ed25519 private key")
+                self._key = key
+            return self._key
+
+    def _create(self) -> None:
+        """Write a new key whole, then link it into place: another process making one at
+        the same moment either wins (its key is kept) or loses; none reads half a file."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        scratch = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
+        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(pem)
+                f.flush()
+                os.fsync(f.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(scratch, self.path)
+        finally:
+            scratch.unlink(missing_ok=True)
 
     @property
     def public(self) -> Ed25519PublicKey:

@@ -234,3 +234,13 @@ def test_a_key_is_made_once_and_kept(tmp_path):
     assert SigningKey(tmp_path / "keys" / "k.pem").fingerprint() == first
     raw = base64.b64encode(load_public_key(key.public_pem().encode()).public_bytes_raw())
     assert load_public_key(raw).public_bytes_raw() == key.public.public_bytes_raw()
+
+
+def test_instances_starting_together_keep_one_key(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "shared" / "k.pem"
+    with ThreadPoolExecutor(8) as pool:
+        prints = set(pool.map(lambda _: SigningKey(path).fingerprint(), range(16)))
+    assert len(prints) == 1
+    assert [p.name for p in path.parent.iterdir()] == ["k.pem"]  # no scratch file left
