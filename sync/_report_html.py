@@ -74,6 +74,7 @@ figure.ev { display: inline-block; margin: .2rem .3rem .2rem 0; vertical-align: 
 figure.ev img { display: block; max-width: 100%; max-height: 30mm; border: 1px solid
   var(--rule); }
 .ev-missing { color: var(--crit); font-size: 8.5pt; }
+.fn { display: none; }
 ol.notes { font-size: 8pt; color: var(--muted); padding-left: 1.6rem; }
 ol.notes li { word-break: break-all; }
 .doc { break-before: page; }
@@ -85,6 +86,7 @@ ol.notes li { word-break: break-all; }
 footer { margin-top: 1.5rem; border-top: 1px solid var(--rule); padding-top: .4rem;
   font-size: 8.5pt; color: var(--muted); }
 @page { size: A4; margin: 16mm 14mm 18mm;
+  @footnote { border-top: 1px solid #b8b8b8; padding-top: 1mm; }
   @bottom-center { content: counter(page) " / " counter(pages); font-size: 8pt;
     color: #5b5b5b; } }
 @media print {
@@ -94,6 +96,12 @@ footer { margin-top: 1.5rem; border-top: 1px solid var(--rule); padding-top: .4r
   tr, figure.ev { break-inside: avoid; }
   thead { display: table-header-group; }
   .toc a::after { content: leader('.') target-counter(attr(href), page); }
+  .fn { display: block; float: footnote; font-size: 7pt; color: #5b5b5b;
+    text-align: left; }
+  .fn .ref { font-size: 7pt; }
+  .fn::footnote-call { content: none; }
+  .fn::footnote-marker { content: none; }
+  .ev-notes { display: none; }
 }
 """
 
@@ -181,27 +189,36 @@ class EvidenceNotes:
                 continue
             n = self.numbers.setdefault(h, len(self.numbers) + 1)
             view = self.evidence.get(h) or EvidenceView(sha256=h, state="missing")
+            # printed: the SHA-256 in a footnote at the foot of the page
+            note = f'<span class="fn">[{n}] SHA-256 <span class="ref">{e(h)}</span></span>'
             if view.state != "stored":
                 text = self.t("ev_missing" if view.state == "missing" else "ev_lost")
-                out.append(f'<div class="ev-missing">[{n}] {e(text)}</div>')
+                out.append(f'<div class="ev-missing">[{n}] {e(text)}{note}</div>')
             elif view.thumbnail:
                 out.append(
                     f'<figure class="ev"><img src="{e(view.thumbnail)}" alt="[{n}]">'
-                    f"<figcaption>[{n}]</figcaption></figure>"
+                    f"<figcaption>[{n}]{note}</figcaption></figure>"
                 )
             else:
                 text = self.t("ev_no_preview", type=view.media_type or "?")
-                out.append(f'<figure class="ev"><figcaption>[{n}] {e(text)}</figcaption></figure>')
+                out.append(
+                    f'<figure class="ev"><figcaption>[{n}] {e(text)}{note}</figcaption></figure>'
+                )
         return "".join(out) or f'<span class="muted">{e(self.t("ev_none"))}</span>'
 
     def notes(self) -> str:
+        """The numbers' SHA-256 at the document's end (on screen; printed, each is a
+        footnote on the page that shows the file)."""
         if not self.numbers:
             return ""
         items = "".join(
             f'<li value="{n}"><span class="ref">{e(h)}</span></li>'
             for h, n in sorted(self.numbers.items(), key=lambda hn: hn[1])
         )
-        return f'<h3>{e(self.t("ev_footnote"))}</h3><ol class="notes">{items}</ol>'
+        return (
+            f'<div class="ev-notes"><h3>{e(self.t("ev_footnote"))}</h3>'
+            f'<ol class="notes">{items}</ol></div>'
+        )
 
 
 def frame(t: Labels, title: str, body: str, footer: str) -> str:

@@ -185,7 +185,8 @@ async def test_the_deficiency_list_draws_the_evidence_and_the_console_serves_it(
     positions = [text.index(title) for title in TITLES_IN_ORDER]
     assert positions == sorted(positions)
     assert "缺失：服务器尚未收到该文件" in raw.replace("\n", "")
-    assert sha(PHOTO) in raw.replace("\n", "")  # its SHA-256 in the notes
+    # each file's SHA-256 in a footnote of the page that shows it
+    assert f"[1] SHA-256 {sha(PHOTO)}" in text and f"[2] SHA-256 {MISSING}" in text
     images = [
         x.get_object()
         for page in reader.pages
