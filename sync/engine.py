@@ -330,20 +330,23 @@ class SyncEngine:
             chains.add(d["chain_id"])
             refs.update(("authority", a) for a in d.get("authority_ids", ()))
             refs.update(("checklist_version", v) for v in d.get("pins", {}).values())
-        for cid in chains:
-            chain = tx.get_record("chain", cid)
-            if chain is None:
-                continue
-            refs.add(("chain", cid))
-            product = tx.get_record("product", chain.data["product_id"])
-            if product is not None:
+        # chains and sites in one read, then the chains' products in another (a pull
+        # page's reads are round trips to a database server)
+        found = tx.get_records(
+            [("chain", cid) for cid in sorted(chains)] + [("site", sid) for sid in sorted(sites)]
+        )
+        live = [rec for rec in found.values() if not rec.deleted]
+        for rec in live:
+            refs.add((rec.kind, rec.id))
+            if rec.kind == "site":
+                refs.add(("organisation", rec.data["organisation_id"]))
+        products = tx.get_records(
+            sorted({("product", rec.data["product_id"]) for rec in live if rec.kind == "chain"})
+        )
+        for product in products.values():
+            if not product.deleted:
                 refs.add(("product", product.id))
                 refs.add(("organisation", product.data["mah_id"]))
-        for sid in sites:
-            site = tx.get_record("site", sid)
-            if site is not None:
-                refs.add(("site", sid))
-                refs.add(("organisation", site.data["organisation_id"]))
         return _Scope(sorted(i.id for i in inspections), sorted(refs))
 
     async def pull(
