@@ -6,8 +6,9 @@ in one directory (``--state``, else ``INSPECTSYNC_TABLET_DIR``, else ``./tablet`
 
 - ``tablet.db``: the Tablet's SQLite file (records as last pulled, the outbox of
   pending edits, the pull cursor, conflict and rejection results);
-- ``tablet.json`` (mode 0600): server URL, username, device id and the access and
-  refresh tokens. Tokens the transport refreshes are written back at once.
+- ``tablet.json`` (mode 0600): server URL, username, the account's own name (the one its
+  signatures print), device id and the access and refresh tokens. Tokens the transport
+  refreshes are written back at once.
 
 Only ``login``, ``logout`` and ``sync`` talk to the server. Every other command works
 offline on the local state: edits wait in the outbox until the next ``sync``.
@@ -293,6 +294,9 @@ def cmd_login(args: argparse.Namespace) -> int:
     config.update(
         server=server,
         username=username,
+        display_name=tokens.get("display_name")
+        or _me(server, tokens["access_token"], args.timeout).get("display_name")
+        or username,
         user_id=tokens.get("user_id"),
         role=tokens.get("role"),
         device_id=tokens["device_id"],
@@ -306,6 +310,27 @@ def cmd_login(args: argparse.Namespace) -> int:
     print(f"device {tokens['device_id']} ({how}); state in {state.dir}")
     print("run `inspectsync tablet sync` to fetch your inspections")
     return EXIT_OK
+
+
+def _me(server: str, access_token: str, timeout: float) -> dict[str, Any]:
+    """``GET /api/v1/auth/me``: who the login is, for a server whose login answer does
+    not name the account yet (empty if it cannot say)."""
+    try:
+        r = httpx.get(
+            f"{server}/api/v1/auth/me",
+            headers={"Authorization": f"Bearer {access_token}"},
+            timeout=timeout,
+        )
+        body = r.json() if r.status_code == 200 else {}
+    except (httpx.HTTPError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _account_name(config: dict[str, Any]) -> str:
+    """The name this tablet's signatures print: the account's own (from the login),
+    never typed at signing; the server writes it from the account in any case."""
+    return str(config.get("display_name") or config.get("username") or "")
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
@@ -800,9 +825,26 @@ def cmd_finding_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_SIGNOFF_TEXT = {
+    "en": {
+        "signer": "signed as {name} (your account's name: a signature prints it, it is not typed)",
+        "name_ignored": "note: --name is ignored: a signature prints your account's name",
+    },
+    "zh": {
+        "signer": "签名人：{name}（您账户的姓名：签名打印此姓名，不可输入）",
+        "name_ignored": "注意：--name 已被忽略：签名打印的是您账户的姓名",
+    },
+}
+"""What ``signoff`` says about the printed name, in the language of ``--lang``."""
+
+
 def cmd_signoff(args: argparse.Namespace) -> int:
+    said = _SIGNOFF_TEXT[args.lang]
+    if args.name is not None:
+        print(said["name_ignored"], file=sys.stderr)
     with _Local(args) as local:
         t = local.tablet
+        name = _account_name(local.config)
         insp = t.view("inspection", args.inspection)
         if insp is None:
             raise DomainError(f"inspection {args.inspection!r} is not on this tablet")
@@ -842,7 +884,9 @@ def cmd_signoff(args: argparse.Namespace) -> int:
         fields = {
             "inspection_id": args.inspection,
             "scope": scope,
-            "signer_name": args.name,
+            # the server prints the account's name whatever is sent; servers from
+            # before that require one
+            "signer_name": name,
             "meaning": args.meaning,
             "content_hash": content_hash(signed),
             "signed_at": datetime.now(UTC).isoformat(),
@@ -851,6 +895,7 @@ def cmd_signoff(args: argparse.Namespace) -> int:
             fields["incomplete_reason"] = reason
         t.edit("signoff", sid, fields)
         print(sid)
+        print(said["signer"].format(name=name), file=sys.stderr)
         print(
             f"signed {scope} of {args.inspection} ({len(signed)} records, content"
             f" {fields['content_hash'][:12]}; {required - len(unanswered)} of {required}"
@@ -903,6 +948,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"tablet:           {local.state.dir}")
         print(f"server:           {cfg.get('server')}")
         print(f"user:             {cfg.get('username')} ({cfg.get('role') or '?'})")
+        print(f"signs as:         {_account_name(cfg)}")
         print(f"device:           {t.device_id}")
         print(f"logged in:        {logged}")
         print(f"pending changes:  {s['pending']}")
@@ -1153,13 +1199,16 @@ def add_tablet_parser(subparsers: Any) -> argparse.ArgumentParser:
         "signoff",
         cmd_signoff,
         "sign off an inspection or one chain link (offline)",
-        "Sign what this tablet holds for the inspection (or one link) with your printed"
-        " name and a meaning. The server binds the signature to the content's hash: a"
-        " later change shows the signature as no longer matching, and needs a reason.",
+        "Sign what this tablet holds for the inspection (or one link) with a meaning."
+        " The signature prints your account's own name (shown, never typed: the one the"
+        " login answered). The server binds the signature to the content's hash: a later"
+        " change shows the signature as no longer matching, and needs a reason.",
     )
     p.add_argument("inspection", help="inspection id")
     p.add_argument("--link", help="sign only this chain link's section")
-    p.add_argument("--name", required=True, help="your printed name")
+    # older scripts pass --name: accepted and ignored (the account's name is printed)
+    p.add_argument("--name", help=argparse.SUPPRESS)
+    p.add_argument("--lang", choices=["en", "zh"], default="en", help="language (default en)")
     p.add_argument("--meaning", choices=["authored", "reviewed", "approved"], default="authored")
     p.add_argument(
         "--incomplete-reason",

@@ -81,7 +81,7 @@ async function problemOf(r) {
 
 /**
  * @typedef {{access_token: string, refresh_token: string, device_id?: string | null,
- *   user_id?: string, role?: string, expires_in?: number}} Tokens
+ *   user_id?: string, role?: string, expires_in?: number, display_name?: string}} Tokens
  */
 
 export class HttpTransport {

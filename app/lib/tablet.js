@@ -177,6 +177,8 @@ export class Tablet {
     if (tokens.user_id) values.user_id = tokens.user_id;
     if (tokens.role) values.role = tokens.role;
     if (tokens.device_id) values.device_id = tokens.device_id;
+    // the account's own name, which its signatures print (servers before it send none)
+    if (tokens.display_name) values.display_name = tokens.display_name;
     await this.setMeta(values);
   }
 

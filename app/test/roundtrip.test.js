@@ -60,6 +60,9 @@ test("pull, push, rejection, conflict and resolution round trips against the ser
   const zhao = await tablet("insp.js2", { msgpack: true });
   assert.match(li.deviceId, /^dev_/);
   assert.notEqual(li.deviceId, zhao.deviceId);
+  // the login answer names the account: the name its signatures print
+  assert.equal(li.meta.display_name, "Inspector Li (Jiangsu)");
+  assert.equal(zhao.meta.display_name, "Inspector Zhao (Jiangsu)");
   await li.sync();
   await zhao.sync();
   const inspections = await li.records("inspection");

@@ -394,15 +394,18 @@ function loginView() {
         button.textContent = t("signing_in");
         error.hidden = true;
         try {
-          await tablet.login(String(data.get("username")), String(data.get("password")), {
+          const tokens = await tablet.login(String(data.get("username")), String(data.get("password")), {
             deviceName: String(data.get("device_name") || t("device_default")),
             platform: "web",
           });
-          try {
-            const me = await /** @type {any} */ (tablet.transport).getJson("/api/v1/auth/me");
-            await tablet.setMeta({ display_name: me.display_name, user_id: me.user_id });
-          } catch {
-            /* the name is a convenience */
+          if (!tokens.display_name) {
+            // a server older than the login answer's display_name: ask who we are
+            try {
+              const me = await /** @type {any} */ (tablet.transport).getJson("/api/v1/auth/me");
+              await tablet.setMeta({ display_name: me.display_name, user_id: me.user_id });
+            } catch {
+              /* then the username stands for the name (accountName) */
+            }
           }
           ui.notice = "";
           void checkStorage();
@@ -1315,6 +1318,11 @@ async function findingView(iid, fid) {
 
 // --- sign-off of a link ---------------------------------------------------------------------------
 
+/** The name a signature prints: the account's own (from the login), never typed here. */
+function accountName() {
+  return String(tablet.meta.display_name || tablet.meta.username || "");
+}
+
 /** @param {string} iid @param {string} lid */
 async function signoffView(iid, lid) {
   const data = await loadInspection(iid);
@@ -1341,7 +1349,9 @@ async function signoffView(iid, lid) {
         await tablet.edit("signoff", tablet.newId("s"), {
           inspection_id: iid,
           scope,
-          signer_name: String(fd.get("signer_name") || "").trim(),
+          // the server prints the account's own name whatever is sent; older servers
+          // require one, and it shows on this tablet until the next sync
+          signer_name: accountName(),
           meaning: String(fd.get("meaning") || "authored"),
           content_hash: await contentHash(signed),
           signed_at: new Date().toISOString(),
@@ -1373,7 +1383,13 @@ async function signoffView(iid, lid) {
           ),
         )
       : h("p", { class: "ok", id: "missing" }, t("none_missing")),
-    h("label", null, t("signer_name"), h("input", { name: "signer_name", required: true, value: tablet.meta.display_name || tablet.meta.username || "" })),
+    h(
+      "div",
+      { class: "signer" },
+      h("span", { class: "label" }, t("signer_name")),
+      h("strong", { id: "signer-name" }, accountName()),
+      h("p", { class: "muted small" }, t("signer_note")),
+    ),
     h(
       "label",
       null,

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.slow
 INSP = "insp-ds-routine"  # Jiangsu leads; team insp.js1 (Li) + insp.js2 (Zhao); in progress
 LINK = "l2-cellbank"
 WAIT = 20_000  # ms: the longest any step may take
+LI_NAME = "Inspector Li (Jiangsu)"  # insp.js1's display name: what its signatures print
 
 
 @pytest.fixture(scope="module")
@@ -647,7 +648,7 @@ def test_a_link_is_signed_off_when_answered_or_with_a_reason(
 ) -> None:
     """The sign-off page lists the missing required answers and signs with them missing
     only with a reason; once they are given, the signature binds the content the server
-    holds (its hash matches)."""
+    holds (its hash matches). The printed name is the account's, shown, never typed."""
     ctx = browser.new_context(viewport=DESKTOP, locale="en-GB", timezone_id="Asia/Shanghai")
     page = log_in(ctx, server, "insp.js1")
     link = "l5-viral"
@@ -655,9 +656,13 @@ def test_a_link_is_signed_off_when_answered_or_with_a_reason(
     page.wait_for_selector("#missing")
     missing = page.locator("#missing li")
     assert missing.count() > 0
+    # the name is the account's (from the login answer), as text: there is no input
+    assert page.locator("#signer-name").inner_text() == LI_NAME
+    assert page.locator(".signer").inner_text().startswith("Signed as")
+    assert page.locator('[name="signer_name"]').count() == 0
+    assert page.locator(".signoff input:not([type=hidden]), .signoff select").count() == 1
     # signing with answers missing needs a reason: without one nothing is signed
     assert page.locator("#sign").inner_text() == "Sign with answers missing"
-    page.fill('input[name="signer_name"]', "Li Wei")
     page.click("#sign")
     assert page.locator("#incomplete-reason:invalid").count() == 1
     assert page.url.endswith("/sign")
@@ -676,25 +681,23 @@ def test_a_link_is_signed_off_when_answered_or_with_a_reason(
         page.wait_for_selector("#missing")
     page.goto(f"{server}/app/#/i/{INSP}/l/{link}/sign")
     page.wait_for_selector("#missing.ok")
-    page.fill('input[name="signer_name"]', "Li Wei")
     page.click("#sign")
     page.wait_for_url(re.compile(rf"/i/{INSP}$"))
     synced(page)
-    assert "Signed by Li Wei" in page.inner_text(f'[data-link="{link}"]')
+    assert f"Signed by {LI_NAME}" in page.inner_text(f'[data-link="{link}"]')
     sigs = api("sup.js").get(f"/api/v1/review/inspections/{INSP}/signatures").json()
     mine = [s for s in sigs if s.get("scope") == f"link:{link}"]
     assert len(mine) == 1, sigs
     # the hash the tablet computed is the one the server bound, and still holds
     assert mine[0]["device_hash_matched"] is True
     assert mine[0]["matches"] is True
-    assert mine[0]["signer_name"] == "Li Wei"
+    assert mine[0]["signer_name"] == LI_NAME
     assert mine[0]["unanswered"] == [] and mine[0]["incomplete_reason"] is None
 
     # another link signed with answers missing, confirmed with a reason
     other = "l4-purif"
     page.goto(f"{server}/app/#/i/{INSP}/l/{other}/sign")
     page.wait_for_selector("#missing li")
-    page.fill('input[name="signer_name"]', "Li Wei")
     page.fill("#incomplete-reason", "Column records held at the MAH; follow-up visit")
     page.click("#sign")
     page.wait_for_url(re.compile(rf"/i/{INSP}$"))
@@ -709,4 +712,21 @@ def test_a_link_is_signed_off_when_answered_or_with_a_reason(
     (partial,) = found
     assert partial["incomplete_reason"] == "Column records held at the MAH; follow-up visit"
     assert partial["unanswered"] and all(u.startswith(f"{other}:") for u in partial["unanswered"])
+    assert partial["signer_name"] == LI_NAME
+    ctx.close()
+
+
+def test_the_sign_off_page_in_chinese_shows_the_account_name(browser: Any, server: str) -> None:
+    """In zh the sign-off page says who signs, with the account's name as text (no
+    input), and the page still fits a tablet held upright."""
+    ctx = browser.new_context(viewport=TABLET, locale="zh-CN", timezone_id="Asia/Shanghai")
+    page = log_in(ctx, server, "insp.js2")
+    page.goto(f"{server}/app/#/i/{INSP}/l/l3-upstream/sign")
+    page.wait_for_selector("#missing")
+    signer = page.locator(".signer")
+    assert signer.inner_text().startswith("签名人")
+    assert "账户的姓名" in signer.inner_text()
+    assert page.locator("#signer-name").inner_text() == "Inspector Zhao (Jiangsu)"
+    assert page.locator('[name="signer_name"]').count() == 0
+    shoot(page, "app-signoff-zh")
     ctx.close()

@@ -24,6 +24,7 @@ from tests.server.test_process import start_server, stop
 pytestmark = pytest.mark.slow
 
 INSP = "insp-ds-routine"
+LI = "Inspector Li (Jiangsu)"  # insp.js1's display name: what its signatures print
 
 
 @pytest.fixture(scope="module")
@@ -179,24 +180,40 @@ def test_offline_answers_rejection_and_sync_state(server, tmp_path):
     assert "REJECTED" not in out and "pending 0" in out
 
     # signing off a link with required items unanswered: listed, and not signed ...
-    out = js1.run("signoff", INSP, "--link", "l2-cellbank", "--name", "Li Wei", code=1)
+    out = js1.run("signoff", INSP, "--link", "l2-cellbank", code=1)
     answered = re.search(r"(\d+) of (\d+) required items answered", out)
     assert answered and 0 < int(answered[1]) < int(answered[2])
     assert "l2-cellbank:cb_history" in out and "--incomplete-reason" in out
     assert js1.pending() == 0
-    # ... unless the inspector confirms with a reason, which the server accepts
-    js1.run(
+    # ... unless the inspector confirms with a reason, which the server accepts. The
+    # signature prints the account's name from the login, said in the language asked
+    # for; an old script's typed --name is ignored, and said so
+    assert js1.config["display_name"] == LI
+    assert f"signs as:         {LI}\n" in js1.run("status")
+    out = js1.run(
         "signoff",
         INSP,
         "--link",
         "l2-cellbank",
         "--name",
         "Li Wei",
+        "--lang",
+        "zh",
         "--incomplete-reason",
         "history records held at the MAH, follow-up",
     )
+    assert "注意：--name 已被忽略" in out and f"签名人：{LI}（您账户的姓名" in out
+    out = js1.run("signoff", INSP, "--link", "l5-viral", "--incomplete-reason", "at the follow-up")
+    assert f"signed as {LI} (your account's name" in out and "--name" not in out
     out = js1.run("sync")
-    assert "pushed 1" in out and "REJECTED" not in out
+    assert "pushed 2" in out and "REJECTED" not in out
+    with httpx.Client(base_url=base) as http:
+        r = http.post("/api/v1/auth/login", json={"username": "sup.js", "password": DEMO_PASSWORD})
+        auth = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        sigs = http.get(f"/api/v1/review/inspections/{INSP}/signatures", headers=auth).json()
+    signoffs = [x for x in sigs if x["kind"] == "signoff"]
+    assert sorted(x["scope"] for x in signoffs) == ["link:l2-cellbank", "link:l5-viral"]
+    assert {x["signer_name"] for x in signoffs} == {LI}
 
 
 def _photo(path: Path, seed: int) -> bytes:
