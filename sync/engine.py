@@ -1123,6 +1123,7 @@ class _PushContext:
                 "resolution": None,
             },
             rev=1,
+            fresh=True,
         )
         return cid, values
 

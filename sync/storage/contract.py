@@ -96,12 +96,14 @@ class BatchTx(abc.ABC):
         rev: int,
         deleted: bool = False,
         op: str | None = None,
+        fresh: bool = False,
     ) -> StoredRecord:
         """Insert or replace a record at revision ``rev`` with the next ``seq``.
         The record's inspection (its scope key) is taken from ``data["inspection_id"]``
         (an inspection is its own). Appends the audit event of the write: its ``op`` is
         ``op`` if given (``conflict``, ``resolve``, ``review``...), else create, update
-        or delete as the write did."""
+        or delete as the write did. ``fresh``: the caller made ``record_id`` just now
+        (a new random id), so no record has it and nothing is read before the write."""
 
     @abc.abstractmethod
     def find_records(self, kind: str, filters: Sequence[Filter] = ()) -> list[StoredRecord]:

@@ -241,7 +241,9 @@ class SQLBatch(BatchTx):
         as deleted."""
         if key in self._known:
             return self._known[key]
-        row = self._q(
+        # not read nor written in this batch (every write goes through _known), so the
+        # buffered writes cannot change the answer: read without writing them first
+        row = self.db.execute(
             "SELECT data, meta, deleted FROM records WHERE kind = ? AND id = ?", key
         ).fetchone()
         return (join_data(row[0], row[1]), bool(row[2])) if row else ({}, True)
@@ -348,9 +350,10 @@ class SQLBatch(BatchTx):
         rev: int,
         deleted: bool = False,
         op: str | None = None,
+        fresh: bool = False,
     ) -> StoredRecord:
         self._write()
-        prior = self._prior((kind, record_id))
+        prior = ({}, True) if fresh else self._prior((kind, record_id))
         seq = self._next_seq()
         now = self._now
         self._records.append(

@@ -622,3 +622,20 @@ async def test_device_sync_adds_mutations_received(store: Store):
         9,
         "2.0",
     )
+
+
+async def test_a_fresh_record_is_created_without_a_lookup_and_audited_as_created(store: Store):
+    def run(tx: BatchTx) -> list[str]:
+        tx.put_record("rec", "a", {"n": 1}, rev=1)
+        tx.put_record("conflict", "cf_new", {"status": "open"}, rev=1, fresh=True)
+        # a record neither read nor written before: its audit needs what it was
+        tx.put_record("rec", "b", {"n": 2}, rev=1)
+        got = tx.get_record("rec", "a")
+        assert got is not None and got.data == {"n": 1}
+        return [h["op"] for h in tx.history_of("conflict", "cf_new")]
+
+    assert await store.write_batch(run) in ([], ["create"])  # written at the batch's end
+    history = await store.read_batch(lambda tx: tx.history_of("conflict", "cf_new"))
+    assert [h["op"] for h in history] == ["create"]
+    assert (await store.get_record("conflict", "cf_new")) is not None
+    assert [r.id for r in await store.list_records("rec")] == ["a", "b"]
