@@ -249,16 +249,17 @@ class Meter:
                 stderr=subprocess.DEVNULL,
             )
             time.sleep(1.0)  # let it attach before the clock starts
+        # /metrics first, outside the measured stretch: a scrape reads the store's
+        # gauges (missing evidence walks every finding), which is not the phase's work
+        self._busy = writer_busy(self.bases)
         self._w = time.perf_counter()
         self._s = sum(proc_cpu_seconds(p) for p in self.pids)
         self._db_start = {p: proc_cpu_seconds(p) for p in postgres_pids(self.db)} if self.db else {}
         self._c = time.process_time()
-        self._busy = writer_busy(self.bases)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.wall = time.perf_counter() - self._w
-        self.busy = writer_busy(self.bases) - self._busy
         self.server_cpu = sum(proc_cpu_seconds(p) for p in self.pids) - self._s
         if self.db:  # backends that began during the stretch count whole
             pids = set(self._db_start) | set(postgres_pids(self.db))
@@ -266,6 +267,7 @@ class Meter:
                 max(0.0, proc_cpu_seconds(p) - self._db_start.get(p, 0.0)) for p in pids
             )
         self.client_cpu = time.process_time() - self._c
+        self.busy = writer_busy(self.bases) - self._busy  # after the clocks stopped
         if self._spy is not None:
             self._spy.send_signal(signal.SIGINT)
             try:

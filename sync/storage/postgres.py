@@ -191,7 +191,15 @@ class PostgresDialect(Dialect):
     error = psycopg.Error
     integrity_error = psycopg.errors.IntegrityError
     begin_write = ("BEGIN", f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
-    begin_read = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+    # Reads walk indexes in their order rather than collect every match in a bitmap
+    # and sort it: a feed page (``seq > cursor ORDER BY seq LIMIT n`` per inspection)
+    # then reads the page, not everything after the cursor. Without statistics (a
+    # table that grew since the last ANALYZE, or autovacuum off) the planner guesses a
+    # few rows per inspection and picks the bitmap, whose cost grows with the rows left.
+    begin_read = (
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL enable_bitmapscan = off"
+    )
+    feed_arms_read_rows = True
     _evidence = (
         "(r.data::jsonb) -> (CASE r.kind WHEN 'finding' THEN 'evidence_hashes' ELSE 'evidence' END)"
     )

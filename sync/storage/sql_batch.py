@@ -483,35 +483,40 @@ class SQLBatch(BatchTx):
             tail.append(max_seq)
         if live_only:
             extra += " AND deleted = 0"
-        # Pick the page's seqs first (index only), then read just those rows: sorting
-        # whole rows of everything after the cursor costs more than the page itself.
         if inspection_ids and len(inspection_ids) <= _MERGED_SCOPES:
             # One ordered index range per inspection (inspection_id, seq), each cut at
             # the page's size, merged: the work is the page, not all that follows the
             # cursor (an OR of the inspections reads every later row, then sorts).
+            # PostgreSQL reads the rows in each range (a merge of ordered scans, no
+            # second lookup); SQLite picks the seqs and then reads the page's rows.
+            whole = self.dialect.feed_arms_read_rows
+            picked = columns if whole else "seq"
             arms: list[str] = []
             args: list[Any] = []
             arm_tail = " ORDER BY seq LIMIT ?) AS arm"
             for iid in inspection_ids:
                 arms.append(
-                    "SELECT seq FROM (SELECT seq FROM records WHERE inspection_id = ?"
+                    f"SELECT * FROM (SELECT {picked} FROM records WHERE inspection_id = ?"
                     f" AND seq > ?{extra}{arm_tail}"
                 )
                 args += [iid, after_seq, *tail, limit]
             if refs:
                 scope, params = self._scope_sql((), refs)
                 arms.append(
-                    f"SELECT seq FROM (SELECT seq FROM records WHERE seq > ? AND {scope}"
+                    f"SELECT * FROM (SELECT {picked} FROM records WHERE seq > ? AND {scope}"
                     f"{extra}{arm_tail}"
                 )
                 args += [after_seq, *params, *tail, limit]
-            sub = " UNION ALL ".join(arms)
-            sub = f"SELECT seq FROM ({sub}) AS page ORDER BY seq LIMIT ?"
+            page = f"SELECT * FROM ({' UNION ALL '.join(arms)}) AS page ORDER BY seq LIMIT ?"
             args.append(limit)
-        else:
-            scope, params = self._scope_sql(inspection_ids, refs)
-            sub = f"SELECT seq FROM records WHERE seq > ? AND {scope}{extra} ORDER BY seq LIMIT ?"
-            args = [after_seq, *params, *tail, limit]
+            if whole:
+                return page, args
+            return f"SELECT {columns} FROM records WHERE seq IN ({page}) ORDER BY seq", args
+        # Pick the page's seqs first (index only), then read just those rows: sorting
+        # whole rows of everything after the cursor costs more than the page itself.
+        scope, params = self._scope_sql(inspection_ids, refs)
+        sub = f"SELECT seq FROM records WHERE seq > ? AND {scope}{extra} ORDER BY seq LIMIT ?"
+        args = [after_seq, *params, *tail, limit]
         return f"SELECT {columns} FROM records WHERE seq IN ({sub}) ORDER BY seq", args
 
     def feed_json(

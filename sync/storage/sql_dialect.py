@@ -63,6 +63,10 @@ class Dialect(abc.ABC):
     writer (of this process and, for a shared database, of every other process)."""
     begin_read: str
     """Opens a read-only transaction that sees one snapshot."""
+    feed_arms_read_rows: bool = False
+    """A feed page merged from one index range per inspection reads the rows in the
+    ranges (True), or picks the page's seqs there and then reads their rows (False):
+    whichever the database plans better."""
     evidence_from: str
     """A FROM item over the evidence hashes record ``r`` names (``finding``:
     ``evidence_hashes``, ``response``: ``evidence``), aliased ``j``."""
