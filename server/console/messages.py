@@ -337,6 +337,7 @@ EN: dict[str, str] = {
     "chain_joint": "joint",
     "chain_lead": "lead: {lead}",
     "chain_other_authority": "another authority's inspection: its page is not yours to open",
+    "chain_dossier": "Chain dossier: every inspection of the chain, one signed PDF",
     "nav_chain": "Chain view",
     # conflicts
     "conflicts_title": "Open conflicts",
@@ -690,6 +691,7 @@ ZH: dict[str, str] = {
     "chain_joint": "联合",
     "chain_lead": "牵头：{lead}",
     "chain_other_authority": "其他监管部门的检查：您无权打开其页面",
+    "chain_dossier": "产品生产链检查汇编：全链各项检查，一份签名 PDF",
     "nav_chain": "生产链视图",
     "conflicts_title": "未解决的冲突",
     "conflicts_intro": (

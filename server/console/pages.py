@@ -506,6 +506,23 @@ def console_router(services: Services) -> Router:
         p = _presenter(request)
         return _page(request, "chain.html", p, c=await reads.chain(request.user, product_id, p))
 
+    @get(
+        "/console/products/{product_id:str}/dossier.pdf",
+        include_in_schema=False,
+        guards=[signed_in],
+    )
+    async def chain_dossier_pdf(
+        request: Request[Any, Any, Any], product_id: FromPath[str]
+    ) -> Response[bytes]:
+        """The API's chain dossier, to the console's session (supervisors and admins,
+        as the chain view)."""
+        lang = _doc_lang(request)
+        return Response(
+            content=await services.documents.chain_pdf(request.user, product_id, lang),
+            media_type="application/pdf",
+            headers=_attachment(product_id, f"dossier-{lang}.pdf"),
+        )
+
     # --- conflicts -------------------------------------------------------------------
 
     async def conflicts_page(
@@ -652,6 +669,7 @@ def console_router(services: Services) -> Router:
             document_html,
             document_pdf,
             chain,
+            chain_dossier_pdf,
             conflicts,
             resolve,
             evidence,

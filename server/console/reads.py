@@ -638,6 +638,7 @@ class ConsoleReads:
                 )
             chains.append({"name": c.name, "links": links})
         return {
+            "product_id": view.product_id,
             "product": view.product_name,
             "mah": view.mah_name,
             "chains": chains,

@@ -106,3 +106,30 @@ def test_the_inspection_page_links_the_documents_in_its_language(browser, world)
     assert doc.locator("h1").first.inner_text() == "On-site inspection report"
     shoot(doc, "document-report-en")
     ctx.close()
+
+
+def test_the_chain_page_links_the_chain_dossier(browser, world):
+    """From the chain page, in Chinese: the dossier downloads as the signed PDF of every
+    inspection of the chain, in Chinese."""
+    base = world["base"]
+    ctx = browser.new_context(
+        viewport=DESKTOP, locale="zh-CN", timezone_id="Asia/Shanghai", accept_downloads=True
+    )
+    page = ctx.new_page()
+    sign_in(page, base, "sup.js")
+    page.goto(f"{base}/console/inspections/{INSP}")
+    page.click("dl a[href$='/chain']")
+    page.wait_for_url("**/chain")
+    link = page.get_by_test_id("dossier").locator("a")
+    assert "产品生产链检查汇编" in link.inner_text()
+    assert link.get_attribute("href").endswith("/dossier.pdf?lang=zh")
+    shoot(page, "chain-dossier-zh")
+    with page.expect_download() as got:
+        link.click()
+    download = got.value
+    assert download.suggested_filename.endswith("-dossier-zh.pdf")
+    found = verify_pdf(Path(download.path()).read_bytes())
+    assert found.ok, found.problems
+    assert found.manifest["document"] == "dossier" and found.manifest["lang"] == "zh"
+    assert INSP in found.manifest["inspection_ids"]
+    ctx.close()

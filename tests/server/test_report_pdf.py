@@ -245,3 +245,32 @@ def test_instances_starting_together_keep_one_key(tmp_path):
         prints = set(pool.map(lambda _: SigningKey(path).fingerprint(), range(16)))
     assert len(prints) == 1
     assert [p.name for p in path.parent.iterdir()] == ["k.pem"]  # no scratch file left
+
+
+async def test_the_chain_page_links_the_dossier_in_the_consoles_language(demo):
+    """The console's chain page links the chain dossier (the console's own route, its
+    session), in the console's language; the link answers the signed PDF to a
+    supervisor of another authority (the chain view's rule), never without a session."""
+    for lang in ("en", "zh"):
+        assert (await sign_in(demo, "sup.zj", lang=lang)).status_code == 303
+        page = await demo.get("/console/products/prod-zv101/chain")
+        assert page.status_code == 200
+        href = f"/console/products/prod-zv101/dossier.pdf?lang={lang}"
+        assert f'href="{href}"' in page.text
+        assert ("产品生产链检查汇编" in page.text) == (lang == "zh")
+    r = await demo.get(href)  # zh, the last one signed in
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/pdf"
+    assert r.headers["content-disposition"] == 'attachment; filename="prod-zv101-dossier-zh.pdf"'
+    found = verify_pdf(r.content)
+    assert found.ok, found.problems
+    assert found.manifest["document"] == "dossier" and found.manifest["lang"] == "zh"
+    assert found.manifest["product_id"] == "prod-zv101"
+    assert found.manifest["generated_by"] == "sup.zj"
+    assert "现场检查报告" in text_of(r.content)
+    assert (await demo.get("/console/products/prod-none/dossier.pdf")).status_code == 404
+    assert (await demo.get("/console/products/prod-zv101/dossier.pdf?lang=fr")).status_code == 400
+    # inspectors have no console session (the sign-in refuses them): no link to follow
+    assert (await sign_in(demo, "insp.js1")).status_code == 403
+    r = await demo.get(href, follow_redirects=False)
+    assert r.status_code == 302 and r.headers["location"].startswith("/?next=")
