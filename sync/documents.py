@@ -527,13 +527,33 @@ def _what(sig: dict[str, Any], t: Labels) -> str:
             return t("sig_signoff", scope=sig.get("scope"))
 
 
+def reauthentication(sig: dict[str, Any], t: Labels) -> str:
+    """HTML: whether and how the signer proved again who they are at the moment of
+    signing (``reauth_method``, ``sync.signatures.REAUTH_METHODS``): the password typed
+    again on the tablet and checked there (a sign-off, at the tablet's time), or checked
+    by the server (decisions, the conclusion); a signature without it said plainly."""
+    method = sig.get("reauth_method")
+    if not method:
+        key = "reauth_none_signoff" if sig.get("kind") == "signoff" else "reauth_none"
+        return f'<span class="changed">{e(t(key))}</span>'
+    key = {"device_password": "reauth_device_password", "password": "reauth_password"}.get(
+        str(method), "reauth_other"
+    )
+    # the label is escaped as a whole, then the time (escaped by ``when``) put in
+    text = e(t(key, time="{time}", method="{method}"))
+    return text.replace("{time}", when(sig.get("reauthenticated_at"))).replace(
+        "{method}", e(method)
+    )
+
+
 def manifest_page(manifest: dict[str, Any], t: Labels, names: dict[str, str]) -> str:
     """The last page: every signature and the document's manifest, as the server signs
     it (``names``: user id -> the account's own name)."""
     sigs = manifest.get("signatures") or []
     rows = [
         (
-            e(names.get(str(s.get("signed_by")), s.get("signer_name"))),
+            e(names.get(str(s.get("signed_by")), s.get("signer_name")))
+            + f'<br><span class="muted">{reauthentication(s, t)}</span>',
             e(t.get(f"meaning_{s.get('meaning')}", str(s.get("meaning")))),
             e(_what(s, t)) + f'<br><span class="ref">{e(s.get("inspection_id"))}</span>',
             when(s.get("signed_at")),
@@ -553,7 +573,7 @@ def manifest_page(manifest: dict[str, Any], t: Labels, names: dict[str, str]) ->
         t("h_matches"),
     ]
     signatures = (
-        table(head, rows, widths=(14, 10, 19, 12, 12, 23, 10))
+        table(head, rows, widths=(20, 9, 17, 11, 11, 22, 10))
         if rows
         else f'<p class="muted">{e(t("m_no_signatures"))}</p>'
     )

@@ -62,6 +62,8 @@ POLICIES: dict[str, dict[str, Policy]] = {
         "content_hash": "lww",
         "signed_at": "lww",
         "incomplete_reason": "lww",
+        "reauthenticated_at": "lww",
+        "reauth_method": "lww",
     },
 }
 
@@ -124,6 +126,12 @@ FIELD_TYPES: dict[str, dict[str, Any]] = {
         "content_hash": _Short,
         "signed_at": _Short,
         "incomplete_reason": _Text | None,
+        # how the signer was re-authenticated at signing, on the tablet (the password
+        # checked against the verifier kept at login: ``device_password``) and when, by
+        # the tablet's clock; absent from older tablets' sign-offs
+        # (``sync.signatures.REAUTH_METHODS``)
+        "reauthenticated_at": _Short | None,
+        "reauth_method": _Short | None,
     },
 }
 """The shape of each field a tablet may send, per kind: the keys of ``POLICIES`` and

@@ -40,6 +40,8 @@ _SIGNATURE_FIELDS = (
     "received_at",
     "content_hash",
     "matches",
+    "reauth_method",
+    "reauthenticated_at",
 )
 
 

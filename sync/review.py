@@ -442,7 +442,10 @@ class Review:
         """Every signature of an inspection (inspectors' sign-offs, supervisors'
         decisions, the conclusion) and whether it still matches the content it signed.
         ``signer_name`` is the signing account's own name (``printed_name``), also for
-        a sign-off recorded when tablets still sent a typed name."""
+        a sign-off recorded when tablets still sent a typed name. ``reauth_method`` and
+        ``reauthenticated_at`` say how and when the signer proved again who they are
+        (``sync.signatures.REAUTH_METHODS``); both None when they did not (a sign-off
+        from an older tablet, a decision from before passwords were asked)."""
 
         def read(tx: BatchTx) -> list[dict[str, Any]]:
             insp = tx.get_record("inspection", inspection_id)
@@ -468,6 +471,9 @@ class Review:
                         "device_hash_matched": s.data.get("content_hash") in (None, bound),
                         "unanswered": s.data.get("unanswered") or [],
                         "incomplete_reason": s.data.get("incomplete_reason"),
+                        # as the tablet sent them: none from an older tablet
+                        "reauth_method": s.data.get("reauth_method"),
+                        "reauthenticated_at": s.data.get("reauthenticated_at"),
                     }
                 )
             for f in tx.records_of("finding", inspection_id):
@@ -488,6 +494,10 @@ class Review:
                             "content_hash": sig.get("content_hash"),
                             "current_hash": now,
                             "matches": now == sig.get("content_hash"),
+                            "reauth_method": sig.get("authenticated_by"),
+                            "reauthenticated_at": sig.get("signed_at")
+                            if sig.get("authenticated_by")
+                            else None,
                         }
                     )
             concluded = tx.get_record("conclusion", inspection_id)
@@ -512,6 +522,10 @@ class Review:
                         "content_hash": sig.get("content_hash"),
                         "current_hash": now,
                         "matches": now == sig.get("content_hash"),
+                        "reauth_method": sig.get("authenticated_by"),
+                        "reauthenticated_at": sig.get("signed_at")
+                        if sig.get("authenticated_by")
+                        else None,
                     }
                 )
             return out

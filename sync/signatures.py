@@ -23,9 +23,25 @@ import msgspec
 from sync.fielddata import parse_response_id
 from sync.models import User
 
-__all__ = ["MEANINGS", "SIGNED_FIELDS", "content_hash", "in_scope", "printed_name"]
+__all__ = [
+    "MEANINGS",
+    "REAUTH_METHODS",
+    "SIGNED_FIELDS",
+    "content_hash",
+    "in_scope",
+    "printed_name",
+]
 
 MEANINGS = ("authored", "reviewed", "approved")
+
+REAUTH_METHODS = ("password", "device_password")
+"""How a signer proved again who they are at the moment of signing (``reauth_method``):
+``password``, typed again and checked by the server (decisions, the conclusion);
+``device_password``, typed again on the tablet and checked there, offline, against the
+verifier the tablet derived from the password at its last online login (a sign-off,
+with ``reauthenticated_at`` by the tablet's clock). A sign-off from an older tablet has
+neither: it shows as not re-authenticated. A method not listed here (a newer tablet's)
+is kept and shown as sent."""
 
 SIGNED_FIELDS: dict[str, tuple[str, ...]] = {
     "response": ("value", "note", "evidence"),

@@ -393,6 +393,10 @@ class ConsoleReads:
                     "at": p.when(s.data.get("signed_at")),
                     "unanswered": len(s.data.get("unanswered") or []),
                     "reason": str(s.data.get("incomplete_reason") or ""),
+                    # how the signer proved who they are at signing (none from an
+                    # older tablet): sync.signatures.REAUTH_METHODS
+                    "reauth_method": str(s.data.get("reauth_method") or ""),
+                    "reauth_at": p.when(s.data.get("reauthenticated_at")),
                 }
             )
         links = []
