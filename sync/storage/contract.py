@@ -656,9 +656,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def evidence_references(self, sha256: str) -> list[tuple[str, str, str]]:
-        """(kind, id, inspection_id) of every live record that names the file: a
-        ``finding`` by ``evidence_hashes``, a ``response`` by ``evidence``. Whether the
-        file is stored does not matter."""
+        """(kind, id, inspection_id) of every live record that names the file, by
+        inspection, kind and id: a ``finding`` by ``evidence_hashes``, a ``response`` by
+        ``evidence``, a ``rectification`` by the ``evidence_hashes`` of its ``response``
+        or of one of its ``earlier_responses``. Whether the file is stored does not
+        matter."""
 
     @abc.abstractmethod
     async def missing_evidence(self, inspection_ids: Sequence[str]) -> dict[str, list[str]]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
@@ -30,6 +32,23 @@ _USAGE_SQL = (
     " + (SELECT COALESCE(SUM(length), 0) FROM uploads WHERE inspection_id = ?"
     " AND completed_at IS NULL AND expires_at > ?)"
 )
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _rectification_files(data: Any) -> set[str]:
+    """The hashes a rectification record's responses name, now or earlier."""
+    if not isinstance(data, dict):
+        return set()
+    responses = [*(data.get("earlier_responses") or []), data.get("response") or {}]
+    return {
+        h
+        for r in responses
+        if isinstance(r, dict)
+        for h in r.get("evidence_hashes") or []
+        if isinstance(h, str)
+    }
 
 
 def _check_quota(db: Conn, upload: Upload, quota: int) -> None:
@@ -338,7 +357,22 @@ class EvidenceSQL(SQLBase):
             f" WHERE {d.evidence_value} = ?) ORDER BY r.inspection_id, r.kind, r.id",
             (sha256,),
         )
-        return [(r[0], r[1], r[2]) for r in rows]
+        found = [(r[0], r[1], r[2]) for r in rows]
+        if _SHA256.fullmatch(sha256):
+            # A rectification names its files inside its responses (the current one and
+            # the earlier ones): the text narrows the rows, the parsed record decides,
+            # so a hash quoted in a comment names nothing.
+            rows = await self._fetchall(
+                "SELECT r.id, r.inspection_id, r.data FROM records r"
+                " WHERE r.kind = 'rectification' AND r.deleted = 0 AND r.data LIKE ?",
+                (f'%"{sha256}"%',),
+            )
+            found += [
+                ("rectification", r[0], r[1])
+                for r in rows
+                if sha256 in _rectification_files(msgspec.json.decode(r[2]))
+            ]
+        return sorted(found, key=lambda ref: (ref[2], ref[0], ref[1]))
 
     async def missing_evidence(self, inspection_ids: Sequence[str]) -> dict[str, list[str]]:
         ids, d = list(inspection_ids), self.dialect

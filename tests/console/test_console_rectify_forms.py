@@ -275,3 +275,51 @@ async def test_files_through_the_consoles_tus_uploads_need_the_csrf_header_and_s
     r = await demo.post("/console/uploads", headers={**tus, "X-CSRF-Token": other})
     assert r.status_code == 404 and r.json()["field"] == "Upload-Metadata.inspection_id"
     assert (await demo.get(f"/console/rectifications/f-a/evidence/{sha}")).status_code == 404
+
+
+async def test_the_api_serves_a_rectification_file_to_whoever_sees_the_inspection(demo):
+    """A file uploaded with the company's response through the console: the API's
+    evidence routes serve it (bytes, metadata naming the rectification, thumbnail) to
+    those who see the finding's inspection, its inspectors too (they read its
+    rectifications), and to nobody else, as for a file never uploaded."""
+    await accepted_findings(demo)
+    assert (await sign_in(demo, "sup.js", lang="en")).status_code == 303
+    page = await demo.get(PAGE)
+    picture = png("blue")
+    sha = hashlib.sha256(picture).hexdigest()
+    r = await demo.post(
+        RESPOND,
+        data={**RESPONSE, "_csrf": csrf_of(page.text), "rev": "0"},
+        files={"files": ("alarm-log.png", picture, "image/png")},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text[:500]
+
+    for who in ("sup.js", "insp.js1", "insp.js2", "admin"):
+        s = await login(demo, who)
+        got = await s.get(f"/api/v1/evidence/{sha}")
+        assert got.status_code == 200, (who, got.text)
+        assert hashlib.sha256(got.content).hexdigest() == sha
+        assert got.headers["content-type"] == "image/png"
+        meta = (await s.get(f"/api/v1/evidence/{sha}/meta")).json()
+        assert meta["records"] == [{"kind": "rectification", "id": "f-a", "inspection_id": INSP}]
+        assert [u["filename"] for u in meta["uploads"]] == ["alarm-log.png"]
+        assert (await s.get(f"/api/v1/evidence/{sha}/thumbnail")).status_code == 200
+    # another province's supervisor, an inspector of another team: no such file
+    for who in ("sup.zj", "insp.zj1"):
+        s = await login(demo, who)
+        for suffix in ("", "/meta", "/thumbnail"):
+            r = await s.get(f"/api/v1/evidence/{sha}{suffix}")
+            assert r.status_code == 404, (who, suffix, r.text)
+            assert r.json()["code"] == "not_found"
+
+    # a later response that drops the file: still named by the earlier one, still served
+    page = await demo.get(PAGE)
+    r = await demo.post(
+        RESPOND,
+        data={**RESPONSE, "_csrf": csrf_of(page.text), "actions": "Redone"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    sup = await login(demo, "sup.js")
+    assert (await sup.get(f"/api/v1/evidence/{sha}")).content == picture

@@ -459,6 +459,41 @@ async def test_records_name_evidence_and_the_missing_list_follows_uploads(store:
     assert await store.missing_evidence(["i1", "i2"]) == {"i1": [H1], "i2": [H3]}
 
 
+async def test_a_rectification_names_the_files_of_its_responses(store: Store):
+    """Its current response's files and its earlier responses' files; a hash quoted in a
+    comment or kept elsewhere in the record names nothing, nor does a deleted one."""
+    await store.create_record(
+        "rectification",
+        "f1",
+        {
+            "inspection_id": "i1",
+            "finding_id": "f1",
+            "earlier_responses": [{"evidence_hashes": [H1], "actions": "x"}],
+            "response": {"evidence_hashes": [H2], "root_cause": f"see {H3}"},
+            "assessments": [{"outcome": "more_needed", "comment": f'"{H3}"'}],
+        },
+    )
+    await store.create_record(
+        "rectification", "f9", {"inspection_id": "i2", "response": {"evidence_hashes": [H2]}}
+    )
+    await store.create_record("finding", "f2", {"inspection_id": "i1", "evidence_hashes": [H2]})
+    assert await store.evidence_references(H1) == [("rectification", "f1", "i1")]
+    assert await store.evidence_references(H2) == [
+        ("finding", "f2", "i1"),
+        ("rectification", "f1", "i1"),
+        ("rectification", "f9", "i2"),
+    ]
+    assert await store.evidence_references(H3) == []
+    await store.delete_record("rectification", "f9")
+    assert await store.evidence_references(H2) == [
+        ("finding", "f2", "i1"),
+        ("rectification", "f1", "i1"),
+    ]
+    assert await store.evidence_references("%") == []
+    # a rectification's files are stored before its response names them: never missing
+    assert await store.missing_evidence(["i1"]) == {"i1": [H2]}
+
+
 # --- several processes on one database -------------------------------------------------
 
 
