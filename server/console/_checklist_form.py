@@ -19,7 +19,16 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["apply_step", "content_from_form", "field_of", "number_text", "step_focus"]
+from checklists.sources import SOURCES
+
+__all__ = [
+    "apply_step",
+    "content_from_form",
+    "document_options",
+    "field_of",
+    "number_text",
+    "step_focus",
+]
 
 _LANGS = ("en", "zh")
 
@@ -29,6 +38,19 @@ def number_text(v: Any) -> str:
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
     return "" if v is None else str(v)
+
+
+def document_options(lang: str) -> list[tuple[str, str]]:
+    """The reference dropdown's choices, by key: (key, "key — title"). A key alone
+    ("PIC/S PI 041") does not say which document it is; the title does, in the
+    reader's language where the document has one (a foreign document's official title
+    is its English one, so the Chinese console shows that). A title that begins with
+    the key says it once ("ICH Q10 — Pharmaceutical quality system")."""
+    out = []
+    for key, source in sorted(SOURCES.items()):
+        title = (source.zh if lang == "zh" else "") or source.en
+        out.append((key, f"{key} — {title.removeprefix(key + ': ')}"))
+    return out
 
 
 # --- form -> content ------------------------------------------------------------------

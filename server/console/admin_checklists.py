@@ -22,10 +22,11 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from checklists.loader import ChecklistError, decode_template, dump_template
-from checklists.schema import ANSWER_TYPES, DOCUMENTS, StageType
+from checklists.schema import ANSWER_TYPES, StageType
 from server.console._checklist_form import (
     apply_step,
     content_from_form,
+    document_options,
     field_of,
     number_text,
     step_focus,
@@ -465,7 +466,7 @@ def checklist_pages(services: Services, reads: ConsoleReads) -> list[Any]:
             answer_types=[(a, p.t(f"ck_answer_{a}")) for a in ANSWER_TYPES],
             severities=[(s, p.class_name(s)) for s in _SEVERITIES],
             requires=[(r, p.t(f"ck_require_{r}")) for r in _REQUIRES],
-            documents=sorted(DOCUMENTS),
+            documents=document_options(p.t.lang),
             num=number_text,
             today=services.clock.now().date().isoformat(),
         )

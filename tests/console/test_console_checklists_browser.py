@@ -158,6 +158,10 @@ def test_the_editor_works_without_script(browser, server):
     page.wait_for_load_state()
     page.select_option(f"#{prefix}_r0_document", "EU GMP Annex 11")
     page.fill(f"#{prefix}_r0_section", "4 Validation")
+    chosen = page.locator(f"#{prefix}_r0_document option:checked").inner_text()
+    assert chosen == "EU GMP Annex 11 — Computerised systems"
+    shoot(page, "checklist-edit-reference")  # long titles stay inside the window
+    page.locator(f"#{prefix}").screenshot(path=str(SHOTS / "checklist-edit-reference-item.png"))
     page.locator(f"#{prefix}").locator("button", has_text="Move up").click()
     page.wait_for_load_state()
     moved = page.locator('details[data-item="cc_new_probe"]')

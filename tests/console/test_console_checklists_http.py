@@ -6,10 +6,12 @@ test_console_checklists_browser.py."""
 from __future__ import annotations
 
 import re
+from html import unescape
 from html.parser import HTMLParser
 
 import yaml
 
+from checklists.schema import DOCUMENTS
 from tests.conftest import login
 from tests.console.test_console_http import csrf_of, sign_in
 
@@ -422,3 +424,63 @@ async def test_the_form_keeps_every_field_of_every_library_template(demo):
         saved = (await admin.get(f"/api/v1/checklists/versions/{vid}")).json()
         published = (await admin.get(f"/api/v1/checklists/versions/{key}-v1")).json()
         assert saved["rev"] == 2 and saved["data"]["content"] == published["data"]["content"], key
+
+
+def document_options(html: str, field: str) -> dict[str, tuple[str, bool]]:
+    """The reference dropdown ``field``: {value: (the text shown, selected)}."""
+    m = re.search(rf'<select [^>]*name="{re.escape(field)}"[^>]*>(.*?)</select>', html, re.S)
+    assert m, f"no dropdown {field}"
+    return {
+        unescape(value): (unescape(text), bool(selected))
+        for value, selected, text in re.findall(
+            r'<option value="([^"]*)"\s*(selected)?\s*>([^<]*)</option>', m.group(1)
+        )
+    }
+
+
+async def test_the_reference_dropdown_shows_each_document_by_key_and_title(demo):
+    """The admin picks a source by its title in the console's language (a foreign
+    document keeps its official English title in Chinese); the form still sends the key,
+    so saving keeps the reference as it was."""
+    admin = await login(demo, "admin")
+    await sign_in(demo, "admin", lang="zh")
+    page = await demo.get(f"{BASE}/cold_chain")
+    r = await demo.post(
+        f"{BASE}/cold_chain/drafts", data={"_csrf": csrf_of(page.text)}, follow_redirects=False
+    )
+    edit_url = r.headers["location"]
+    vid = edit_url.split("/")[-2]
+    content = (await admin.get(f"/api/v1/checklists/versions/{vid}")).json()["data"]["content"]
+    where = next(
+        (si, ii, ri)
+        for si, sec in enumerate(content["sections"])
+        for ii, item in enumerate(sec["items"])
+        for ri, ref in enumerate(item.get("references") or [])
+        if ref["document"] == "China GMP (2010)"
+    )
+    field = "s{}_i{}_r{}_document".format(*where)
+    zh = document_options((await demo.get(edit_url)).text, field)
+    assert zh["China GMP (2010)"] == ("China GMP (2010) — 药品生产质量管理规范（2010年修订）", True)
+    assert zh["SAMR Order No. 33: Lot Release of Biological Products (2020)"][0].endswith(
+        " — 生物制品批签发管理办法"
+    )
+    annex_11 = "EU GMP Annex 11 — Computerised systems"
+    assert zh["EU GMP Annex 11"] == (annex_11, False)  # no Chinese title of its own
+    assert zh.pop("") == ("—", False)  # none chosen
+    assert zh.keys() == DOCUMENTS.keys() and sum(sel for _, sel in zh.values()) == 1
+
+    await demo.get("/console/lang", params={"to": "en", "next": "/"})
+    html = (await demo.get(edit_url)).text
+    en = document_options(html, field)
+    assert en["China GMP (2010)"] == (
+        "China GMP (2010) — Good Manufacturing Practice for Drugs (2010 revision)",
+        True,
+    )
+    assert en["EU GMP Annex 11"] == zh["EU GMP Annex 11"]
+    # the key is what the form sends: saving keeps every reference as it was
+    fields = form_of(html, edit_url)
+    assert fields[field] == "China GMP (2010)"
+    r = await demo.post(edit_url, data={**fields, "step": "save"}, follow_redirects=False)
+    assert r.status_code == 303, r.text[:500]
+    saved = (await admin.get(f"/api/v1/checklists/versions/{vid}")).json()["data"]["content"]
+    assert saved["sections"] == content["sections"]
