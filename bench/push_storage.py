@@ -161,6 +161,8 @@ async def _measure(
         pull_wall = time.perf_counter() - t0
         pull_cpu = time.process_time() - cpu0
         pull_pg = _postgres_cpu() - pg0
+        spec = getattr(services.store, "speculation", None)
+        busy = services.store.writer_busy_seconds()
     finally:
         await services.store.close()
     per = 10_000 / count
@@ -170,7 +172,9 @@ async def _measure(
         f" CPU s per 10,000: this process {figures['cpu']:.2f},"
         f" postgres {figures['pg']:.2f}\n{'':>12}pull {pulled:,} records in {pull_wall:.2f} s"
         f" = {figures['pull']:,.0f}/s, CPU s per 10,000: this process"
-        f" {pull_cpu * 10_000 / pulled:.2f}, postgres {pull_pg * 10_000 / pulled:.2f}",
+        f" {pull_cpu * 10_000 / pulled:.2f}, postgres {pull_pg * 10_000 / pulled:.2f}"
+        f"\n{'':>12}write lock held {busy:.2f} s in all"
+        + (f"; speculative push batches {spec}" if spec and any(spec.values()) else ""),
         flush=True,
     )
     return figures

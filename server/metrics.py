@@ -61,6 +61,12 @@ INSPECTIONS_MISSING = Gauge(
 WRITER_QUEUE = Gauge(
     f"{PREFIX}_writer_queue_depth", "Write batches of this process waiting for the DB writer"
 )
+SPECULATION = Gauge(
+    f"{PREFIX}_push_speculation_batches",
+    "Push batches merged before the write lock since start, by outcome: kept, rerun"
+    " (what they read changed), declined (needed the lock); PostgreSQL only",
+    ["outcome"],
+)
 WRITER_BUSY = Gauge(
     f"{PREFIX}_writer_busy_seconds",
     "Seconds this process's writer has run push batches since start, write lock held"
@@ -125,6 +131,8 @@ async def _refresh_gauges(request: Request[Any, Any, Any]) -> None:
     INSPECTIONS_MISSING.set(figures.inspections_missing_evidence)
     WRITER_QUEUE.set(figures.writer_queue)
     WRITER_BUSY.set(figures.writer_busy_seconds)
+    for outcome, n in figures.speculation.items():
+        SPECULATION.labels(outcome).set(n)
 
 
 class MetricsController(PrometheusController):

@@ -305,8 +305,11 @@ class SyncEngine:
                 skew_flagged=flagged,
             )
 
+        # speculative: on a shared database the merge runs before the write lock is
+        # taken and is kept if what it read still holds (sync/storage/sql_speculate.py);
+        # apply can run twice, and uses no seq of what it writes
         answer, touched = await self.store.write_batch(
-            lambda tx: (apply(tx), tx_touched), actor=Actor.of(principal)
+            lambda tx: (apply(tx), tx_touched), actor=Actor.of(principal), speculative=True
         )
         self.notifier.publish(touched)
         return answer

@@ -25,6 +25,8 @@ class SyncGauges(msgspec.Struct, frozen=True, kw_only=True):
     """Write batches of this process waiting for the database writer."""
     writer_busy_seconds: float
     """Seconds this process's writer has run push batches since start (monotonic)."""
+    speculation: dict[str, int]
+    """Speculative push batches since start: kept, rerun, declined (PostgreSQL)."""
 
 
 async def sync_gauges(store: Store) -> SyncGauges:
@@ -48,4 +50,5 @@ async def sync_gauges(store: Store) -> SyncGauges:
         inspections_missing_evidence=sum(1 for v in missing.values() if v),
         writer_queue=store.writer_queue_depth(),
         writer_busy_seconds=store.writer_busy_seconds(),
+        speculation=store.speculation_counts(),
     )

@@ -323,6 +323,13 @@ class Store(abc.ABC):
         lock is held: the bound on what more server instances can add (1 / share)."""
         return 0.0
 
+    def speculation_counts(self) -> dict[str, int]:
+        """Push batches of this process run speculatively (``write_batch``'s
+        ``speculative``) since the store opened: ``kept``, ``rerun`` (what they read
+        changed before the lock) and ``declined`` (they needed the lock); empty for a
+        backend that does not speculate."""
+        return {}
+
     # --- users -----------------------------------------------------------------
 
     @abc.abstractmethod
@@ -470,13 +477,21 @@ class Store(abc.ABC):
             return await tx.delete_record(kind, record_id, expect_rev=expect_rev)
 
     @abc.abstractmethod
-    async def write_batch(self, fn: Callable[[BatchTx], T], *, actor: Actor = SYSTEM) -> T:
+    async def write_batch(
+        self, fn: Callable[[BatchTx], T], *, actor: Actor = SYSTEM, speculative: bool = False
+    ) -> T:
         """Run ``fn`` in one serialised write transaction on the writer's thread; the
         result is returned only after the commit is durable. If ``fn`` raises, nothing
         it wrote is committed and the exception propagates. A backend may commit
         several queued batches together (group commit) as long as each stays all or
         nothing and none is answered before the shared commit. Writes are audited as
-        ``actor``'s."""
+        ``actor``'s.
+
+        ``speculative``: ``fn`` may be run first without the write lock and kept only
+        if what it read is unchanged once the lock is held, else run again under it
+        (PostgreSQL: ``sync/storage/sql_speculate.py``). Such an ``fn`` must be safe to
+        run twice and must not use the ``seq`` of the records it writes; its answer is
+        the one a serialised run gives."""
 
     @abc.abstractmethod
     async def audit_events(

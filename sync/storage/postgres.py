@@ -200,6 +200,7 @@ class PostgresDialect(Dialect):
         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL enable_bitmapscan = off"
     )
     feed_arms_read_rows = True
+    speculates = True
     _evidence = (
         "(r.data::jsonb) -> (CASE r.kind WHEN 'finding' THEN 'evidence_hashes' ELSE 'evidence' END)"
     )

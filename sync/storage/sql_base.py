@@ -22,6 +22,7 @@ from sync.errors import StorageError
 from sync.storage.contract import BatchTx, Store
 from sync.storage.sql_dialect import Conn, Dialect
 from sync.storage.sql_run import Queued, batch_read, group_write, run_write, with_actor
+from sync.storage.sql_speculate import speculative_group
 
 __all__ = ["SQLBase"]
 
@@ -37,6 +38,8 @@ class SQLBase(Store):
         self._lock = asyncio.Lock()
         self._queued: list[Queued] = []  # write batches waiting for the writer
         self._busy = 0.0  # seconds the writer spent in push batches (writer_busy_seconds)
+        # speculative push batches: kept, rerun under the lock, declined (sql_speculate)
+        self.speculation: dict[str, int] = {"kept": 0, "rerun": 0, "declined": 0}
 
     @abc.abstractmethod
     async def _on_writer(self, fn: Callable[[Conn], T]) -> T:
@@ -59,6 +62,9 @@ class SQLBase(Store):
 
     def writer_busy_seconds(self) -> float:
         return self._busy
+
+    def speculation_counts(self) -> dict[str, int]:
+        return dict(self.speculation) if self.dialect.speculates else {}
 
     # --- running statements ------------------------------------------------------
 
@@ -122,7 +128,9 @@ class SQLBase(Store):
                 raise StorageError("commit failed", original=exc) from exc
         self._after_commit()
 
-    async def write_batch(self, fn: Callable[[BatchTx], T], *, actor: Actor = SYSTEM) -> T:
+    async def write_batch(
+        self, fn: Callable[[BatchTx], T], *, actor: Actor = SYSTEM, speculative: bool = False
+    ) -> T:
         """Group commit: batches that queue while the writer is busy run together,
         each in its own savepoint, under one ``COMMIT`` (one fsync). A batch that
         raises rolls back to its savepoint alone; every answer is given only after the
@@ -130,7 +138,9 @@ class SQLBase(Store):
         Each batch's writes are audited as its own ``actor``'s."""
         self._check_open()
         mine = Queued(
-            lambda tx: fn(with_actor(tx, actor)), asyncio.get_running_loop().create_future()
+            lambda tx: fn(with_actor(tx, actor)),
+            asyncio.get_running_loop().create_future(),
+            speculative and self.dialect.speculates,
         )
         # if this caller is cancelled after its batch was taken into a group, nobody
         # awaits the answer: retrieve it so a failure is not reported as unretrieved
@@ -152,7 +162,7 @@ class SQLBase(Store):
 
     async def _run_group(self, group: list[Queued]) -> None:
         d = self.dialect
-        fns = [q.fn for q in group]
+        fns = [(q.fn, q.speculative) for q in group]
         try:
             try:  # one hop to the writer's thread for the whole group
                 outcomes = await self._on_writer(lambda db: self._timed_group(db, fns))
@@ -174,12 +184,16 @@ class SQLBase(Store):
             else:
                 q.done.set_exception(value)
 
-    def _timed_group(self, db: Conn, fns: list[Callable[[BatchTx], Any]]) -> list[tuple[bool, Any]]:
+    def _timed_group(
+        self, db: Conn, fns: list[tuple[Callable[[BatchTx], Any], bool]]
+    ) -> list[tuple[bool, Any]]:
         """:func:`group_write`, the time its transaction held the write lock added to
         the writer's busy seconds (on the writer's thread: one writer, no race)."""
         held: list[float] = []
         try:
-            return group_write(self.dialect, db, fns, held)
+            if any(speculative for _, speculative in fns):
+                return speculative_group(self.dialect, db, fns, held, self.speculation)
+            return group_write(self.dialect, db, [fn for fn, _ in fns], held)
         finally:
             if held:
                 self._busy += time.perf_counter() - held[0]

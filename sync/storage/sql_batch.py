@@ -30,6 +30,7 @@ from sync.storage.shared import (
     write_op,
 )
 from sync.storage.sql_dialect import Conn, Dialect, where_sql
+from sync.storage.sql_speculate import NeedsLock, Speculation
 
 __all__ = [
     "AUDIT_SQL",
@@ -44,6 +45,8 @@ __all__ = [
 T = TypeVar("T")
 
 HEAD_SQL = "SELECT hash FROM history ORDER BY id DESC LIMIT 1"
+STATE_SQL = f"SELECT value, ({HEAD_SQL}) FROM seq_counter"
+"""The change sequence and the audit chain's head, read together."""
 UPSERT_SQL = (
     "INSERT INTO records (kind, id, data, meta, rev, seq, deleted, created_at,"
     " updated_at, inspection_id) VALUES (?,?,?,?,?,?,?,?,?,?)"
@@ -119,7 +122,7 @@ class _Savepoint:
     if the part writes with SQL directly (most parts only buffer rows: no round trip).
     A class, not a generator: it runs once per mutation of every push."""
 
-    __slots__ = ("batch", "devices", "head", "pending", "records", "seq", "started")
+    __slots__ = ("batch", "devices", "head", "pending", "records", "seq", "started", "unlinked")
 
     def __init__(self, batch: SQLBatch) -> None:
         self.batch = batch
@@ -130,6 +133,7 @@ class _Savepoint:
         self.pending = {sql: len(rows) for sql, rows in b._pending.items()}
         self.records = len(b._records)
         self.devices = dict(b._devices)
+        self.unlinked = len(b._unlinked)
         self.started = False
         b._open = self
 
@@ -161,6 +165,7 @@ class _Savepoint:
             del b._pending[sql][self.pending.get(sql, 0) :]
         del b._records[self.records :]
         b._devices = self.devices
+        del b._unlinked[self.unlinked :]
         # what was read or written inside may be gone: read it again when needed
         b._known.clear()
         if b.dialect.failed(exc):  # the database failed (I/O, full, corrupt), not this part's data
@@ -182,6 +187,7 @@ class SQLBatch(BatchTx):
         *,
         writable: bool,
         primed: tuple[int, str | None] | None = None,
+        speculation: Speculation | None = None,
     ) -> None:
         self.dialect = dialect
         self.db = db
@@ -202,9 +208,46 @@ class SQLBatch(BatchTx):
         # device sync states not yet written: user, fields, mutations received
         self._devices: dict[str, tuple[str, dict[str, Any], int]] = {}
         self._open: _Savepoint | None = None
+        self._written: set[tuple[str, str]] = set()  # keys with rows in _records
+        # speculative (sql_speculate.py): what it read, its events not yet chained, and
+        # sequence numbers from 1 until it is settled under the lock
+        self._spec = speculation
+        self._unlinked: list[list[Any]] = []
+        if speculation is not None:
+            self._seq_stored = 0
         if primed is not None:
             self._seq_stored = primed[0]
             self._chain.start(primed[1])
+
+    def _locked(self, what: str) -> None:
+        """Only a batch under the write lock may do ``what``."""
+        if self._spec is not None:
+            raise NeedsLock(what)
+
+    def still_holds(self) -> bool:
+        """Under the lock: is what this speculative batch read still so?"""
+        assert self._spec is not None
+        return self._spec.still_holds(self.dialect, self.db)
+
+    def settle(self, state: tuple[int, str | None] | None) -> None:
+        """Under the lock, after :meth:`still_holds`: number the buffered rows from
+        the stored sequence and chain the audit events to the stored head (``state``,
+        or read now), making this an ordinary batch ready for :meth:`finish`."""
+        if state is None:
+            row = self.db.execute(STATE_SQL).fetchone()
+            state = (int(row[0]), None if row[1] is None else str(row[1]))
+        base, head = state
+        self._records = [(*r[:5], r[5] + base, *r[6:]) for r in self._records]
+        if self._seq is not None:
+            self._seq += base
+        self._seq_stored = base
+        self._chain.start(head)
+        rows = self._pending.setdefault(AUDIT_SQL, [])
+        for values in self._unlinked:
+            values[0] += base  # the event's seq
+            rows.append(self._chain.link(values))
+        self._unlinked = []
+        self._spec = None
 
     def _flush(self) -> None:
         """Write the buffered record upserts (inside the open savepoint, if any)."""
@@ -212,9 +255,11 @@ class SQLBatch(BatchTx):
             self._direct()
             self.db.executemany(UPSERT_SQL, _last_per_key(self._records))
             self._records.clear()
+            self._written.clear()
 
     def _direct(self) -> None:
         """About to write with SQL: an open savepoint begins its SQL savepoint."""
+        self._locked("write with SQL")
         if self._open is not None and not self._open.started:
             self._open.begin()
 
@@ -241,11 +286,14 @@ class SQLBatch(BatchTx):
         as deleted."""
         if key in self._known:
             return self._known[key]
-        # not read nor written in this batch (every write goes through _known), so the
-        # buffered writes cannot change the answer: read without writing them first
-        row = self.db.execute(
-            "SELECT data, meta, deleted FROM records WHERE kind = ? AND id = ?", key
-        ).fetchone()
+        sql = "SELECT data, meta, deleted, seq FROM records WHERE kind = ? AND id = ?"
+        if key in self._written:  # written, then forgotten by a rolled-back part
+            self._locked("read back what it wrote")
+            row = self._q(sql, key).fetchone()
+        else:  # the buffered writes cannot change the answer: no need to write them
+            row = self.db.execute(sql, key).fetchone()
+        if self._spec is not None:
+            self._spec.saw(key[0], key[1], int(row[3]) if row else 0)
         return (join_data(row[0], row[1]), bool(row[2])) if row else ({}, True)
 
     def _audit(self, rec: StoredRecord, op: str | None, prior: tuple[dict[str, Any], bool]) -> None:
@@ -265,6 +313,9 @@ class SQLBatch(BatchTx):
             new=after,
             now=self._now,
         )
+        if self._spec is not None:  # chained when settled under the lock
+            self._unlinked.append(values)
+            return
         if self._chain.head is None:
             row = self.db.execute(HEAD_SQL).fetchone()
             self._chain.start(str(row[0]) if row else None)
@@ -312,12 +363,24 @@ class SQLBatch(BatchTx):
         if not self.writable:
             raise StorageError("write in a read batch")
 
+    def _read(self, sql: str, params: Sequence[Any], touches: bool) -> Any:
+        """A read of records: after writing the buffered ones when it ``touches`` them
+        (a speculative batch cannot: it needs the lock), else as they are stored."""
+        if touches:
+            self._locked("read back what it wrote")
+            return self._q(sql, params)
+        return self.db.execute(sql, params)
+
     def get_record(
         self, kind: str, record_id: str, *, include_deleted: bool = False
     ) -> StoredRecord | None:
-        row = self._q(
-            "SELECT * FROM records WHERE kind = ? AND id = ?", (kind, record_id)
+        row = self._read(
+            "SELECT * FROM records WHERE kind = ? AND id = ?",
+            (kind, record_id),
+            (kind, record_id) in self._written,
         ).fetchone()
+        if self._spec is not None:
+            self._spec.saw(kind, record_id, int(row["seq"]) if row else 0)
         if row is None:
             return None
         rec = self._remember(record_from_row(row))
@@ -328,17 +391,20 @@ class SQLBatch(BatchTx):
         for kind, rid in dict.fromkeys(refs):
             by_kind.setdefault(kind, []).append(rid)
         found: dict[tuple[str, str], StoredRecord] = {}
+        touches = any(ref in self._written for ref in refs)
         for kind, ids in by_kind.items():
             for start in range(0, len(ids), 500):  # kind = ? AND id IN (...): the key
                 cond, args = self.dialect.in_list("id", ids[start : start + 500])
-                rows = self._q(
-                    f"SELECT * FROM records WHERE kind = ? AND {cond}", [kind, *args]
+                rows = self._read(
+                    f"SELECT * FROM records WHERE kind = ? AND {cond}", [kind, *args], touches
                 ).fetchall()
                 found.update(
                     {(r["kind"], r["id"]): self._remember(record_from_row(r)) for r in rows}
                 )
         for ref in refs:  # known not to exist: their first write needs no lookup
             self._known.setdefault(ref, ({}, True))
+            if self._spec is not None:
+                self._spec.saw(ref[0], ref[1], found[ref].seq if ref in found else 0)
         return found
 
     def put_record(
@@ -354,6 +420,7 @@ class SQLBatch(BatchTx):
     ) -> StoredRecord:
         self._write()
         prior = ({}, True) if fresh else self._prior((kind, record_id))
+        self._written.add((kind, record_id))
         seq = self._next_seq()
         now = self._now
         self._records.append(
@@ -385,15 +452,24 @@ class SQLBatch(BatchTx):
 
     def find_records(self, kind: str, filters: Sequence[Filter] = ()) -> list[StoredRecord]:
         where, params = where_sql(self.dialect, kind, filters)
-        rows = self._q(f"SELECT * FROM records WHERE {where} ORDER BY id", params)
+        touches = any(k == kind for k, _ in self._written) or self._spec is None
+        rows = self._read(f"SELECT * FROM records WHERE {where} ORDER BY id", params, touches)
+        if self._spec is not None:
+            self._spec.scans.add((kind, None))
         return [record_from_row(r) for r in rows.fetchall()]
 
     def records_of(self, kind: str, inspection_id: str) -> list[StoredRecord]:
-        rows = self._q(
+        touches = self._spec is None or any(
+            r[0] == kind and r[9] == inspection_id for r in self._records
+        )
+        rows = self._read(
             "SELECT * FROM records WHERE inspection_id = ? AND kind = ? AND deleted = 0"
             " ORDER BY id",
             (inspection_id, kind),
+            touches,
         ).fetchall()
+        if self._spec is not None:
+            self._spec.scans.add((kind, inspection_id))
         return [record_from_row(r) for r in rows]
 
     def get_mutations(self, keys: Sequence[str]) -> dict[str, bytes]:
@@ -403,10 +479,14 @@ class SQLBatch(BatchTx):
             sql = f"SELECT key, result FROM mutations WHERE {cond}"
             rows = self.db.execute(sql, args).fetchall()
             found.update({r[0]: bytes(r[1]) for r in rows})
+        if self._spec is not None:
+            self._spec.absent_keys.update(k for k in keys if k not in found)
         return found
 
     def get_mutation(self, key: str) -> bytes | None:
         row = self.db.execute("SELECT result FROM mutations WHERE key = ?", (key,)).fetchone()
+        if self._spec is not None and row is None:
+            self._spec.absent_keys.add(key)
         return bytes(row[0]) if row else None
 
     def put_mutation(
@@ -460,6 +540,7 @@ class SQLBatch(BatchTx):
         max_seq: int | None = None,
         live_only: bool = False,
     ) -> list[StoredRecord]:
+        self._locked("feed")
         sql, args = self._feed_sql(
             "*", after_seq, inspection_ids, refs, limit, max_seq=max_seq, live_only=live_only
         )
@@ -529,6 +610,7 @@ class SQLBatch(BatchTx):
         max_seq: int | None = None,
         live_only: bool = False,
     ) -> list[FeedRow]:
+        self._locked("feed json")
         sql, args = self._feed_sql(
             "kind, id, rev, seq, deleted, data",
             after_seq,
@@ -543,6 +625,7 @@ class SQLBatch(BatchTx):
         return [FeedRow(k, i, rv, sq, bool(d), data) for k, i, rv, sq, d, data in rows]
 
     def bound_refs(self, inspection_ids: Sequence[str]) -> list[tuple[str, str]]:
+        self._locked("bound refs")
         if not inspection_ids:
             return []
         rows = self._q(
@@ -553,6 +636,7 @@ class SQLBatch(BatchTx):
         return [(r[0], r[1]) for r in rows]
 
     def get_snapshot(self, key: str) -> str | None:
+        self._locked("get snapshot")
         row = self.db.execute("SELECT scope FROM scope_snapshots WHERE hash = ?", (key,)).fetchone()
         return str(row[0]) if row else None
 
@@ -565,12 +649,14 @@ class SQLBatch(BatchTx):
         )
 
     def tombstone_horizon(self) -> int:
+        self._locked("tombstone horizon")
         row = self.db.execute(
             "SELECT value FROM store_meta WHERE key = 'tombstone_horizon'"
         ).fetchone()
         return int(row[0]) if row else 0
 
     def purge_tombstones(self, before: datetime) -> int:
+        self._locked("purge tombstones")
         self._write()
         row = self._q(
             "SELECT COUNT(*), MAX(seq) FROM records WHERE deleted = 1 AND updated_at < ?",
@@ -584,6 +670,7 @@ class SQLBatch(BatchTx):
         return int(row[0])
 
     def max_seq(self) -> int:
+        self._locked("max seq")
         if self._seq is not None:
             return self._seq
         return self._stored_seq()
@@ -614,11 +701,13 @@ class SQLBatch(BatchTx):
         self._devices.clear()
 
     def list_device_sync(self) -> list[dict[str, Any]]:
+        self._locked("list device sync")
         # what earlier batches stored (a push's own update is written at its end)
         rows = self.db.execute("SELECT * FROM device_sync ORDER BY device_id").fetchall()
         return [dict(r) for r in rows]
 
     def list_quarantine(self, inspection_ids: Sequence[str] | None) -> list[dict[str, Any]]:
+        self._locked("list quarantine")
         if inspection_ids is None:
             rows = self.db.execute("SELECT * FROM quarantine ORDER BY received_at DESC").fetchall()
         else:
@@ -631,6 +720,7 @@ class SQLBatch(BatchTx):
         return [dict(r) for r in rows]
 
     def history_of(self, kind: str, record_id: str) -> list[dict[str, Any]]:
+        self._locked("history of")
         rows = self.db.execute(
             "SELECT * FROM history WHERE kind = ? AND record_id = ? ORDER BY id",
             (kind, record_id),
@@ -638,13 +728,16 @@ class SQLBatch(BatchTx):
         return [dict(r) for r in rows]
 
     def missing_evidence(self, inspection_ids: Sequence[str]) -> dict[str, list[str]]:
+        self._locked("missing evidence")
         self._flush()
         return missing_evidence(self.dialect, self.db, list(inspection_ids))
 
     def stored_evidence(self, hashes: Sequence[str]) -> set[str]:
+        self._locked("stored evidence")
         return stored_evidence(self.db, list(hashes))
 
     def stored_for(self, inspection_id: str, hashes: Sequence[str]) -> set[str]:
+        self._locked("stored for")
         return stored_evidence(self.db, list(hashes), inspection_id)
 
 

@@ -63,6 +63,9 @@ class Dialect(abc.ABC):
     writer (of this process and, for a shared database, of every other process)."""
     begin_read: str
     """Opens a read-only transaction that sees one snapshot."""
+    speculates: bool = False
+    """Push batches run first without the write lock (``sql_speculate.py``): worth it
+    where several processes share the lock."""
     feed_arms_read_rows: bool = False
     """A feed page merged from one index range per inspection reads the rows in the
     ranges (True), or picks the page's seqs there and then reads their rows (False):

@@ -46,11 +46,14 @@ def run_write(d: Dialect, db: Conn, fn: Callable[[Conn], T]) -> T:
 class Queued:
     """A batch waiting for the writer, and where its answer goes."""
 
-    __slots__ = ("done", "fn")
+    __slots__ = ("done", "fn", "speculative")
 
-    def __init__(self, fn: Callable[[BatchTx], Any], done: asyncio.Future[Any]) -> None:
+    def __init__(
+        self, fn: Callable[[BatchTx], Any], done: asyncio.Future[Any], speculative: bool = False
+    ) -> None:
         self.fn = fn
         self.done = done
+        self.speculative = speculative
 
 
 def group_write(

@@ -1,0 +1,157 @@
+"""Push batches merged before the write lock, checked under it (PostgreSQL).
+
+Every write transaction of every instance holds one advisory lock (the serialised
+sequencer, ``docs/architecture.md``). Were a push's merge (Python, milliseconds per
+hundred mutations) done under that lock, more instances would add little: the lock
+would be held most of the time. So a push batch first runs *speculatively*, without the
+lock and outside any transaction, against what the records are at that moment:
+
+- it reads as usual, and :class:`Speculation` notes what it read: each record's ``seq``
+  (0: absent), the mutation ids it found unused, and the (kind, inspection) sets it
+  listed;
+- it writes only to its buffers, with provisional sequence numbers (1, 2, ...) and its
+  audit events not yet linked into the chain;
+- anything only a locked batch may do (write with SQL, read back what it buffered, use
+  the feed, the sequence or other tables) raises :class:`NeedsLock`.
+
+Then, under the lock, :meth:`Speculation.still_holds` reads those things again: if every
+record still has the ``seq`` seen, no mutation id seen unused is used now and nothing
+was added to a listed set, the batch's outcome is the one a locked run would give, and
+:meth:`~sync.storage.sql_batch.SQLBatch.settle` numbers its rows from the real sequence
+and links its events to the real chain head before they are written. Otherwise (another
+instance or batch wrote what it read) the batch runs again, under the lock, as every
+batch did before. A batch handed to :func:`speculative_group` must therefore be
+re-runnable, and must not use the ``seq`` of the records it writes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sync.errors import StorageError
+from sync.storage.contract import BatchTx
+from sync.storage.sql_dialect import Conn, Dialect
+
+__all__ = ["NeedsLock", "Speculation", "speculative_group"]
+
+
+class NeedsLock(StorageError):
+    """A speculative batch did what only a batch under the write lock may. A
+    StorageError, so that the engine lets it through as it does a database failure."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"a speculative batch cannot {what}")
+
+
+class Speculation:
+    """What a speculative batch read, to be checked again under the lock."""
+
+    __slots__ = ("absent_keys", "after", "scans", "seqs")
+
+    def __init__(self, after: int) -> None:
+        self.after = after  # the change sequence before the batch read anything
+        self.seqs: dict[tuple[str, str], int] = {}  # record -> seq seen, 0 if absent
+        self.absent_keys: set[str] = set()  # mutation ids seen unused
+        self.scans: set[tuple[str, str | None]] = set()  # (kind, inspection or None)
+
+    def saw(self, kind: str, record_id: str, seq: int) -> None:
+        self.seqs.setdefault((kind, record_id), seq)
+
+    def still_holds(self, d: Dialect, db: Conn) -> bool:
+        by_kind: dict[str, list[str]] = {}
+        for kind, rid in self.seqs:
+            by_kind.setdefault(kind, []).append(rid)
+        for kind, ids in by_kind.items():
+            for start in range(0, len(ids), 500):
+                cond, args = d.in_list("id", ids[start : start + 500])
+                rows = db.execute(
+                    f"SELECT id, seq FROM records WHERE kind = ? AND {cond}", [kind, *args]
+                ).fetchall()
+                now = {r[0]: int(r[1]) for r in rows}
+                if any(now.get(i, 0) != self.seqs[(kind, i)] for i in ids[start : start + 500]):
+                    return False
+        keys = sorted(self.absent_keys)
+        for start in range(0, len(keys), 500):
+            cond, args = d.in_list("key", keys[start : start + 500])
+            if db.execute(f"SELECT key FROM mutations WHERE {cond} LIMIT 1", args).fetchone():
+                return False
+        for kind, inspection_id in self.scans:
+            if inspection_id is None:
+                sql, args = "SELECT 1 FROM records WHERE kind = ? AND seq > ? LIMIT 1", [kind]
+            else:
+                sql = (
+                    "SELECT 1 FROM records WHERE inspection_id = ? AND kind = ? AND seq > ? LIMIT 1"
+                )
+                args = [inspection_id, kind]
+            if db.execute(sql, [*args, self.after]).fetchone():
+                return False
+        return True
+
+
+def speculative_group(
+    d: Dialect,
+    raw: Conn,
+    fns: list[tuple[Callable[[BatchTx], Any], bool]],
+    held: list[float] | None = None,
+    counts: dict[str, int] | None = None,
+) -> list[tuple[bool, Any]]:
+    """:func:`~sync.storage.sql_run.group_write` with speculation: each batch marked
+    speculative runs first without the lock (see the module docstring); then, in one
+    transaction under the lock, each one whose reads still hold is settled and written,
+    and every other one runs as usual. Same answers and guarantees as ``group_write``.
+    ``counts`` gets ``kept`` (speculations written), ``rerun`` (read something that
+    changed) and ``declined`` (needed the lock, or raised) added."""
+    counts = counts if counts is not None else {}
+    from sync.storage.sql_batch import SQLBatch  # sql_batch imports this module
+
+    after = int(raw.execute("SELECT value FROM seq_counter").fetchone()[0])
+    tried: list[tuple[SQLBatch | None, Any]] = []
+    for fn, speculative in fns:
+        if not speculative:
+            tried.append((None, None))
+            continue
+        batch = SQLBatch(d, raw, writable=True, speculation=Speculation(after))
+        try:
+            tried.append((batch, fn(batch)))
+        except Exception:  # NeedsLock, or anything: the locked run gives the answer
+            tried.append((None, None))
+            counts["declined"] = counts.get("declined", 0) + 1
+    outcomes: list[tuple[bool, Any]] = []
+    state = d.begin_batch(raw)
+    if held is not None:
+        held.append(time.perf_counter())
+    try:
+        for (fn, _), (spec, result) in zip(fns, tried, strict=True):
+            raw.execute("SAVEPOINT batch")
+            try:
+                kept = spec is not None and spec.still_holds()
+                if spec is not None:
+                    counts["kept" if kept else "rerun"] = (
+                        counts.get("kept" if kept else "rerun", 0) + 1
+                    )
+                if kept:
+                    assert spec is not None
+                    batch = spec
+                    batch.settle(state)
+                else:
+                    batch = SQLBatch(d, raw, writable=True, primed=state)
+                    result = fn(batch)
+                batch.finish(then="RELEASE batch")
+            except Exception as exc:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK TO batch")
+                    raw.execute("RELEASE batch")
+                if isinstance(exc, d.error):
+                    exc = StorageError(f"batch failed: {exc}", original=exc)
+                outcomes.append((False, exc))
+                continue
+            state = batch.left_at()
+            outcomes.append((True, result))
+        raw.execute("COMMIT")
+    except BaseException:
+        if raw.in_transaction:
+            raw.execute("ROLLBACK")
+        raise
+    return outcomes
