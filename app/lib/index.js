@@ -34,3 +34,4 @@ export function responseId(inspectionId, linkId, itemKey, repeat = 0) {
   return `${inspectionId}~${linkId}~${itemKey}~${repeat}`;
 }
 export { contentHash, inScope, canonicalJson, SIGNED_FIELDS } from "./signatures.js";
+export { ITERATIONS, MAX_ATTEMPTS, REAUTH_METHOD, makeVerifier, matches, attempt } from "./reauth.js";

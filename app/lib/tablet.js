@@ -20,6 +20,7 @@ import * as hlc from "./hlc.js";
 import { DeviceRevoked, HttpTransport, TransportError } from "./http.js";
 import { openDatabase, req, run } from "./idb.js";
 import { UploadRefused, UploadUnauthorized, sha256Hex, toBytes, tusUpload } from "./evidence.js";
+import { ITERATIONS, REAUTH_METHOD, attempt, locked, makeVerifier } from "./reauth.js";
 
 export const PROTOCOL_VERSION = 1;
 const KNOWN = new Set(["applied", "merged", "conflict", "rejected"]);
@@ -59,6 +60,7 @@ export class Tablet {
    * @param {number} [o.pageSize]
    * @param {string} [o.appVersion]
    * @param {number} [o.chunkSize] bytes per tus PATCH
+   * @param {number} [o.reauthIterations] PBKDF2 iterations of the signing verifier
    */
   constructor(db, o) {
     this.db = db;
@@ -72,6 +74,7 @@ export class Tablet {
     this.pageSize = o.pageSize ?? 1000;
     this.appVersion = o.appVersion ?? "";
     this.chunkSize = o.chunkSize ?? 1 << 20;
+    this.reauthIterations = o.reauthIterations ?? ITERATIONS;
     /** @type {Record<string, any>} */
     this.meta = {};
     /** @type {Map<string, Set<(detail: any) => void>>} */
@@ -101,6 +104,7 @@ export class Tablet {
    * @param {number} [o.pageSize]
    * @param {string} [o.appVersion]
    * @param {number} [o.chunkSize]
+   * @param {number} [o.reauthIterations] PBKDF2 iterations of the signing verifier
    * @returns {Promise<Tablet>}
    */
   static async open(o = {}) {
@@ -223,8 +227,35 @@ export class Tablet {
       ? { id: this.deviceId }
       : { name: o.deviceName || "tablet", platform: o.platform || "web", app_version: this.appVersion };
     const tokens = await t.login(username, password, device);
-    await this.setMeta({ username });
+    // the server has just checked the password: keep a verifier of it (never the
+    // password) to re-authenticate the signer offline at sign-off; failures reset
+    const verifier = await makeVerifier(username, password, { iterations: this.reauthIterations });
+    await this.setMeta({ username, signing_verifier: verifier });
     return tokens;
+  }
+
+  /**
+   * Re-authenticate the signer at the moment of signing, offline: `password` against
+   * the verifier kept at the last online login (`app/lib/reauth.js`). A wrong one is
+   * counted; {@link MAX_ATTEMPTS} in a row lock signing until the next login. `ok`
+   * carries what the sign-off records (`reauth_method`, `reauthenticated_at`).
+   * @param {string} password
+   * @returns {Promise<{ok: boolean, reason?: "missing" | "locked" | "wrong", left: number,
+   *   fields?: {reauth_method: string, reauthenticated_at: string}}>}
+   */
+  async reauthenticate(password) {
+    const before = this.meta.signing_verifier || null;
+    const r = await attempt(before, password);
+    if (r.verifier && r.verifier.failures !== before?.failures) await this.setMeta({ signing_verifier: r.verifier });
+    if (!r.ok) return { ok: false, reason: r.reason, left: r.left };
+    const at = new Date(this.now()).toISOString();
+    return { ok: true, left: r.left, fields: { reauth_method: REAUTH_METHOD, reauthenticated_at: at } };
+  }
+
+  /** Whether signing is possible without a login first: a verifier, not locked. */
+  get canSign() {
+    const v = this.meta.signing_verifier;
+    return Boolean(v) && !locked(v);
   }
 
   /** Log out: revoke the login on the server if it can be reached; keep the data. */
@@ -241,7 +272,7 @@ export class Tablet {
         /* offline: the tokens expire by themselves */
       }
     }
-    await this.setMeta({ access_token: "", refresh_token: "" });
+    await this.setMeta({ access_token: "", refresh_token: "", signing_verifier: null });
     if ("accessToken" in t) t.accessToken = t.refreshToken = null;
   }
 

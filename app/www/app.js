@@ -1331,14 +1331,37 @@ async function signoffView(iid, lid) {
   const missing = missingAnswers(iid, lid, entry.content, data.responses);
   const scope = `link:${lid}`;
   const signoffs = await tablet.records("signoff", (s) => s.inspection_id === iid && s.scope === scope);
-  const error = h("p", { class: "error", role: "alert", hidden: true });
+  const error = h("p", { class: "error", role: "alert", id: "sign-error", hidden: true });
+  /** @param {string} text */
+  const refuse = (text) => {
+    error.textContent = text;
+    error.hidden = false;
+  };
+  // signing needs the password again, checked here against the verifier kept at the
+  // last online login (app/lib/reauth.js); none, or locked: sign in again first
+  const blocked = tablet.canSign ? "" : tablet.meta.signing_verifier ? t("reauth_locked") : t("reauth_missing");
   return h(
     "form",
     {
       class: "view signoff",
       onsubmit: async (/** @type {SubmitEvent} */ e) => {
         e.preventDefault();
-        const fd = new FormData(/** @type {HTMLFormElement} */ (e.target));
+        const form = /** @type {HTMLFormElement} */ (e.target);
+        const fd = new FormData(form);
+        const button = /** @type {HTMLButtonElement} */ (form.querySelector("#sign"));
+        const label = button.textContent;
+        button.disabled = true;
+        button.textContent = t("reauth_checking");
+        error.hidden = true;
+        const check = await tablet.reauthenticate(String(fd.get("password") || ""));
+        button.textContent = label;
+        /** @type {HTMLInputElement} */ (form.querySelector("#sign-password")).value = "";
+        if (!check.ok || !check.fields) {
+          button.disabled = check.reason !== "wrong";
+          refuse(check.reason === "wrong" ? t("reauth_wrong", { left: check.left }) : check.reason === "locked" ? t("reauth_locked") : t("reauth_missing"));
+          if (check.reason !== "wrong") error.append(" ", h("a", { href: "#/login", id: "sign-in-again" }, t("sign_in_again")));
+          return;
+        }
         /** @type {Array<[string, string, Record<string, any>]>} */
         const signed = [];
         for (const kind of ["response", "finding"]) {
@@ -1355,6 +1378,8 @@ async function signoffView(iid, lid) {
           meaning: String(fd.get("meaning") || "authored"),
           content_hash: await contentHash(signed),
           signed_at: new Date().toISOString(),
+          // how the signer proved who they are at this moment (older tablets send none)
+          ...check.fields,
           ...(missing.length ? { incomplete_reason: String(fd.get("incomplete_reason") || "").trim() } : {}),
         });
         requestSync(500);
@@ -1364,7 +1389,14 @@ async function signoffView(iid, lid) {
     backLink(`#/i/${enc(iid)}`),
     h("h1", null, t("signoff_title", { link: linkLabel(entry.link, entry.content) })),
     h("p", { class: "muted" }, t("signoff_intro")),
-    [...signoffs.values()].map((s) => h("p", { class: "signed" }, t("signed_by", { name: s.signer_name, meaning: label("meaning", s.meaning), time: when(s.signed_at) }))),
+    [...signoffs.values()].map((s) =>
+      h(
+        "p",
+        { class: "signed" },
+        t("signed_by", { name: s.signer_name, meaning: label("meaning", s.meaning), time: when(s.signed_at) }),
+        h("span", { class: "muted small" }, ` · ${s.reauth_method ? t("signed_reauth") : t("signed_no_reauth")}`),
+      ),
+    ),
     missing.length
       ? h(
           "div",
@@ -1399,8 +1431,16 @@ async function signoffView(iid, lid) {
     missing.length
       ? h("label", null, t("incomplete_reason"), h("textarea", { name: "incomplete_reason", id: "incomplete-reason", rows: 3, required: true, maxlength: 2000 }))
       : null,
+    h(
+      "label",
+      null,
+      t("sign_password"),
+      h("input", { name: "password", id: "sign-password", type: "password", autocomplete: "current-password", required: true, disabled: Boolean(blocked) }),
+    ),
+    h("p", { class: "muted small", id: "sign-password-note" }, t("sign_password_note")),
+    blocked ? h("p", { class: "error", role: "alert", id: "sign-blocked" }, blocked, " ", h("a", { href: "#/login", id: "sign-in-again" }, t("sign_in_again"))) : null,
     error,
-    h("div", { class: "actions" }, h("button", { type: "submit", class: "primary", id: "sign" }, missing.length ? t("sign_anyway") : t("sign_button"))),
+    h("div", { class: "actions" }, h("button", { type: "submit", class: "primary", id: "sign", disabled: Boolean(blocked) }, missing.length ? t("sign_anyway") : t("sign_button"))),
   );
 }
 

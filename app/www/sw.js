@@ -22,6 +22,7 @@ const SHELL = [
   "/app/lib/hlc.js",
   "/app/lib/evidence.js",
   "/app/lib/signatures.js",
+  "/app/lib/reauth.js",
 ];
 
 self.addEventListener("install", (event) => {

@@ -660,7 +660,9 @@ def test_a_link_is_signed_off_when_answered_or_with_a_reason(
     assert page.locator("#signer-name").inner_text() == LI_NAME
     assert page.locator(".signer").inner_text().startswith("Signed as")
     assert page.locator('[name="signer_name"]').count() == 0
-    assert page.locator(".signoff input:not([type=hidden]), .signoff select").count() == 1
+    # the only inputs: the meaning, and the password typed again to sign
+    assert page.locator(".signoff input:not([type=hidden]), .signoff select").count() == 2
+    assert page.locator("#sign-password").get_attribute("type") == "password"
     # signing with answers missing needs a reason: without one nothing is signed
     assert page.locator("#sign").inner_text() == "Sign with answers missing"
     page.click("#sign")
@@ -681,8 +683,33 @@ def test_a_link_is_signed_off_when_answered_or_with_a_reason(
         page.wait_for_selector("#missing")
     page.goto(f"{server}/app/#/i/{INSP}/l/{link}/sign")
     page.wait_for_selector("#missing.ok")
+    # signing works with no network: the password is checked on the tablet
+    ctx.set_offline(True)
+    # a wrong password signs nothing: said on the page, counted towards the lock
+    page.fill("#sign-password", "not my password")
+    page.click("#sign")
+    page.wait_for_selector("#sign-error:not([hidden])")
+    assert page.inner_text("#sign-error") == (
+        "Wrong password: nothing was signed. 4 more wrong password(s) lock signing."
+    )
+    assert page.url.endswith("/sign") and page.input_value("#sign-password") == ""
+    signoffs = page.evaluate(
+        """() => new Promise((ok) => {
+            const r = indexedDB.open('inspectsync');
+            r.onsuccess = () => {
+                const q = r.result.transaction('outbox').objectStore('outbox').getAll();
+                q.onsuccess = () => ok(q.result.filter((x) => x.kind === 'signoff').length);
+            };
+        })"""
+    )
+    assert signoffs == 0  # no sign-off waits to be sent
+    page.set_viewport_size(TABLET)
+    shoot(page, "app-signoff-wrong-password-en")
+    page.set_viewport_size(DESKTOP)
+    page.fill("#sign-password", DEMO_PASSWORD)
     page.click("#sign")
     page.wait_for_url(re.compile(rf"/i/{INSP}$"))
+    ctx.set_offline(False)
     synced(page)
     assert f"Signed by {LI_NAME}" in page.inner_text(f'[data-link="{link}"]')
     sigs = api("sup.js").get(f"/api/v1/review/inspections/{INSP}/signatures").json()
@@ -693,12 +720,16 @@ def test_a_link_is_signed_off_when_answered_or_with_a_reason(
     assert mine[0]["matches"] is True
     assert mine[0]["signer_name"] == LI_NAME
     assert mine[0]["unanswered"] == [] and mine[0]["incomplete_reason"] is None
+    # re-authenticated on the tablet at signing: the server shows it as such
+    assert mine[0]["reauth_method"] == "device_password"
+    assert mine[0]["reauthenticated_at"] <= mine[0]["received_at"]
 
     # another link signed with answers missing, confirmed with a reason
     other = "l4-purif"
     page.goto(f"{server}/app/#/i/{INSP}/l/{other}/sign")
     page.wait_for_selector("#missing li")
     page.fill("#incomplete-reason", "Column records held at the MAH; follow-up visit")
+    page.fill("#sign-password", DEMO_PASSWORD)
     page.click("#sign")
     page.wait_for_url(re.compile(rf"/i/{INSP}$"))
     page.click("#sync-now")
@@ -728,5 +759,11 @@ def test_the_sign_off_page_in_chinese_shows_the_account_name(browser: Any, serve
     assert "账户的姓名" in signer.inner_text()
     assert page.locator("#signer-name").inner_text() == "Inspector Zhao (Jiangsu)"
     assert page.locator('[name="signer_name"]').count() == 0
+    assert page.inner_text("label:has(#sign-password)").startswith("请再次输入您的密码以签署")
+    page.fill("#incomplete-reason", "其余项目在后续检查中完成")
+    page.fill("#sign-password", "错误的密码")
+    page.click("#sign")
+    page.wait_for_selector("#sign-error:not([hidden])")
+    assert page.inner_text("#sign-error") == "密码错误，未签署。再错 4 次将锁定签署。"
     shoot(page, "app-signoff-zh")
     ctx.close()

@@ -68,6 +68,15 @@ def test_no_file_of_the_app_loads_anything_from_another_host() -> None:
         assert "//cdn" not in text, f.name
 
 
+def test_the_offline_shell_holds_every_module_of_the_library() -> None:
+    """The service worker caches the shell by a list: a library module left out of it
+    (``app/lib/reauth.js``, imported by ``tablet.js``) fails the app's start with no
+    network."""
+    sw = (APP_ROOT / "www" / "sw.js").read_text(encoding="utf-8")
+    for f in sorted((APP_ROOT / "lib").glob("*.js")):
+        assert f'"/app/lib/{f.name}"' in sw, f"sw.js does not cache lib/{f.name}"
+
+
 async def test_the_app_directory_is_a_setting(tmp_path: Path) -> None:
     """A server installed from a wheel (or in a container) is pointed at a built app."""
     (tmp_path / "app" / "www").mkdir(parents=True)
