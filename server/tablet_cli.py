@@ -49,6 +49,7 @@ from sync.fielddata import (
     validate,
 )
 from sync.protocol import PullRequest, PullResponse, PushRequest, PushResponse
+from sync.reauth import REAUTH_METHOD, attempt, is_locked, make_verifier
 from sync.signatures import SIGNED_FIELDS, content_hash, in_scope
 
 __all__ = ["add_tablet_parser"]
@@ -303,6 +304,9 @@ def cmd_login(args: argparse.Namespace) -> int:
         access_token=tokens["access_token"],
         refresh_token=tokens["refresh_token"],
         logged_in_at=datetime.now(UTC).isoformat(),
+        # the server has just accepted the password: keep a verifier of it (never the
+        # password) to re-authenticate the signer at sign-off, offline; unlocks signing
+        signing_verifier=make_verifier(username, password),
     )
     state.save(config)
     how = "reused" if reuse else "registered"
@@ -338,6 +342,7 @@ def cmd_logout(args: argparse.Namespace) -> int:
     config = state.require()
     refresh = config.pop("refresh_token", None)
     config.pop("access_token", None)
+    config.pop("signing_verifier", None)
     state.save(config)
     if refresh:
         try:
@@ -829,13 +834,57 @@ _SIGNOFF_TEXT = {
     "en": {
         "signer": "signed as {name} (your account's name: a signature prints it, it is not typed)",
         "name_ignored": "note: --name is ignored: a signature prints your account's name",
+        "wrong": "wrong password: not signed; {left} more wrong password(s) lock signing",
+        "locked": "not signed: signing is locked after 5 wrong passwords; log in again"
+        " with the network (`inspectsync tablet login`) to sign",
+        "missing": "not signed: log in again with the network once (`inspectsync tablet"
+        " login`): this tablet does not yet keep the check of your password",
+        "no_password": "not signed: signing needs your password typed again: at a"
+        " terminal, or with --password-stdin",
+        "prompt": "Password (to sign): ",
+        "reauth": "password re-entered on this tablet at {at}",
     },
     "zh": {
         "signer": "签名人：{name}（您账户的姓名：签名打印此姓名，不可输入）",
         "name_ignored": "注意：--name 已被忽略：签名打印的是您账户的姓名",
+        "wrong": "密码错误，未签署。再错 {left} 次将锁定签署",
+        "locked": "未签署：密码错误 5 次，签署已锁定。"
+        "请在有网络时重新登录（inspectsync tablet login）后再签署",
+        "missing": "未签署：请在有网络时重新登录一次（inspectsync tablet login）："
+        "本平板尚未保存您密码的核验信息",
+        "no_password": "未签署：签署需要再次输入密码：在终端中输入，或使用 --password-stdin",
+        "prompt": "密码（用于签署）：",
+        "reauth": "已于 {at} 在本平板上重新输入密码",
     },
 }
 """What ``signoff`` says about the printed name, in the language of ``--lang``."""
+
+
+def _reauthenticate(args: argparse.Namespace, local: _Local, said: dict[str, str]) -> str | None:
+    """The signer's password typed again (``--password-stdin``, else a prompt at a
+    terminal; never the environment: a signature is typed at the moment of signing),
+    checked against the verifier kept at the last login. The time it was checked, or
+    None when it was not (said why on stderr; a wrong one counted, kept in the state)."""
+    verifier = local.config.get("signing_verifier")
+    if not verifier or is_locked(verifier):
+        print(said["locked" if verifier else "missing"], file=sys.stderr)
+        return None
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass(said["prompt"])
+    else:
+        print(said["no_password"], file=sys.stderr)
+        return None
+    result = attempt(verifier, password)
+    if result.verifier is not None and result.verifier != verifier:
+        local.config["signing_verifier"] = result.verifier
+        local.state.save(local.config)
+    if not result.ok:
+        text = said["wrong"].format(left=result.left) if result.reason == "wrong" else None
+        print(text or said[result.reason or "missing"], file=sys.stderr)
+        return None
+    return datetime.now(UTC).isoformat()
 
 
 def cmd_signoff(args: argparse.Namespace) -> int:
@@ -880,6 +929,10 @@ def cmd_signoff(args: argparse.Namespace) -> int:
             for rid, data in t.records(kind).items()
             if data.get("inspection_id") == args.inspection and in_scope(scope, kind, rid, data)
         ]
+        # the password typed again, checked against the verifier kept at login
+        check = _reauthenticate(args, local, said)
+        if check is None:
+            return EXIT_ERROR
         sid = t.new_id("s")
         fields = {
             "inspection_id": args.inspection,
@@ -890,12 +943,15 @@ def cmd_signoff(args: argparse.Namespace) -> int:
             "meaning": args.meaning,
             "content_hash": content_hash(signed),
             "signed_at": datetime.now(UTC).isoformat(),
+            "reauth_method": REAUTH_METHOD,
+            "reauthenticated_at": check,
         }
         if unanswered:
             fields["incomplete_reason"] = reason
         t.edit("signoff", sid, fields)
         print(sid)
         print(said["signer"].format(name=name), file=sys.stderr)
+        print(said["reauth"].format(at=check), file=sys.stderr)
         print(
             f"signed {scope} of {args.inspection} ({len(signed)} records, content"
             f" {fields['content_hash'][:12]}; {required - len(unanswered)} of {required}"
@@ -1201,8 +1257,11 @@ def add_tablet_parser(subparsers: Any) -> argparse.ArgumentParser:
         "sign off an inspection or one chain link (offline)",
         "Sign what this tablet holds for the inspection (or one link) with a meaning."
         " The signature prints your account's own name (shown, never typed: the one the"
-        " login answered). The server binds the signature to the content's hash: a later"
-        " change shows the signature as no longer matching, and needs a reason.",
+        " login answered). Signing needs your password again (a prompt, or"
+        " --password-stdin), checked on this tablet against the check kept at the last"
+        " login; 5 wrong ones lock signing until the next login. The server binds the"
+        " signature to the content's hash: a later change shows the signature as no"
+        " longer matching, and needs a reason.",
     )
     p.add_argument("inspection", help="inspection id")
     p.add_argument("--link", help="sign only this chain link's section")
@@ -1214,6 +1273,11 @@ def add_tablet_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--incomplete-reason",
         help="sign although required items are unanswered, for this reason (without it,"
         " a sign-off that leaves required items unanswered lists them and is not made)",
+    )
+    p.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password typed again to sign from standard input (else a prompt)",
     )
 
     p = _add(

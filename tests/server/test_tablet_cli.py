@@ -43,12 +43,13 @@ class Tablet:
     def __init__(self, state: Path) -> None:
         self.state = state
 
-    def run(self, *args: str, code: int = 0) -> str:
+    def run(self, *args: str, code: int = 0, stdin: str = "") -> str:
         r = subprocess.run(
             [sys.executable, "-m", "server.cli", "tablet", *args, "--state", str(self.state)],
             capture_output=True,
             text=True,
             timeout=60,
+            input=stdin,
             env={**os.environ, "INSPECTSYNC_PASSWORD": DEMO_PASSWORD},
         )
         assert r.returncode == code, f"{args}: exit {r.returncode}\n{r.stdout}\n{r.stderr}"
@@ -190,6 +191,14 @@ def test_offline_answers_rejection_and_sync_state(server, tmp_path):
     # for; an old script's typed --name is ignored, and said so
     assert js1.config["display_name"] == LI
     assert f"signs as:         {LI}\n" in js1.run("status")
+    # signing needs the password typed again, never taken from the environment, and
+    # a wrong one signs nothing
+    sign_l2 = ("signoff", INSP, "--link", "l2-cellbank", "--incomplete-reason", "held at MAH")
+    out = js1.run(*sign_l2, code=1)
+    assert "signing needs your password typed again" in out
+    out = js1.run(*sign_l2, "--password-stdin", stdin="not my password\n", code=1)
+    assert "wrong password: not signed; 4 more wrong password(s) lock signing" in out
+    assert js1.pending() == 0
     out = js1.run(
         "signoff",
         INSP,
@@ -201,10 +210,23 @@ def test_offline_answers_rejection_and_sync_state(server, tmp_path):
         "zh",
         "--incomplete-reason",
         "history records held at the MAH, follow-up",
+        "--password-stdin",
+        stdin=DEMO_PASSWORD + "\n",
     )
     assert "注意：--name 已被忽略" in out and f"签名人：{LI}（您账户的姓名" in out
-    out = js1.run("signoff", INSP, "--link", "l5-viral", "--incomplete-reason", "at the follow-up")
+    assert "在本平板上重新输入密码" in out
+    out = js1.run(
+        "signoff",
+        INSP,
+        "--link",
+        "l5-viral",
+        "--incomplete-reason",
+        "at the follow-up",
+        "--password-stdin",
+        stdin=DEMO_PASSWORD + "\n",
+    )
     assert f"signed as {LI} (your account's name" in out and "--name" not in out
+    assert "password re-entered on this tablet at" in out
     out = js1.run("sync")
     assert "pushed 2" in out and "REJECTED" not in out
     with httpx.Client(base_url=base) as http:
@@ -214,6 +236,29 @@ def test_offline_answers_rejection_and_sync_state(server, tmp_path):
     signoffs = [x for x in sigs if x["kind"] == "signoff"]
     assert sorted(x["scope"] for x in signoffs) == ["link:l2-cellbank", "link:l5-viral"]
     assert {x["signer_name"] for x in signoffs} == {LI}
+    assert {x["reauth_method"] for x in signoffs} == {"device_password"}
+
+
+def test_five_wrong_passwords_lock_signing_until_the_next_login(server, tmp_path):
+    base, _ = server
+    t = login(base, tmp_path, "insp.js2")
+    t.run("sync")
+    kept = (t.state / "tablet.json").read_text()
+    assert DEMO_PASSWORD not in kept and '"signing_verifier"' in kept
+    assert t.config["signing_verifier"]["iterations"] == 310_000
+    sign = ("signoff", INSP, "--link", "l3-upstream", "--incomplete-reason", "later")
+    for left in (4, 3, 2, 1):
+        out = t.run(*sign, "--password-stdin", stdin="guess\n", code=1)
+        assert f"{left} more wrong password(s) lock signing" in out
+    out = t.run(*sign, "--password-stdin", "--lang", "zh", stdin="guess\n", code=1)
+    assert "密码错误 5 次，签署已锁定" in out
+    # locked: the right password does not sign either, until a login with the network
+    out = t.run(*sign, "--password-stdin", stdin=DEMO_PASSWORD + "\n", code=1)
+    assert "signing is locked after 5 wrong passwords" in out
+    assert t.pending() == 0
+    t.run("login")
+    t.run(*sign, "--password-stdin", stdin=DEMO_PASSWORD + "\n")
+    assert t.pending() == 1
 
 
 def _photo(path: Path, seed: int) -> bytes:
