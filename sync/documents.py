@@ -573,7 +573,7 @@ def manifest_page(manifest: dict[str, Any], t: Labels, names: dict[str, str]) ->
         t("h_matches"),
     ]
     signatures = (
-        table(head, rows, widths=(20, 9, 17, 11, 11, 22, 10))
+        table(head, rows, widths=(18, 10, 16, 12, 12, 22, 10))
         if rows
         else f'<p class="muted">{e(t("m_no_signatures"))}</p>'
     )
