@@ -60,34 +60,42 @@ class Speculation:
         self.seqs.setdefault((kind, record_id), seq)
 
     def still_holds(self, d: Dialect, db: Conn) -> bool:
+        """Under the lock: is everything the batch read still so? One statement (one
+        round trip under the lock), each part a key lookup by an index."""
+        arms: list[str] = []
+        params: list[Any] = []
         by_kind: dict[str, list[str]] = {}
         for kind, rid in self.seqs:
             by_kind.setdefault(kind, []).append(rid)
         for kind, ids in by_kind.items():
             for start in range(0, len(ids), 500):
                 cond, args = d.in_list("id", ids[start : start + 500])
-                rows = db.execute(
-                    f"SELECT id, seq FROM records WHERE kind = ? AND {cond}", [kind, *args]
-                ).fetchall()
-                now = {r[0]: int(r[1]) for r in rows}
-                if any(now.get(i, 0) != self.seqs[(kind, i)] for i in ids[start : start + 500]):
-                    return False
+                arms.append(f"SELECT 'r', kind, id, seq FROM records WHERE kind = ? AND {cond}")
+                params += [kind, *args]
         keys = sorted(self.absent_keys)
         for start in range(0, len(keys), 500):
             cond, args = d.in_list("key", keys[start : start + 500])
-            if db.execute(f"SELECT key FROM mutations WHERE {cond} LIMIT 1", args).fetchone():
+            arms.append(f"SELECT 'm', '', key, 0 FROM mutations WHERE {cond}")
+            params += args
+        for kind, inspection_id in sorted(self.scans, key=lambda s: (s[0], s[1] or "")):
+            where = "kind = ? AND seq > ?"
+            args = [kind, self.after]
+            if inspection_id is not None:
+                where = "inspection_id = ? AND " + where
+                args.insert(0, inspection_id)
+            arms.append(
+                "SELECT 's', kind, id, seq FROM"
+                f" (SELECT kind, id, seq FROM records WHERE {where} LIMIT 1) AS s"
+            )
+            params += args
+        if not arms:
+            return True
+        now: dict[tuple[str, str], int] = {}
+        for tag, kind, rid, seq in db.execute(" UNION ALL ".join(arms), params).fetchall():
+            if tag != "r":  # a mutation id used since, or a record added to a listing
                 return False
-        for kind, inspection_id in self.scans:
-            if inspection_id is None:
-                sql, args = "SELECT 1 FROM records WHERE kind = ? AND seq > ? LIMIT 1", [kind]
-            else:
-                sql = (
-                    "SELECT 1 FROM records WHERE inspection_id = ? AND kind = ? AND seq > ? LIMIT 1"
-                )
-                args = [inspection_id, kind]
-            if db.execute(sql, [*args, self.after]).fetchone():
-                return False
-        return True
+            now[(kind, rid)] = int(seq)
+        return all(now.get(key, 0) == seq for key, seq in self.seqs.items())
 
 
 def speculative_group(
@@ -117,20 +125,20 @@ def speculative_group(
             tried.append((batch, fn(batch)))
         except Exception:  # NeedsLock, or anything: the locked run gives the answer
             tried.append((None, None))
-            counts["declined"] = counts.get("declined", 0) + 1
+            _count(counts, "declined")
     outcomes: list[tuple[bool, Any]] = []
     state = d.begin_batch(raw)
     if held is not None:
         held.append(time.perf_counter())
+    if len(fns) == 1:  # alone: no savepoint, its writes and COMMIT in one pipeline
+        return [_alone(d, raw, fns[0][0], tried[0], state, counts)]
     try:
         for (fn, _), (spec, result) in zip(fns, tried, strict=True):
             raw.execute("SAVEPOINT batch")
             try:
                 kept = spec is not None and spec.still_holds()
                 if spec is not None:
-                    counts["kept" if kept else "rerun"] = (
-                        counts.get("kept" if kept else "rerun", 0) + 1
-                    )
+                    _count(counts, "kept" if kept else "rerun")
                 if kept:
                     assert spec is not None
                     batch = spec
@@ -155,3 +163,42 @@ def speculative_group(
             raw.execute("ROLLBACK")
         raise
     return outcomes
+
+
+def _count(counts: dict[str, int], what: str) -> None:
+    counts[what] = counts.get(what, 0) + 1
+
+
+def _alone(
+    d: Dialect,
+    raw: Conn,
+    fn: Callable[[BatchTx], Any],
+    tried: tuple[Any, Any],
+    state: tuple[int, str | None] | None,
+    counts: dict[str, int],
+) -> tuple[bool, Any]:
+    """The one batch of a group, in the transaction the caller began under the lock:
+    checked, settled or run again, written and committed (rolled back if it fails)."""
+    from sync.storage.sql_batch import SQLBatch
+
+    spec, result = tried
+    try:
+        kept = spec is not None and spec.still_holds()
+        if spec is not None:
+            _count(counts, "kept" if kept else "rerun")
+        if kept:
+            batch = spec
+            batch.settle(state)
+        else:
+            batch = SQLBatch(d, raw, writable=True, primed=state)
+            result = fn(batch)
+        batch.finish(then="COMMIT")
+    except BaseException as exc:
+        if raw.in_transaction:
+            raw.execute("ROLLBACK")
+        if isinstance(exc, d.error):
+            return False, StorageError(f"batch failed: {exc}", original=exc)
+        if isinstance(exc, Exception):
+            return False, exc
+        raise
+    return True, result
