@@ -229,6 +229,11 @@ async def run(world: Services, clock: FakeClock, tmp: Path, ex: Examples) -> Non
             "signer_name": "Inspector Li (Jiangsu)",  # the login answer's display_name
             "meaning": "authored",
             "signed_at": clock.now().isoformat().replace("+00:00", "Z"),
+            # the password typed again, checked on the tablet against its verifier
+            "reauth_method": "device_password",
+            "reauthenticated_at": (clock.now() - timedelta(seconds=10))
+            .isoformat()
+            .replace("+00:00", "Z"),
         },
     )
     # after the link's sign-off in the same batch: frozen, and sent without a reason
