@@ -152,6 +152,7 @@ async def test_conclusion_suggested_overridden_with_a_reason_kept_and_audited(de
     sigs = (await sup.get(f"/api/v1/review/inspections/{INSP}/signatures")).json()
     [signed] = [x for x in sigs if x["kind"] == "conclusion"]
     assert signed["matches"] is True and signed["conclusion"] == "basically_meets"
+    assert signed["reauth_method"] == "password"  # checked by the server at signing
     r = await sup.post(
         "/api/v1/review/findings/f-b/decisions",
         json={

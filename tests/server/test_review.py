@@ -371,3 +371,8 @@ async def test_a_decision_is_signed_only_with_the_password_typed_again(demo, tmp
     signature = r.json()["decisions"][-1]["signature"]
     assert signature["authenticated_by"] == "password"
     assert signature["signer_name"] == "Supervisor Chen (Jiangsu)"  # the account's name
+    # the signatures API says the server checked the password at signing
+    sigs = (await sup.get(f"/api/v1/review/inspections/{INSP}/signatures")).json()
+    (listed,) = [s for s in sigs if s["kind"] == "decision" and s["finding_id"] == "f-pw"]
+    assert listed["reauth_method"] == "password"
+    assert listed["reauthenticated_at"] == signature["signed_at"]
