@@ -229,6 +229,8 @@ async def run(world: Services, clock: FakeClock, tmp: Path, ex: Examples) -> Non
             "signer_name": "Inspector Li (Jiangsu)",  # the login answer's display_name
             "meaning": "authored",
             "signed_at": clock.now().isoformat().replace("+00:00", "Z"),
+            # the demo answers few of the link's required items: signed with a reason
+            "incomplete_reason": "Storage and stability records are reviewed at the next visit",
             # the password typed again, checked on the tablet against its verifier
             "reauth_method": "device_password",
             "reauthenticated_at": (clock.now() - timedelta(seconds=10))
