@@ -224,6 +224,13 @@ class SQLBatch(BatchTx):
         if self._spec is not None:
             raise NeedsLock(what)
 
+    def _listing(self) -> None:
+        """A speculative batch is about to list records: note the sequence first (what
+        is added later shows above it when checked under the lock)."""
+        if self._spec is not None and self._spec.after is None:
+            row = self.db.execute("SELECT value FROM seq_counter").fetchone()
+            self._spec.after = int(row[0])
+
     def still_holds(self) -> bool:
         """Under the lock: is what this speculative batch read still so?"""
         assert self._spec is not None
@@ -453,6 +460,7 @@ class SQLBatch(BatchTx):
     def find_records(self, kind: str, filters: Sequence[Filter] = ()) -> list[StoredRecord]:
         where, params = where_sql(self.dialect, kind, filters)
         touches = any(k == kind for k, _ in self._written) or self._spec is None
+        self._listing()
         rows = self._read(f"SELECT * FROM records WHERE {where} ORDER BY id", params, touches)
         if self._spec is not None:
             self._spec.scans.add((kind, None))
@@ -462,6 +470,7 @@ class SQLBatch(BatchTx):
         touches = self._spec is None or any(
             r[0] == kind and r[9] == inspection_id for r in self._records
         )
+        self._listing()
         rows = self._read(
             "SELECT * FROM records WHERE inspection_id = ? AND kind = ? AND deleted = 0"
             " ORDER BY id",

@@ -50,8 +50,10 @@ class Speculation:
 
     __slots__ = ("absent_keys", "after", "scans", "seqs")
 
-    def __init__(self, after: int) -> None:
-        self.after = after  # the change sequence before the batch read anything
+    def __init__(self) -> None:
+        # the change sequence before the batch first listed records (read then: a
+        # batch that lists nothing needs no such read)
+        self.after: int | None = None
         self.seqs: dict[tuple[str, str], int] = {}  # record -> seq seen, 0 if absent
         self.absent_keys: set[str] = set()  # mutation ids seen unused
         self.scans: set[tuple[str, str | None]] = set()  # (kind, inspection or None)
@@ -79,7 +81,7 @@ class Speculation:
             params += args
         for kind, inspection_id in sorted(self.scans, key=lambda s: (s[0], s[1] or "")):
             where = "kind = ? AND seq > ?"
-            args = [kind, self.after]
+            args = [kind, self.after or 0]
             if inspection_id is not None:
                 where = "inspection_id = ? AND " + where
                 args.insert(0, inspection_id)
@@ -114,13 +116,12 @@ def speculative_group(
     counts = counts if counts is not None else {}
     from sync.storage.sql_batch import SQLBatch  # sql_batch imports this module
 
-    after = int(raw.execute("SELECT value FROM seq_counter").fetchone()[0])
     tried: list[tuple[SQLBatch | None, Any]] = []
     for fn, speculative in fns:
         if not speculative:
             tried.append((None, None))
             continue
-        batch = SQLBatch(d, raw, writable=True, speculation=Speculation(after))
+        batch = SQLBatch(d, raw, writable=True, speculation=Speculation())
         try:
             tried.append((batch, fn(batch)))
         except Exception:  # NeedsLock, or anything: the locked run gives the answer
