@@ -21,8 +21,14 @@ from sync.audit import SYSTEM, Actor
 from sync.errors import StorageError
 from sync.storage.contract import BatchTx, Store
 from sync.storage.sql_dialect import Conn, Dialect
-from sync.storage.sql_run import Queued, batch_read, group_write, run_write, with_actor
-from sync.storage.sql_speculate import speculative_group
+from sync.storage.sql_run import (
+    Queued,
+    batch_read,
+    group_write,
+    run_write,
+    speculative_group,
+    with_actor,
+)
 
 __all__ = ["SQLBase"]
 

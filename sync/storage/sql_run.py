@@ -1,6 +1,7 @@
 """Running work in SQL transactions, shared by the backends: one write transaction
-(:func:`run_write`), the group commit of queued push batches (:func:`group_write`), a
-snapshot read (:func:`batch_read`)."""
+(:func:`run_write`), the group commit of queued push batches (:func:`group_write`, and
+:func:`speculative_group` for batches merged before the lock), a snapshot read
+(:func:`batch_read`)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from sync.errors import StorageError
 from sync.storage.contract import BatchTx
 from sync.storage.sql_batch import SQLBatch
 from sync.storage.sql_dialect import Conn, Dialect
+from sync.storage.sql_speculate import Speculation
 
-__all__ = ["Queued", "batch_read", "group_write", "run_write", "with_actor"]
+__all__ = ["Queued", "batch_read", "group_write", "run_write", "speculative_group", "with_actor"]
 
 T = TypeVar("T")
 
@@ -56,6 +58,12 @@ class Queued:
         self.speculative = speculative
 
 
+Primed = tuple[int, str | None] | None
+"""The sequence and audit head a batch continues from (None: it reads them)."""
+Step = Callable[[Primed], tuple[SQLBatch, Any]]
+"""One batch of a group, run under the lock: its batch, ready to finish, and answer."""
+
+
 def group_write(
     d: Dialect,
     raw: Conn,
@@ -66,26 +74,98 @@ def group_write(
     commit once. Returns (True, result) or (False, exception) per batch; raises if the
     transaction itself fails (then nothing is committed). ``held`` gets the
     ``time.perf_counter()`` at which the transaction had begun (the write lock taken)."""
-    if len(fns) == 1:  # the common case when the writer is idle: no savepoint
-        try:
-            return [(True, _batch_write(d, raw, fns[0], held))]
-        except d.error as exc:
-            return [(False, StorageError(f"batch failed: {exc}", original=exc))]
-        except Exception as exc:
-            return [(False, exc)]
-    outcomes: list[tuple[bool, Any]] = []
+    return _run_steps(d, raw, [_fresh(d, raw, fn) for fn in fns], held)
+
+
+def speculative_group(
+    d: Dialect,
+    raw: Conn,
+    fns: list[tuple[Callable[[BatchTx], Any], bool]],
+    held: list[float] | None = None,
+    counts: dict[str, int] | None = None,
+) -> list[tuple[bool, Any]]:
+    """:func:`group_write` with speculation (``sql_speculate.py``): each batch marked
+    speculative runs first without the lock; then, under the lock, each one whose reads
+    still hold is settled and written, and every other one runs as usual. Same answers
+    and guarantees. ``counts`` gets ``kept``, ``rerun`` (read something that changed)
+    and ``declined`` (needed the lock, or raised) added."""
+    counts = counts if counts is not None else {}
+    steps: list[Step] = []
+    for fn, speculative in fns:
+        spec: SQLBatch | None = None
+        result: Any = None
+        if speculative:
+            spec = SQLBatch(d, raw, writable=True, speculation=Speculation())
+            try:
+                result = fn(spec)
+            except Exception:  # NeedsLock, or anything: the locked run gives the answer
+                spec = None
+                _count(counts, "declined")
+        steps.append(
+            _fresh(d, raw, fn) if spec is None else _checked(d, raw, fn, spec, result, counts)
+        )
+    return _run_steps(d, raw, steps, held)
+
+
+def _fresh(d: Dialect, raw: Conn, fn: Callable[[BatchTx], Any]) -> Step:
+    def step(primed: Primed) -> tuple[SQLBatch, Any]:
+        batch = SQLBatch(d, raw, writable=True, primed=primed)
+        return batch, fn(batch)
+
+    return step
+
+
+def _checked(
+    d: Dialect,
+    raw: Conn,
+    fn: Callable[[BatchTx], Any],
+    spec: SQLBatch,
+    result: Any,
+    counts: dict[str, int],
+) -> Step:
+    """The speculative batch ``spec`` kept if what it read still holds, else ``fn``
+    run again under the lock."""
+
+    def step(primed: Primed) -> tuple[SQLBatch, Any]:
+        if spec.still_holds():
+            _count(counts, "kept")
+            spec.settle(primed)
+            return spec, result
+        _count(counts, "rerun")
+        return _fresh(d, raw, fn)(primed)
+
+    return step
+
+
+def _count(counts: dict[str, int], what: str) -> None:
+    counts[what] = counts.get(what, 0) + 1
+
+
+def _run_steps(
+    d: Dialect, raw: Conn, steps: list[Step], held: list[float] | None
+) -> list[tuple[bool, Any]]:
     primed = d.begin_batch(raw)
     if held is not None:
         held.append(time.perf_counter())
+    if len(steps) == 1:  # the common case when the writer is idle: no savepoint
+        try:
+            batch, result = steps[0](primed)
+            batch.finish(then="COMMIT")  # the writes and COMMIT: one pipeline
+        except BaseException as exc:
+            if raw.in_transaction:
+                raw.execute("ROLLBACK")
+            if isinstance(exc, d.error):
+                return [(False, StorageError(f"batch failed: {exc}", original=exc))]
+            if isinstance(exc, Exception):
+                return [(False, exc)]
+            raise
+        return [(True, result)]
+    outcomes: list[tuple[bool, Any]] = []
     try:
-        for fn in fns:
+        for step in steps:
             raw.execute("SAVEPOINT batch")
             try:
-                # each batch starts from the sequence and audit head the one before
-                # left (the first: what BEGIN read); one rolled back leaves them as
-                # they were
-                batch = SQLBatch(d, raw, writable=True, primed=primed)
-                result = fn(batch)
+                batch, result = step(primed)
                 batch.finish(then="RELEASE batch")
             except Exception as exc:
                 if raw.in_transaction:
@@ -95,6 +175,8 @@ def group_write(
                     exc = StorageError(f"batch failed: {exc}", original=exc)
                 outcomes.append((False, exc))
                 continue
+            # the next batch starts from the sequence and audit head this one left (the
+            # first: what BEGIN read); one rolled back leaves them as they were
             primed = batch.left_at()
             outcomes.append((True, result))
         raw.execute("COMMIT")
@@ -103,23 +185,6 @@ def group_write(
             raw.execute("ROLLBACK")
         raise
     return outcomes
-
-
-def _batch_write(
-    d: Dialect, raw: Conn, fn: Callable[[BatchTx], T], held: list[float] | None = None
-) -> T:
-    primed = d.begin_batch(raw)
-    if held is not None:
-        held.append(time.perf_counter())
-    try:
-        batch = SQLBatch(d, raw, writable=True, primed=primed)
-        result = fn(batch)
-        batch.finish(then="COMMIT")
-    except BaseException:
-        if raw.in_transaction:
-            raw.execute("ROLLBACK")
-        raise
-    return result
 
 
 def batch_read(d: Dialect, raw: Conn, fn: Callable[[BatchTx], T]) -> T:

@@ -20,21 +20,19 @@ was added to a listed set, the batch's outcome is the one a locked run would giv
 :meth:`~sync.storage.sql_batch.SQLBatch.settle` numbers its rows from the real sequence
 and links its events to the real chain head before they are written. Otherwise (another
 instance or batch wrote what it read) the batch runs again, under the lock, as every
-batch did before. A batch handed to :func:`speculative_group` must therefore be
-re-runnable, and must not use the ``seq`` of the records it writes.
+batch did before (:func:`~sync.storage.sql_run.speculative_group` runs the two halves).
+A speculative batch must therefore be re-runnable, and must not use the ``seq`` of the
+records it writes.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 from sync.errors import StorageError
-from sync.storage.contract import BatchTx
 from sync.storage.sql_dialect import Conn, Dialect
 
-__all__ = ["NeedsLock", "Speculation", "speculative_group"]
+__all__ = ["NeedsLock", "Speculation"]
 
 
 class NeedsLock(StorageError):
@@ -98,108 +96,3 @@ class Speculation:
                 return False
             now[(kind, rid)] = int(seq)
         return all(now.get(key, 0) == seq for key, seq in self.seqs.items())
-
-
-def speculative_group(
-    d: Dialect,
-    raw: Conn,
-    fns: list[tuple[Callable[[BatchTx], Any], bool]],
-    held: list[float] | None = None,
-    counts: dict[str, int] | None = None,
-) -> list[tuple[bool, Any]]:
-    """:func:`~sync.storage.sql_run.group_write` with speculation: each batch marked
-    speculative runs first without the lock (see the module docstring); then, in one
-    transaction under the lock, each one whose reads still hold is settled and written,
-    and every other one runs as usual. Same answers and guarantees as ``group_write``.
-    ``counts`` gets ``kept`` (speculations written), ``rerun`` (read something that
-    changed) and ``declined`` (needed the lock, or raised) added."""
-    counts = counts if counts is not None else {}
-    from sync.storage.sql_batch import SQLBatch  # sql_batch imports this module
-
-    tried: list[tuple[SQLBatch | None, Any]] = []
-    for fn, speculative in fns:
-        if not speculative:
-            tried.append((None, None))
-            continue
-        batch = SQLBatch(d, raw, writable=True, speculation=Speculation())
-        try:
-            tried.append((batch, fn(batch)))
-        except Exception:  # NeedsLock, or anything: the locked run gives the answer
-            tried.append((None, None))
-            _count(counts, "declined")
-    outcomes: list[tuple[bool, Any]] = []
-    state = d.begin_batch(raw)
-    if held is not None:
-        held.append(time.perf_counter())
-    if len(fns) == 1:  # alone: no savepoint, its writes and COMMIT in one pipeline
-        return [_alone(d, raw, fns[0][0], tried[0], state, counts)]
-    try:
-        for (fn, _), (spec, result) in zip(fns, tried, strict=True):
-            raw.execute("SAVEPOINT batch")
-            try:
-                kept = spec is not None and spec.still_holds()
-                if spec is not None:
-                    _count(counts, "kept" if kept else "rerun")
-                if kept:
-                    assert spec is not None
-                    batch = spec
-                    batch.settle(state)
-                else:
-                    batch = SQLBatch(d, raw, writable=True, primed=state)
-                    result = fn(batch)
-                batch.finish(then="RELEASE batch")
-            except Exception as exc:
-                if raw.in_transaction:
-                    raw.execute("ROLLBACK TO batch")
-                    raw.execute("RELEASE batch")
-                if isinstance(exc, d.error):
-                    exc = StorageError(f"batch failed: {exc}", original=exc)
-                outcomes.append((False, exc))
-                continue
-            state = batch.left_at()
-            outcomes.append((True, result))
-        raw.execute("COMMIT")
-    except BaseException:
-        if raw.in_transaction:
-            raw.execute("ROLLBACK")
-        raise
-    return outcomes
-
-
-def _count(counts: dict[str, int], what: str) -> None:
-    counts[what] = counts.get(what, 0) + 1
-
-
-def _alone(
-    d: Dialect,
-    raw: Conn,
-    fn: Callable[[BatchTx], Any],
-    tried: tuple[Any, Any],
-    state: tuple[int, str | None] | None,
-    counts: dict[str, int],
-) -> tuple[bool, Any]:
-    """The one batch of a group, in the transaction the caller began under the lock:
-    checked, settled or run again, written and committed (rolled back if it fails)."""
-    from sync.storage.sql_batch import SQLBatch
-
-    spec, result = tried
-    try:
-        kept = spec is not None and spec.still_holds()
-        if spec is not None:
-            _count(counts, "kept" if kept else "rerun")
-        if kept:
-            batch = spec
-            batch.settle(state)
-        else:
-            batch = SQLBatch(d, raw, writable=True, primed=state)
-            result = fn(batch)
-        batch.finish(then="COMMIT")
-    except BaseException as exc:
-        if raw.in_transaction:
-            raw.execute("ROLLBACK")
-        if isinstance(exc, d.error):
-            return False, StorageError(f"batch failed: {exc}", original=exc)
-        if isinstance(exc, Exception):
-            return False, exc
-        raise
-    return True, result
