@@ -18,8 +18,8 @@ from sync.storage.shared import (
     utc,
 )
 from sync.storage.sql_base import SQLBase
-from sync.storage.sql_batch import audit_entity
 from sync.storage.sql_dialect import Conn
+from sync.storage.sql_rows import audit_entity
 
 __all__ = ["AccountsSQL", "auth_state"]
 

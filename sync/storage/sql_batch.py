@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sync.audit import GENESIS, HASHED, SYSTEM, Actor, AuditContext, diff
+from sync.audit import SYSTEM, AuditContext, diff
 from sync.errors import StorageError
 from sync.models import FeedRow, Filter, StoredRecord
 from sync.storage.contract import BatchTx
@@ -30,146 +30,22 @@ from sync.storage.shared import (
     write_op,
 )
 from sync.storage.sql_dialect import Conn, Dialect, where_sql
+from sync.storage.sql_feed import feed_sql
+from sync.storage.sql_rows import (
+    AUDIT_SQL,
+    HEAD_SQL,
+    STATE_SQL,
+    UPSERT_SQL,
+    last_per_key,
+    missing_evidence,
+    stored_evidence,
+)
+from sync.storage.sql_savepoint import Savepoint
 from sync.storage.sql_speculate import NeedsLock, Speculation
 
-__all__ = [
-    "AUDIT_SQL",
-    "HEAD_SQL",
-    "SQLBatch",
-    "append_audit",
-    "audit_entity",
-    "missing_evidence",
-    "stored_evidence",
-]
+__all__ = ["SQLBatch"]
 
 T = TypeVar("T")
-
-HEAD_SQL = "SELECT hash FROM history ORDER BY id DESC LIMIT 1"
-STATE_SQL = f"SELECT value, ({HEAD_SQL}) FROM seq_counter"
-"""The change sequence and the audit chain's head, read together."""
-UPSERT_SQL = (
-    "INSERT INTO records (kind, id, data, meta, rev, seq, deleted, created_at,"
-    " updated_at, inspection_id) VALUES (?,?,?,?,?,?,?,?,?,?)"
-    " ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data,"
-    " meta = excluded.meta, rev = excluded.rev,"
-    " seq = excluded.seq, deleted = excluded.deleted, updated_at = excluded.updated_at,"
-    " inspection_id = excluded.inspection_id"
-)
-AUDIT_SQL = (
-    f"INSERT INTO history ({', '.join(HASHED)}, prev_hash, hash)"
-    f" VALUES ({', '.join('?' * (len(HASHED) + 2))})"
-)
-
-
-def missing_evidence(d: Dialect, db: Conn, inspection_ids: list[str]) -> dict[str, list[str]]:
-    missing: dict[str, list[str]] = {}
-    for start in range(0, len(inspection_ids), 500):
-        chunk = inspection_ids[start : start + 500]
-        rows = db.execute(
-            f"SELECT DISTINCT r.inspection_id, {d.evidence_value} FROM records r,"
-            f" {d.evidence_from}"
-            f" WHERE r.inspection_id IN ({','.join('?' * len(chunk))})"
-            f" AND r.kind IN ('finding', 'response') AND r.deleted = 0 AND {d.evidence_is_text}"
-            " AND NOT EXISTS (SELECT 1 FROM evidence_refs f JOIN evidence e"
-            " ON e.sha256 = f.sha256 AND e.lost_at IS NULL"
-            f" WHERE f.sha256 = {d.evidence_value} AND f.inspection_id = r.inspection_id)"
-            " ORDER BY 1, 2",
-            chunk,
-        ).fetchall()
-        for iid, sha in rows:
-            missing.setdefault(iid, []).append(sha)
-    return missing
-
-
-def stored_evidence(db: Conn, hashes: list[str], inspection_id: str | None = None) -> set[str]:
-    """Those of ``hashes`` stored and not lost (with ``inspection_id``: stored by a
-    completed upload for that inspection)."""
-    found: set[str] = set()
-    unique = list(dict.fromkeys(hashes))
-    for start in range(0, len(unique), 500):
-        chunk = unique[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        if inspection_id is None:
-            sql = f"SELECT sha256 FROM evidence WHERE sha256 IN ({marks}) AND lost_at IS NULL"
-            rows = db.execute(sql, chunk).fetchall()
-        else:
-            sql = (
-                "SELECT f.sha256 FROM evidence_refs f JOIN evidence e ON e.sha256 = f.sha256"
-                f" WHERE f.inspection_id = ? AND f.sha256 IN ({marks}) AND e.lost_at IS NULL"
-            )
-            rows = db.execute(sql, [inspection_id, *chunk]).fetchall()
-        found.update(r[0] for r in rows)
-    return found
-
-
-_MERGED_SCOPES = 64
-"""Up to this many inspections, a feed page merges one index range per inspection."""
-
-
-def _last_per_key(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """The record upserts with only the last of each (kind, id): what writing them one
-    after the other would leave, and what one multi-row upsert can take (PostgreSQL
-    refuses a statement that updates a row twice)."""
-    if len(rows) < 2:
-        return rows
-    last = {(r[0], r[1]): r for r in rows}
-    return rows if len(last) == len(rows) else list(last.values())
-
-
-class _Savepoint:
-    """``SQLBatch.savepoint``: what the batch keeps in memory (its sequence, audit head,
-    buffered rows), restored together on an exception, plus a SQL savepoint begun only
-    if the part writes with SQL directly (most parts only buffer rows: no round trip).
-    A class, not a generator: it runs once per mutation of every push."""
-
-    __slots__ = ("batch", "devices", "head", "pending", "records", "seq", "started", "unlinked")
-
-    def __init__(self, batch: SQLBatch) -> None:
-        self.batch = batch
-
-    def __enter__(self) -> None:
-        b = self.batch
-        self.seq, self.head = b._seq, b._chain.head
-        self.pending = {sql: len(rows) for sql, rows in b._pending.items()}
-        self.records = len(b._records)
-        self.devices = dict(b._devices)
-        self.unlinked = len(b._unlinked)
-        self.started = False
-        b._open = self
-
-    def begin(self) -> None:
-        """The part is about to write with SQL: what was buffered before it is written
-        first, outside the SQL savepoint, then the savepoint begins."""
-        b = self.batch
-        if self.records:
-            b.db.executemany(UPSERT_SQL, _last_per_key(b._records[: self.records]))
-            del b._records[: self.records]
-            self.records = 0
-        b.db.execute("SAVEPOINT part")
-        self.started = True
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
-    ) -> None:
-        b = self.batch
-        b._open = None
-        if exc is None:
-            if self.started:
-                b.db.execute("RELEASE part")
-            return
-        if self.started:
-            b.db.execute("ROLLBACK TO part")
-            b.db.execute("RELEASE part")
-        b._seq, b._chain.head = self.seq, self.head
-        for sql in list(b._pending):
-            del b._pending[sql][self.pending.get(sql, 0) :]
-        del b._records[self.records :]
-        b._devices = self.devices
-        del b._unlinked[self.unlinked :]
-        # what was read or written inside may be gone: read it again when needed
-        b._known.clear()
-        if b.dialect.failed(exc):  # the database failed (I/O, full, corrupt), not this part's data
-            raise StorageError(f"the database failed: {exc}", original=exc) from exc
 
 
 class SQLBatch(BatchTx):
@@ -207,7 +83,7 @@ class SQLBatch(BatchTx):
         self._records: list[tuple[Any, ...]] = []  # record upserts not yet written
         # device sync states not yet written: user, fields, mutations received
         self._devices: dict[str, tuple[str, dict[str, Any], int]] = {}
-        self._open: _Savepoint | None = None
+        self._open: Savepoint | None = None
         self._written: set[tuple[str, str]] = set()  # keys with rows in _records
         # speculative (sql_speculate.py): what it read, its events not yet chained, and
         # sequence numbers from 1 until it is settled under the lock
@@ -260,7 +136,7 @@ class SQLBatch(BatchTx):
         """Write the buffered record upserts (inside the open savepoint, if any)."""
         if self._records:
             self._direct()
-            self.db.executemany(UPSERT_SQL, _last_per_key(self._records))
+            self.db.executemany(UPSERT_SQL, last_per_key(self._records))
             self._records.clear()
             self._written.clear()
 
@@ -284,9 +160,9 @@ class SQLBatch(BatchTx):
         self._known[(rec.kind, rec.id)] = (rec.data, rec.deleted)
         return rec
 
-    def savepoint(self) -> _Savepoint:
+    def savepoint(self) -> Savepoint:
         self._write()
-        return _Savepoint(self)
+        return Savepoint(self)
 
     def _prior(self, key: tuple[str, str]) -> tuple[dict[str, Any], bool]:
         """The record as it is before a write: (data, deleted); a missing one counts
@@ -523,22 +399,6 @@ class SQLBatch(BatchTx):
     def add_quarantine(self, row: dict[str, Any]) -> None:
         self._insert("quarantine", row)
 
-    @staticmethod
-    def _scope_sql(
-        inspection_ids: Sequence[str], refs: Sequence[tuple[str, str]]
-    ) -> tuple[str, list[Any]]:
-        parts: list[str] = []
-        params: list[Any] = []
-        if inspection_ids:
-            parts.append(f"inspection_id IN ({','.join('?' * len(inspection_ids))})")
-            params.extend(inspection_ids)
-        if refs:
-            pairs = ",".join(["(?,?)"] * len(refs))
-            parts.append(f"(inspection_id IS NULL AND (kind, id) IN (VALUES {pairs}))")
-            for kind, rid in refs:
-                params.extend((kind, rid))
-        return ("(" + " OR ".join(parts) + ")" if parts else "1 = 0"), params
-
     def feed(
         self,
         after_seq: int,
@@ -550,64 +410,17 @@ class SQLBatch(BatchTx):
         live_only: bool = False,
     ) -> list[StoredRecord]:
         self._locked("feed")
-        sql, args = self._feed_sql(
-            "*", after_seq, inspection_ids, refs, limit, max_seq=max_seq, live_only=live_only
+        sql, args = feed_sql(
+            self.dialect,
+            "*",
+            after_seq,
+            inspection_ids,
+            refs,
+            limit,
+            max_seq=max_seq,
+            live_only=live_only,
         )
         return [record_from_row(r) for r in self._q(sql, args).fetchall()]
-
-    def _feed_sql(
-        self,
-        columns: str,
-        after_seq: int,
-        inspection_ids: Sequence[str],
-        refs: Sequence[tuple[str, str]],
-        limit: int,
-        *,
-        max_seq: int | None,
-        live_only: bool,
-    ) -> tuple[str, list[Any]]:
-        extra = ""
-        tail: list[Any] = []
-        if max_seq is not None:
-            extra += " AND seq <= ?"
-            tail.append(max_seq)
-        if live_only:
-            extra += " AND deleted = 0"
-        if inspection_ids and len(inspection_ids) <= _MERGED_SCOPES:
-            # One ordered index range per inspection (inspection_id, seq), each cut at
-            # the page's size, merged: the work is the page, not all that follows the
-            # cursor (an OR of the inspections reads every later row, then sorts).
-            # PostgreSQL reads the rows in each range (a merge of ordered scans, no
-            # second lookup); SQLite picks the seqs and then reads the page's rows.
-            whole = self.dialect.feed_arms_read_rows
-            picked = columns if whole else "seq"
-            arms: list[str] = []
-            args: list[Any] = []
-            arm_tail = " ORDER BY seq LIMIT ?) AS arm"
-            for iid in inspection_ids:
-                arms.append(
-                    f"SELECT * FROM (SELECT {picked} FROM records WHERE inspection_id = ?"
-                    f" AND seq > ?{extra}{arm_tail}"
-                )
-                args += [iid, after_seq, *tail, limit]
-            if refs:
-                scope, params = self._scope_sql((), refs)
-                arms.append(
-                    f"SELECT * FROM (SELECT {picked} FROM records WHERE seq > ? AND {scope}"
-                    f"{extra}{arm_tail}"
-                )
-                args += [after_seq, *params, *tail, limit]
-            page = f"SELECT * FROM ({' UNION ALL '.join(arms)}) AS page ORDER BY seq LIMIT ?"
-            args.append(limit)
-            if whole:
-                return page, args
-            return f"SELECT {columns} FROM records WHERE seq IN ({page}) ORDER BY seq", args
-        # Pick the page's seqs first (index only), then read just those rows: sorting
-        # whole rows of everything after the cursor costs more than the page itself.
-        scope, params = self._scope_sql(inspection_ids, refs)
-        sub = f"SELECT seq FROM records WHERE seq > ? AND {scope}{extra} ORDER BY seq LIMIT ?"
-        args = [after_seq, *params, *tail, limit]
-        return f"SELECT {columns} FROM records WHERE seq IN ({sub}) ORDER BY seq", args
 
     def feed_json(
         self,
@@ -620,7 +433,8 @@ class SQLBatch(BatchTx):
         live_only: bool = False,
     ) -> list[FeedRow]:
         self._locked("feed json")
-        sql, args = self._feed_sql(
+        sql, args = feed_sql(
+            self.dialect,
             "kind, id, rev, seq, deleted, data",
             after_seq,
             inspection_ids,
@@ -748,41 +562,3 @@ class SQLBatch(BatchTx):
     def stored_for(self, inspection_id: str, hashes: Sequence[str]) -> set[str]:
         self._locked("stored for")
         return stored_evidence(self.db, list(hashes), inspection_id)
-
-
-def append_audit(db: Conn, values: list[Any]) -> None:
-    """Append one event to the chain inside the caller's write transaction."""
-    row = db.execute(HEAD_SQL).fetchone()
-    db.execute(AUDIT_SQL, Chain(str(row[0]) if row else GENESIS).link(values))
-
-
-def audit_entity(
-    db: Conn,
-    actor: Actor,
-    kind: str,
-    entity_id: str,
-    op: str,
-    old: dict[str, Any],
-    new: dict[str, Any],
-    *,
-    inspection_id: str | None = None,
-    context: AuditContext | None = None,
-) -> None:
-    """The audit event of a change to something that is not a record (a user, a
-    device, a stored evidence file): no revision, no feed position."""
-    append_audit(
-        db,
-        audit_values(
-            actor,
-            context or AuditContext(),
-            seq=0,
-            kind=kind,
-            record_id=entity_id,
-            inspection_id=inspection_id,
-            rev=0,
-            op=op,
-            old=old,
-            new=new,
-            now=now_text(),
-        ),
-    )

@@ -20,8 +20,8 @@ from sync.storage.shared import (
     utc,
 )
 from sync.storage.sql_base import SQLBase
-from sync.storage.sql_batch import audit_entity, missing_evidence, stored_evidence
 from sync.storage.sql_dialect import Conn
+from sync.storage.sql_rows import audit_entity, missing_evidence, stored_evidence
 
 __all__ = ["EvidenceSQL"]
 

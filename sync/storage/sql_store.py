@@ -27,9 +27,9 @@ from sync.storage.shared import (
     write_op,
 )
 from sync.storage.sql_accounts import AccountsSQL
-from sync.storage.sql_batch import append_audit
 from sync.storage.sql_dialect import Conn, where_sql
 from sync.storage.sql_evidence import EvidenceSQL
+from sync.storage.sql_rows import append_audit
 
 __all__ = ["SQLStore"]
 

@@ -582,9 +582,9 @@ async def test_feed_pages_of_several_inspections(
     """A feed page over several inspections and unbound refs is the lowest ``limit``
     seqs after the cursor, in seq order, whichever way the backend finds them (one
     index range per inspection up to a number of inspections, one range above it)."""
-    import sync.storage.sql_batch as sql_batch
+    import sync.storage.sql_feed as sql_feed
 
-    monkeypatch.setattr(sql_batch, "_MERGED_SCOPES", 64 if merged else 0)
+    monkeypatch.setattr(sql_feed, "_MERGED_SCOPES", 64 if merged else 0)
     inspections = ["i-a", "i-b", "i-c"]
 
     def fill(tx: BatchTx) -> None:
