@@ -67,13 +67,15 @@ def api(base: str, username: str) -> httpx.Client:
     return c
 
 
-def test_the_supervisor_finds_the_late_rectification(browser, moved):
-    base, clock = moved
+def accepted_findings(base: str) -> tuple[httpx.Client, httpx.Client]:
+    """Two findings of the inspection pushed by its inspector, brought to review and
+    accepted by the supervisor: a major and an other, each with a rectification due.
+    Returns the inspector's and the supervisor's API clients (the caller closes them)."""
     li, sup = api(base, "insp.js1"), api(base, "sup.js")
     now = datetime.now(UTC)
     mutations = [
         {
-            "mid": f"b:{n}",
+            "mid": f"r:{n}",
             "kind": "finding",
             "id": fid,
             "fields": {"inspection_id": INSP, "title": title, "classification": cls},
@@ -96,7 +98,13 @@ def test_the_supervisor_finds_the_late_rectification(browser, moved):
             f"/api/v1/review/findings/{fid}/decisions",
             json={"decision": "accept", "reason": "as written", "password": DEMO_PASSWORD},
         )
-        assert r.is_success
+        assert r.is_success, r.text
+    return li, sup
+
+
+def test_the_supervisor_finds_the_late_rectification(browser, moved):
+    base, clock = moved
+    li, sup = accepted_findings(base)
     r = sup.put(
         "/api/v1/rectifications/f-ln2/response",
         json={

@@ -11,51 +11,19 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from datetime import UTC, datetime
 
 import pytest
 from PIL import Image
 
-from server.demo import DEMO_PASSWORD
 from tests.console.conftest import DESKTOP, external_requests, shoot, sign_in
-from tests.console.test_console_rectification_browser import api, moved  # noqa: F401
+from tests.console.test_console_rectification_browser import (  # noqa: F401
+    accepted_findings,
+    moved,
+)
 
 pytestmark = pytest.mark.slow
 
 INSP = "insp-ds-routine"
-
-
-def accepted_findings(base: str) -> None:
-    li, sup = api(base, "insp.js1"), api(base, "sup.js")
-    now = datetime.now(UTC)
-    mutations = [
-        {
-            "mid": f"r:{n}",
-            "kind": "finding",
-            "id": fid,
-            "fields": {"inspection_id": INSP, "title": title, "classification": cls},
-            "hlc": f"{int(now.timestamp() * 1000):015d}.{n:05d}.t",
-            "device_time": now.isoformat(),
-        }
-        for n, (fid, title, cls) in enumerate(
-            [
-                ("f-ln2", "LN2 low-level alarm never tested", "major"),
-                ("f-log", "Cold room logbook entries unsigned", "other"),
-            ]
-        )
-    ]
-    r = li.post("/api/v1/sync/push", json={"mutations": mutations})
-    assert [x["status"] for x in r.json()["results"]] == ["applied", "applied"]
-    for to in ("fieldwork_done", "under_review"):
-        assert sup.post(f"/api/v1/inspections/{INSP}/transitions", json={"to": to}).is_success
-    for fid in ("f-ln2", "f-log"):
-        r = sup.post(
-            f"/api/v1/review/findings/{fid}/decisions",
-            json={"decision": "accept", "reason": "as written", "password": DEMO_PASSWORD},
-        )
-        assert r.is_success, r.text
-    li.close()
-    sup.close()
 
 
 def test_a_supervisor_enters_the_response_with_a_file_and_assesses_it(
@@ -64,7 +32,8 @@ def test_a_supervisor_enters_the_response_with_a_file_and_assesses_it(
     tmp_path,
 ):
     base, clock = moved
-    accepted_findings(base)
+    for client in accepted_findings(base):
+        client.close()
     clock.advance(days=33)  # the major's 30 days are over
 
     picture = tmp_path / "报警测试记录.png"
