@@ -15,7 +15,7 @@ import logging
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -217,12 +217,7 @@ class SyncEngine:
             skew = 0
             flagged = False
             keys = [f"{principal.user_id}\x1f{m.mid}" for m in request.mutations]
-            known = tx.get_mutations(keys)
-            ctx.records.update(
-                tx.get_records(
-                    [(m.kind, m.id) for m in request.mutations if isinstance(m, Mutation)]
-                )
-            )
+            known = ctx.prefetch(request.mutations, keys)
             recorded: dict[str, Any] = {
                 "user_id": principal.user_id,
                 "device_id": principal.device_id,
@@ -828,6 +823,15 @@ class _Undo:
         ctx._undo = None
 
 
+def _named_inspection(m: Mutation | Unreadable) -> str | None:
+    """The inspection a mutation names itself (a response's id, a record's field)."""
+    if m.kind == "response":
+        key = parse_response_id(m.id)
+        return key.inspection_id if key else None
+    iid = m.fields.get("inspection_id") if isinstance(m, Mutation) else m.inspection_id
+    return iid if isinstance(iid, str) else None
+
+
 class _PushContext:
     """The state of one push batch inside its transaction."""
 
@@ -857,8 +861,34 @@ class _PushContext:
         self._device_for: Mutation | None = None
         self._device_iso = ""
         self._signed: dict[str, set[str]] = {}
+        # sign-offs read by prefetch, and inspections this batch wrote a sign-off in
+        self._prefetched_signoffs: dict[str, list[StoredRecord]] = {}
+        self._signoffs_written: set[str] = set()
         self._pinned: dict[str, dict[str, Template]] = {}
         self._undo: dict[tuple[str, str], StoredRecord | None] | None = None
+
+    def prefetch(
+        self, mutations: Sequence[Mutation | Unreadable], keys: list[str]
+    ) -> dict[str, bytes]:
+        """Read what the batch starts from in one go (one round trip to a database
+        server): the results of mutations already applied (returned), the records the
+        mutations name, and the inspections they name with those inspections'
+        sign-offs. An inspection named only by a stored record is read when met."""
+        refs = [(m.kind, m.id) for m in mutations if isinstance(m, Mutation)]
+        iids = list(dict.fromkeys(i for m in mutations if (i := _named_inspection(m))))
+        got = self.tx.prefetch(
+            keys,
+            refs + [("inspection", i) for i in iids],
+            [("signoff", i) for i in iids],
+        )
+        wanted = set(refs)
+        self.records.update({k: r for k, r in got.records.items() if k in wanted})
+        for iid in iids:
+            self._prefetched_signoffs[iid] = got.listings[("signoff", iid)]
+            if ("inspection", iid) not in wanted:  # else read when met, as it then is
+                insp = got.records.get(("inspection", iid))
+                self._inspections[iid] = None if insp is None or insp.deleted else insp
+        return got.mutations
 
     def device_time(self, m: Mutation) -> str:
         """The mutation's device time as text, formatted once per mutation."""
@@ -877,6 +907,8 @@ class _PushContext:
         op: str | None = None,
     ) -> StoredRecord:
         rec = self.tx.put_record(kind, rid, data, rev=rev, deleted=deleted, op=op)
+        if kind == "signoff":
+            self._signoffs_written.add(str(data.get("inspection_id")))
         if self._undo is not None and (kind, rid) not in self._undo:
             self._undo[(kind, rid)] = self.records.get((kind, rid))
         self.records[(kind, rid)] = rec
@@ -896,10 +928,13 @@ class _PushContext:
         return pins
 
     def _signed_scopes(self, iid: str) -> set[str]:
+        """The scopes signed off in the inspection, as they stood when first asked
+        (prefetched, unless this batch has since written a sign-off there)."""
         if iid not in self._signed:
-            self._signed[iid] = {
-                s.data.get("scope", "") for s in self.tx.records_of("signoff", iid)
-            }
+            signoffs = self._prefetched_signoffs.get(iid)
+            if signoffs is None or iid in self._signoffs_written:
+                signoffs = self.tx.records_of("signoff", iid)
+            self._signed[iid] = {s.data.get("scope", "") for s in signoffs}
         return self._signed[iid]
 
     def reject(self, m: Mutation | Unreadable, reason: Reason, iid: str | None) -> Rejected:

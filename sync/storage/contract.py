@@ -27,7 +27,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
@@ -46,9 +46,17 @@ from sync.models import (
     public_fields,
 )
 
-__all__ = ["BatchTx", "Store", "Transaction"]
+__all__ = ["BatchTx", "Prefetched", "Store", "Transaction"]
 
 T = TypeVar("T")
+
+
+class Prefetched(NamedTuple):
+    """What :meth:`BatchTx.prefetch` read."""
+
+    mutations: dict[str, bytes]
+    records: dict[tuple[str, str], StoredRecord]
+    listings: dict[tuple[str, str], list[StoredRecord]]
 
 
 class BatchTx(abc.ABC):
@@ -116,6 +124,24 @@ class BatchTx(abc.ABC):
     @abc.abstractmethod
     def get_mutations(self, keys: Sequence[str]) -> dict[str, bytes]:
         """The stored results of those of ``keys`` already applied (one query)."""
+
+    def prefetch(
+        self,
+        keys: Sequence[str],
+        refs: Sequence[tuple[str, str]],
+        listings: Sequence[tuple[str, str]] = (),
+    ) -> Prefetched:
+        """The reads that open a push batch, made together: the stored results of
+        ``keys`` (:meth:`get_mutations`), the records ``refs`` (:meth:`get_records`) and
+        for each (kind, inspection id) of ``listings`` the live records
+        (:meth:`records_of`). The same answers as those calls made one by one, which is
+        what this default does; a database server backend sends them in one round
+        trip."""
+        return Prefetched(
+            self.get_mutations(keys),
+            self.get_records(refs),
+            {(kind, iid): self.records_of(kind, iid) for kind, iid in dict.fromkeys(listings)},
+        )
 
     @abc.abstractmethod
     def get_mutation(self, key: str) -> bytes | None:

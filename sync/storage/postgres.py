@@ -70,7 +70,7 @@ def _pg_sql(sql: str) -> str:
 
 
 _INSERT_VALUES = re.compile(r"^(INSERT INTO .+? VALUES\s*)(\((?:\?\s*,\s*)*\?\))(.*)$", re.S)
-_ROWS_PER_INSERT = 500
+_ROWS_PER_INSERT = 256
 _MAX_PARAMS = 30_000  # PostgreSQL takes at most 65,535 parameters in one statement
 
 
@@ -144,8 +144,8 @@ class PGConn:
 
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Any:
         if not parameters:
-            return self.raw.execute(sql.encode())
-        return self.raw.execute(_pg_sql(sql).encode(), parameters)
+            return self.raw.execute(sql.encode(), prepare=False)
+        return self.raw.execute(_pg_sql(sql).encode(), parameters, prepare=False)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Many rows of one ``INSERT ... VALUES (?, ...)`` as a few multi-row statements
@@ -167,10 +167,17 @@ class PGConn:
             return
         per = max(1, min(_ROWS_PER_INSERT, _MAX_PARAMS // width))
         with psycopg.RawCursor(self.raw) as cur:
-            for start in range(0, len(rows), per):
-                chunk = rows[start : start + per]
+            start = 0
+            while start < len(rows):
+                # a power of two rows per statement: a few shapes per table, each
+                # prepared once and planned once (PostgreSQL keeps the generic plan of
+                # a prepared INSERT), where planning a hundred-row VALUES list anew
+                # cost about a third of running it
+                count = 1 << (min(per, len(rows) - start).bit_length() - 1)
+                chunk = rows[start : start + count]
                 params = [v for row in chunk for v in row]
-                cur.execute(_multi_sql(head, tail, width, len(chunk)), params)
+                cur.execute(_multi_sql(head, tail, width, count), params, prepare=True)
+                start += count
 
     @property
     def in_transaction(self) -> bool:
@@ -264,16 +271,24 @@ class PostgresDialect(Dialect):
     def tuples(self, db: Conn, sql: str, params: Sequence[Any]) -> Iterable[tuple[Any, ...]]:
         assert isinstance(db, PGConn)
         with db.raw.cursor(row_factory=tuple_row) as cur:
-            cur.execute(_pg_sql(sql).encode(), params)
+            cur.execute(_pg_sql(sql).encode(), params, prepare=False)
             return cur.fetchall()
 
 
-# Plan every statement for its parameters. psycopg prepares a statement after five runs
-# and PostgreSQL may then keep one generic plan for it, made while the tables were small
-# or never analysed: the push's prefetch (``kind = ? AND id IN (...)``) ran at 38 ms a
-# call in the benchmark instead of 0.5 ms (docs/performance.md). Planning these short
-# statements each time costs well under that.
-_OPTIONS = "-c plan_cache_mode=force_custom_plan"
+# Plan every query for its parameters: psycopg would prepare a statement after five runs
+# (``prepare_threshold``) and PostgreSQL may then keep one generic plan for it, made
+# while the tables were small or never analysed: the push's prefetch (``kind = ? AND id
+# IN (...)``) ran at 38 ms a call in the benchmark instead of 0.5 ms
+# (docs/performance.md). So nothing is prepared but the multi-row INSERTs
+# (:meth:`PGConn.executemany`), whose one plan never depends on the values: an
+# unprepared statement is planned for its parameters each time it runs.
+# A page read at random costs about what one read in order does where the tables are in
+# memory (or on SSD): at the default 4.0, a lookup of a hundred keys in a table of some
+# ten thousand rows never analysed was planned as a scan of the whole table (the push's
+# duplicate check read every stored mutation result, a cost growing with the table).
+_OPTIONS = "-c random_page_cost=1.1"
+_NEVER = 1 << 30
+"""psycopg's ``prepare_threshold``: prepare only what asks (``None`` would refuse that too)."""
 
 
 def _with_options(url: str) -> str:
@@ -283,7 +298,9 @@ def _with_options(url: str) -> str:
 
 
 def _connect(url: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(_with_options(url), autocommit=True, row_factory=_row_factory)
+    conn = psycopg.connect(_with_options(url), autocommit=True, row_factory=_row_factory)
+    conn.prepare_threshold = _NEVER
+    return conn
 
 
 class PostgresStore(SQLStore):
@@ -325,7 +342,11 @@ class PostgresStore(SQLStore):
                 _with_options(self.url),
                 min_size=1,
                 max_size=self.reader_count,
-                kwargs={"autocommit": True, "row_factory": _row_factory},
+                kwargs={
+                    "autocommit": True,
+                    "row_factory": _row_factory,
+                    "prepare_threshold": _NEVER,
+                },
                 open=False,
                 name="inspectsync-readers",
             )

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from sync.audit import SYSTEM, AuditContext, diff
 from sync.errors import StorageError
 from sync.models import FeedRow, Filter, StoredRecord
-from sync.storage.contract import BatchTx
+from sync.storage.contract import BatchTx, Prefetched
 from sync.storage.shared import (
     FIELD,
     Chain,
@@ -103,9 +103,16 @@ class SQLBatch(BatchTx):
     def _listing(self) -> None:
         """A speculative batch is about to list records: note the sequence first (what
         is added later shows above it when checked under the lock)."""
+        self._listed_after(self._ask_listing())
+
+    def _ask_listing(self) -> Any:
         if self._spec is not None and self._spec.after is None:
-            row = self.db.execute("SELECT value FROM seq_counter").fetchone()
-            self._spec.after = int(row[0])
+            return self.db.execute("SELECT value FROM seq_counter")
+        return None
+
+    def _listed_after(self, cur: Any) -> None:
+        if cur is not None and self._spec is not None and self._spec.after is None:
+            self._spec.after = int(cur.fetchone()[0])
 
     def still_holds(self) -> bool:
         """Under the lock: is what this speculative batch read still so?"""
@@ -270,20 +277,29 @@ class SQLBatch(BatchTx):
         return None if rec.deleted and not include_deleted else rec
 
     def get_records(self, refs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredRecord]:
+        return self._got_records(refs, self._ask_records(refs))
+
+    def _ask_records(self, refs: Sequence[tuple[str, str]]) -> list[Any]:
         by_kind: dict[str, list[str]] = {}
         for kind, rid in dict.fromkeys(refs):
             by_kind.setdefault(kind, []).append(rid)
-        found: dict[tuple[str, str], StoredRecord] = {}
         touches = any(ref in self._written for ref in refs)
+        cursors: list[Any] = []
         for kind, ids in by_kind.items():
             for start in range(0, len(ids), 500):  # kind = ? AND id IN (...): the key
                 cond, args = self.dialect.in_list("id", ids[start : start + 500])
-                rows = self._read(
-                    f"SELECT * FROM records WHERE kind = ? AND {cond}", [kind, *args], touches
-                ).fetchall()
-                found.update(
-                    {(r["kind"], r["id"]): self._remember(record_from_row(r)) for r in rows}
-                )
+                sql = f"SELECT * FROM records WHERE kind = ? AND {cond}"
+                cursors.append(self._read(sql, [kind, *args], touches))
+        return cursors
+
+    def _got_records(
+        self, refs: Sequence[tuple[str, str]], cursors: list[Any]
+    ) -> dict[tuple[str, str], StoredRecord]:
+        found: dict[tuple[str, str], StoredRecord] = {}
+        for cur in cursors:
+            found.update(
+                {(r["kind"], r["id"]): self._remember(record_from_row(r)) for r in cur.fetchall()}
+            )
         for ref in refs:  # known not to exist: their first write needs no lookup
             self._known.setdefault(ref, ({}, True))
             if self._spec is not None:
@@ -343,30 +359,70 @@ class SQLBatch(BatchTx):
         return [record_from_row(r) for r in rows.fetchall()]
 
     def records_of(self, kind: str, inspection_id: str) -> list[StoredRecord]:
+        self._listing()
+        return self._listed(kind, inspection_id, self._ask_records_of(kind, inspection_id))
+
+    def _ask_records_of(self, kind: str, inspection_id: str) -> Any:
         touches = self._spec is None or any(
             r[0] == kind and r[9] == inspection_id for r in self._records
         )
-        self._listing()
-        rows = self._read(
+        return self._read(
             "SELECT * FROM records WHERE inspection_id = ? AND kind = ? AND deleted = 0"
             " ORDER BY id",
             (inspection_id, kind),
             touches,
-        ).fetchall()
+        )
+
+    def _listed(self, kind: str, inspection_id: str, cur: Any) -> list[StoredRecord]:
+        rows = cur.fetchall()
         if self._spec is not None:
             self._spec.scans.add((kind, inspection_id))
         return [record_from_row(r) for r in rows]
 
     def get_mutations(self, keys: Sequence[str]) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
+        return self._got_mutations(keys, self._ask_mutations(keys))
+
+    def _ask_mutations(self, keys: Sequence[str]) -> list[Any]:
+        cursors: list[Any] = []
         for start in range(0, len(keys), 500):
             cond, args = self.dialect.in_list("key", keys[start : start + 500])
-            sql = f"SELECT key, result FROM mutations WHERE {cond}"
-            rows = self.db.execute(sql, args).fetchall()
-            found.update({r[0]: bytes(r[1]) for r in rows})
+            cursors.append(self.db.execute(f"SELECT key, result FROM mutations WHERE {cond}", args))
+        return cursors
+
+    def _got_mutations(self, keys: Sequence[str], cursors: list[Any]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for cur in cursors:
+            found.update({r[0]: bytes(r[1]) for r in cur.fetchall()})
         if self._spec is not None:
             self._spec.absent_keys.update(k for k in keys if k not in found)
         return found
+
+    def prefetch(
+        self,
+        keys: Sequence[str],
+        refs: Sequence[tuple[str, str]],
+        listings: Sequence[tuple[str, str]] = (),
+    ) -> Prefetched:
+        """One round trip on PostgreSQL (a pipeline; the results are read after it):
+        the sequence a speculative batch notes before it lists, the mutation results,
+        the records, the listings, in that order."""
+        if self._records:  # buffered writes would have to be written first
+            return super().prefetch(keys, refs, listings)
+        lists = list(dict.fromkeys(listings))
+        with self.dialect.pipelined(self.db):
+            after = self._ask_listing() if lists else None
+            mutations = self._ask_mutations(keys)
+            records = self._ask_records(refs)
+            listed = [self._ask_records_of(kind, iid) for kind, iid in lists]
+        self._listed_after(after)
+        return Prefetched(
+            self._got_mutations(keys, mutations),
+            self._got_records(refs, records),
+            {
+                (kind, iid): self._listed(kind, iid, cur)
+                for (kind, iid), cur in zip(lists, listed, strict=True)
+            },
+        )
 
     def get_mutation(self, key: str) -> bytes | None:
         row = self.db.execute("SELECT result FROM mutations WHERE key = ?", (key,)).fetchone()

@@ -674,3 +674,42 @@ async def test_a_fresh_record_is_created_without_a_lookup_and_audited_as_created
     assert [h["op"] for h in history] == ["create"]
     assert (await store.get_record("conflict", "cf_new")) is not None
     assert [r.id for r in await store.list_records("rec")] == ["a", "b"]
+
+
+async def test_prefetch_reads_what_the_calls_one_by_one_read(store: Store):
+    """A push batch opens with one prefetch (one round trip on PostgreSQL): the same
+    answers as get_mutations, get_records and records_of, tombstones and absences
+    included, in a write batch and in a read batch."""
+
+    def seed(tx: BatchTx) -> None:
+        tx.put_record("rec", "a", {"inspection_id": "i1", "n": 1}, rev=1)
+        tx.put_record("rec", "gone", {"inspection_id": "i1"}, rev=2, deleted=True)
+        tx.put_record("signoff", "s1", {"inspection_id": "i1", "scope": "inspection"}, rev=1)
+        tx.put_record("signoff", "s2", {"inspection_id": "i2", "scope": "link:x"}, rev=1)
+        tx.put_mutation(
+            "u1\x1fm1", user_id="u1", device_id="d1", batch_id="b", result=b"r1", at=NOW
+        )
+
+    await store.write_batch(seed)
+    keys = ["u1\x1fm1", "u1\x1fm2"]
+    refs = [("rec", "a"), ("rec", "gone"), ("rec", "never"), ("signoff", "s2")]
+    listings = [("signoff", "i1"), ("signoff", "i3"), ("signoff", "i1")]
+
+    def both(tx: BatchTx) -> tuple[object, object]:
+        got = tx.prefetch(keys, refs, listings)
+        one_by_one = (
+            tx.get_mutations(keys),
+            tx.get_records(refs),
+            {(k, i): tx.records_of(k, i) for k, i in listings},
+        )
+        return tuple(got), one_by_one
+
+    for run in (store.write_batch, store.read_batch):
+        got, expected = await run(both)
+        assert got == expected
+        mutations, records, listed = got  # type: ignore[misc]
+        assert mutations == {"u1\x1fm1": b"r1"}
+        assert sorted(records) == [("rec", "a"), ("rec", "gone"), ("signoff", "s2")]
+        assert records[("rec", "gone")].deleted
+        assert [r.id for r in listed[("signoff", "i1")]] == ["s1"]
+        assert listed[("signoff", "i3")] == []
