@@ -21,6 +21,9 @@ Usage (from the repository root)::
     .venv/bin/python bench/run.py            # full size
     .venv/bin/python bench/run.py --quick    # 10x smaller smoke run
 
+``--database-url`` and ``--instances N`` run N instances over one PostgreSQL database;
+``--instance-cpus X`` gives each its own CPU quota (``bench/cpu_budget.py``).
+
 ``docs/performance.md`` has the figures of a full run and what they mean.
 """
 
@@ -42,7 +45,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +58,7 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 import msgspec  # noqa: E402
 
+from bench.cpu_budget import BudgetError, CpuBudget, Throttling  # noqa: E402
 from server.demo import DEMO_PASSWORD  # noqa: E402
 from sync.protocol import (  # noqa: E402
     MSGPACK,
@@ -86,6 +90,7 @@ TARGET_RSS_MB = 200.0
 
 MAX_ATTEMPTS = 3  # per request: a 5xx or a dropped connection is retried (same body)
 REQUEST_TIMEOUT = 120.0
+CPU_PERIOD_MS = 100  # --instance-cpus: the CFS period (docs/performance.md, Session 7)
 
 
 class BenchError(RuntimeError):
@@ -215,14 +220,19 @@ class Meter:
         pid: int,
         profile: Path | None = None,
         *,
-        others: list[int] = (),
+        others: Sequence[int] = (),
         db: str = "",
-        bases: list[str] = (),
+        bases: Sequence[str] = (),
+        budgets: Sequence[CpuBudget | None] = (),
     ) -> None:
         self.pid = pid
         self.bases = list(bases)  # the instances' addresses: their /metrics
         self.busy = 0.0  # seconds the instances' writers held the write lock
+        self.speculation: Counter[str] = Counter()  # push batches by outcome, all instances
         self.pids = [pid, *others]  # every server instance
+        self.budgets = [b for b in budgets if b is not None]  # --instance-cpus
+        self.instance_cpu: list[float] = []
+        self.throttled: list[Throttling] = []
         self.db = db  # a PostgreSQL URL: count its backends' CPU too
         self.profile = profile
         self.wall = self.server_cpu = self.client_cpu = self.db_cpu = 0.0
@@ -251,23 +261,32 @@ class Meter:
             time.sleep(1.0)  # let it attach before the clock starts
         # /metrics first, outside the measured stretch: a scrape reads the store's
         # gauges (missing evidence walks every finding), which is not the phase's work
-        self._busy = writer_busy(self.bases)
+        self._busy, self._speculation = scrape_metrics(self.bases)
+        self._throttled = [b.throttling() for b in self.budgets]
         self._w = time.perf_counter()
-        self._s = sum(proc_cpu_seconds(p) for p in self.pids)
+        self._s = [proc_cpu_seconds(p) for p in self.pids]
         self._db_start = {p: proc_cpu_seconds(p) for p in postgres_pids(self.db)} if self.db else {}
         self._c = time.process_time()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.wall = time.perf_counter() - self._w
-        self.server_cpu = sum(proc_cpu_seconds(p) for p in self.pids) - self._s
+        self.instance_cpu = [
+            proc_cpu_seconds(p) - s for p, s in zip(self.pids, self._s, strict=True)
+        ]
+        self.server_cpu = sum(self.instance_cpu)
+        self.throttled = [
+            b.throttling() - t for b, t in zip(self.budgets, self._throttled, strict=True)
+        ]
         if self.db:  # backends that began during the stretch count whole
             pids = set(self._db_start) | set(postgres_pids(self.db))
             self.db_cpu = sum(
                 max(0.0, proc_cpu_seconds(p) - self._db_start.get(p, 0.0)) for p in pids
             )
         self.client_cpu = time.process_time() - self._c
-        self.busy = writer_busy(self.bases) - self._busy  # after the clocks stopped
+        busy, speculation = scrape_metrics(self.bases)  # after the clocks stopped
+        self.busy = busy - self._busy
+        self.speculation = speculation - self._speculation
         if self._spy is not None:
             self._spy.send_signal(signal.SIGINT)
             try:
@@ -281,10 +300,27 @@ class Meter:
             return "-"
         db = f", PostgreSQL CPU {self.db_cpu:.2f} s" if self.db else ""
         lock = f", write lock held {self.busy / self.wall:.0%} of it" if self.busy > 0 else ""
-        return (
+        text = (
             f"wall {self.wall:.2f} s{lock}, server CPU {self.server_cpu:.2f} s"
             f" ({self.server_cpu / self.wall:.0%} of one core){db}, client CPU"
             f" {self.client_cpu:.2f} s"
+        )
+        if self.speculation:
+            text += "; speculation " + ", ".join(
+                f"{k} {self.speculation[k]}" for k in ("kept", "rerun", "declined")
+            )
+        if not self.budgets:
+            return text
+        # each instance's CPU and throttling, and the others' cores: the instances are
+        # the bottleneck if they are throttled while PostgreSQL and the client fit beside
+        core = ", ".join(f"{c / self.wall:.2f}" for c in self.instance_cpu)
+        thr = ", ".join(
+            f"{t.seconds:.2f} s ({t.throttled} of {t.periods} periods)" for t in self.throttled
+        )
+        return (
+            f"{text}\n    cores used: instances {core}"
+            + (f", PostgreSQL {self.db_cpu / self.wall:.2f}" if self.db else "")
+            + f", client {self.client_cpu / self.wall:.2f}; instances throttled {thr}"
         )
 
     def cpu_per(self, count: int, per: int = 10_000) -> float:
@@ -295,16 +331,22 @@ class Meter:
 # --- the server process ------------------------------------------------------------
 
 
-def writer_busy(bases: list[str]) -> float:
-    """The sum of ``inspectsync_writer_busy_seconds`` over the instances' /metrics (the
-    benchmark's client is on their machine, which /metrics answers without a token)."""
+def scrape_metrics(bases: list[str]) -> tuple[float, Counter[str]]:
+    """The sums over the instances' /metrics of ``inspectsync_writer_busy_seconds`` and of
+    ``inspectsync_push_speculation_batches`` by outcome (the benchmark's client is on
+    their machine, which /metrics answers without a token)."""
     total = 0.0
+    speculation: Counter[str] = Counter()
+    tag = 'inspectsync_push_speculation_batches{outcome="'
     for base in bases:
         with urllib.request.urlopen(f"{base}/metrics", timeout=10) as r:
             for line in r.read().decode().splitlines():
                 if line.startswith("inspectsync_writer_busy_seconds "):
                     total += float(line.split()[1])
-    return total
+                elif line.startswith(tag):
+                    outcome, value = line[len(tag) :].split('"} ')
+                    speculation[outcome] += int(float(value))
+    return total, speculation
 
 
 def free_port() -> int:
@@ -331,10 +373,17 @@ def fs_type(path: Path) -> str:
 
 
 class Server:
-    def __init__(self, data_dir: Path, synchronous: str, database_url: str = "") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        synchronous: str,
+        database_url: str = "",
+        budget: CpuBudget | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.synchronous = synchronous
         self.database_url = database_url
+        self.budget = budget  # --instance-cpus: the process runs in this cgroup
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir / f"server-{self.port}.log"
@@ -393,6 +442,8 @@ class Server:
             stderr=subprocess.STDOUT,
             env=env,
         )
+        if self.budget is not None:
+            self.budget.add(self.proc.pid)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -643,13 +694,16 @@ class Bench:
 
     def meter(self, name: str) -> Meter:
         spy = self.args.py_spy
-        others = [s.pid for s in self.servers[1:]]
-        db = self.args.database_url
-        bases = [s.base for s in self.servers]
+        kw: dict[str, Any] = {
+            "others": [s.pid for s in self.servers[1:]],
+            "db": self.args.database_url,
+            "bases": [s.base for s in self.servers],
+            "budgets": [s.budget for s in self.servers],
+        }
         if spy is None:
-            return Meter(self.server.pid, others=others, db=db, bases=bases)
+            return Meter(self.server.pid, **kw)
         Path(spy).mkdir(parents=True, exist_ok=True)
-        return Meter(self.server.pid, Path(spy) / f"{name}.txt", others=others, db=db, bases=bases)
+        return Meter(self.server.pid, Path(spy) / f"{name}.txt", **kw)
 
     def memory(self, when: str) -> None:
         pid = self.server.pid
@@ -1388,12 +1442,61 @@ def main(argv: list[str] | None = None) -> int:
         help="server instances over the one database (more than one needs --database-url);"
         " the client spreads requests over them round robin, as a load balancer would",
     )
+    parser.add_argument(
+        "--instance-cpus",
+        type=float,
+        default=None,
+        metavar="X",
+        help="run each server instance in its own cgroup with a CPU quota of X cores (as"
+        " `docker run --cpus=X`), so that the instances, not PostgreSQL or the client, are"
+        " the bottleneck on a small machine; needs root",
+    )
+    parser.add_argument(
+        "--cpu-period-ms",
+        type=int,
+        default=CPU_PERIOD_MS,
+        help=f"the CFS period of --instance-cpus (default {CPU_PERIOD_MS} ms; docs/performance.md"
+        " says why not the kernel's 100)",
+    )
     args = parser.parse_args(argv)
     if args.instances > 1 and not args.database_url:
         parser.error("--instances above 1 needs --database-url")
+    if args.instance_cpus is not None and not 0.01 <= args.instance_cpus <= (os.cpu_count() or 1):
+        parser.error("--instance-cpus must be between 0.01 and the number of CPUs")
+    if not 1 <= args.cpu_period_ms <= 1000:
+        parser.error("--cpu-period-ms must be between 1 and 1000")
+    # a SIGTERM (a CI timeout, kill) unwinds like Ctrl-C: the servers stop, the cgroups go
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
+    budgets: list[CpuBudget | None] = [None] * args.instances
+    if args.instance_cpus is not None:
+        try:
+            for i in range(args.instances):
+                budgets[i] = CpuBudget(
+                    f"instance{i}", args.instance_cpus, args.cpu_period_ms * 1000
+                )
+        except BudgetError as exc:
+            remove_budgets(budgets)
+            print(f"bench/run.py: {exc}", file=sys.stderr)
+            return 2
+    try:
+        return run_main(args, budgets)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the servers were stopped", file=sys.stderr)
+        return 130
+    finally:
+        remove_budgets(budgets)
+
+
+def remove_budgets(budgets: list[CpuBudget | None]) -> None:
+    for b in budgets:
+        if b is not None:
+            b.remove()
+
+
+def run_main(args: argparse.Namespace, budgets: list[CpuBudget | None]) -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="inspectsync-bench-", dir=args.data_root))
-    servers = [Server(data_dir, args.synchronous, args.database_url) for _ in range(args.instances)]
+    servers = [Server(data_dir, args.synchronous, args.database_url, b) for b in budgets]
     server = servers[0]
     where = (
         f"PostgreSQL ({args.database_url.split('@')[-1]}), {args.instances} instance(s)"
@@ -1412,6 +1515,13 @@ def main(argv: list[str] | None = None) -> int:
         f" answers {'uncompressed' if args.no_gzip else 'gzip (httpx default Accept-Encoding)'}",
         flush=True,
     )
+    if args.instance_cpus is not None:
+        b = next(x for x in budgets if x is not None)
+        print(
+            f"  each instance in its own cgroup (v{b.version}): {args.instance_cpus} CPU,"
+            f" CFS period {args.cpu_period_ms} ms",
+            flush=True,
+        )
     bench: Bench | None = None
     exit_code = None
     failed = False
