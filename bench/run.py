@@ -42,6 +42,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections import Counter, defaultdict
@@ -201,6 +202,59 @@ def postgres_pids(url: str) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
+class PgActivity:
+    """What the benchmark database's backends are doing, sampled from
+    ``pg_stat_activity`` every 10 ms on a thread of the client (``--pg-activity``; its
+    CPU counts as the client's): on average how many run a statement, wait for the write
+    lock (the advisory lock every write transaction takes) or for something else (the
+    WAL's fsync at a commit, say), or sit idle in a transaction while their instance
+    works between statements."""
+
+    SQL = (
+        "SELECT state, wait_event_type, wait_event FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.samples = 0
+        self.seen: Counter[str] = Counter()  # backends in each state, summed over samples
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pg-activity", daemon=True)
+
+    def _run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self._stop.wait(0.01):
+                for state, kind, event in conn.execute(self.SQL).fetchall():
+                    if state == "idle in transaction":
+                        self.seen["idle in transaction"] += 1
+                    elif state != "active":
+                        continue
+                    elif kind == "Lock" and event == "advisory":
+                        self.seen["waiting for the write lock"] += 1
+                    elif kind is None:
+                        self.seen["running"] += 1
+                    else:
+                        self.seen[f"waiting {kind}:{event}"] += 1
+                self.samples += 1
+
+    def __enter__(self) -> PgActivity:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def describe(self) -> str:
+        if not self.samples:
+            return "no samples"
+        top = ", ".join(f"{k} {n / self.samples:.2f}" for k, n in self.seen.most_common(5))
+        return f"PostgreSQL backends on average ({self.samples} samples): {top or 'idle'}"
+
+
 def proc_status_kib(pid: int, key: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -224,8 +278,10 @@ class Meter:
         db: str = "",
         bases: Sequence[str] = (),
         budgets: Sequence[CpuBudget | None] = (),
+        pg_activity: bool = False,
     ) -> None:
         self.pid = pid
+        self.pg_activity = PgActivity(db) if pg_activity and db else None
         self.bases = list(bases)  # the instances' addresses: their /metrics
         self.busy = 0.0  # seconds the instances' writers held the write lock
         self.speculation: Counter[str] = Counter()  # push batches by outcome, all instances
@@ -262,6 +318,8 @@ class Meter:
         # /metrics first, outside the measured stretch: a scrape reads the store's
         # gauges (missing evidence walks every finding), which is not the phase's work
         self._busy, self._speculation = scrape_metrics(self.bases)
+        if self.pg_activity is not None:
+            self.pg_activity.__enter__()
         self._throttled = [b.throttling() for b in self.budgets]
         self._w = time.perf_counter()
         self._s = [proc_cpu_seconds(p) for p in self.pids]
@@ -271,6 +329,8 @@ class Meter:
 
     def __exit__(self, *exc: object) -> None:
         self.wall = time.perf_counter() - self._w
+        if self.pg_activity is not None:
+            self.pg_activity.__exit__()
         self.instance_cpu = [
             proc_cpu_seconds(p) - s for p, s in zip(self.pids, self._s, strict=True)
         ]
@@ -309,19 +369,21 @@ class Meter:
             text += "; speculation " + ", ".join(
                 f"{k} {self.speculation[k]}" for k in ("kept", "rerun", "declined")
             )
-        if not self.budgets:
-            return text
-        # each instance's CPU and throttling, and the others' cores: the instances are
-        # the bottleneck if they are throttled while PostgreSQL and the client fit beside
-        core = ", ".join(f"{c / self.wall:.2f}" for c in self.instance_cpu)
-        thr = ", ".join(
-            f"{t.seconds:.2f} s ({t.throttled} of {t.periods} periods)" for t in self.throttled
-        )
-        return (
-            f"{text}\n    cores used: instances {core}"
-            + (f", PostgreSQL {self.db_cpu / self.wall:.2f}" if self.db else "")
-            + f", client {self.client_cpu / self.wall:.2f}; instances throttled {thr}"
-        )
+        if self.budgets:
+            # each instance's CPU and throttling, and the others' cores: the instances are
+            # the bottleneck if throttled while PostgreSQL and the client fit beside them
+            core = ", ".join(f"{c / self.wall:.2f}" for c in self.instance_cpu)
+            thr = ", ".join(
+                f"{t.seconds:.2f} s ({t.throttled} of {t.periods} periods)" for t in self.throttled
+            )
+            text += (
+                f"\n    cores used: instances {core}"
+                + (f", PostgreSQL {self.db_cpu / self.wall:.2f}" if self.db else "")
+                + f", client {self.client_cpu / self.wall:.2f}; instances throttled {thr}"
+            )
+        if self.pg_activity is not None:
+            text += f"\n    {self.pg_activity.describe()}"
+        return text
 
     def cpu_per(self, count: int, per: int = 10_000) -> float:
         """Server CPU seconds (all instances, plus PostgreSQL's) per ``per`` items."""
@@ -699,6 +761,7 @@ class Bench:
             "db": self.args.database_url,
             "bases": [s.base for s in self.servers],
             "budgets": [s.budget for s in self.servers],
+            "pg_activity": self.args.pg_activity,
         }
         if spy is None:
             return Meter(self.server.pid, **kw)
@@ -1450,6 +1513,13 @@ def main(argv: list[str] | None = None) -> int:
         help="run each server instance in its own cgroup with a CPU quota of X cores (as"
         " `docker run --cpus=X`), so that the instances, not PostgreSQL or the client, are"
         " the bottleneck on a small machine; needs root",
+    )
+    parser.add_argument(
+        "--pg-activity",
+        action="store_true",
+        help="with --database-url: sample pg_stat_activity every 10 ms during each phase and"
+        " print what the backends did on average (running, waiting for the write lock or"
+        " the WAL, idle in a transaction); costs the client and PostgreSQL a little CPU",
     )
     parser.add_argument(
         "--cpu-period-ms",
