@@ -63,8 +63,9 @@ WRITER_QUEUE = Gauge(
 )
 SPECULATION = Gauge(
     f"{PREFIX}_push_speculation_batches",
-    "Push batches merged before the write lock since start, by outcome: kept, rerun"
-    " (what they read changed), declined (needed the lock); PostgreSQL only",
+    "Push batches since start by how they met the write lock: merged before it and kept,"
+    " rerun (what they read changed), declined (needed the lock), or locked (found it"
+    " free and ran under it); PostgreSQL only",
     ["outcome"],
 )
 WRITER_BUSY = Gauge(

@@ -119,6 +119,12 @@ class Settings(msgspec.Struct, kw_only=True):
     """SQLite durability: FULL survives power loss, NORMAL a killed process.
     Env: INSPECTSYNC_SQLITE_SYNCHRONOUS."""
 
+    push_speculation: Literal["auto", "always", "never"] = "auto"
+    """PostgreSQL: whether a push batch is merged before it takes the write lock that
+    every instance's writes share (docs/architecture.md). ``auto`` tries the lock first
+    and merges ahead only while other instances are seen writing; ``always``; ``never``
+    (a single instance loses nothing by it). Env: INSPECTSYNC_PUSH_SPECULATION."""
+
     evidence_dir: str = ""
     """Directory for evidence files (``blobs/``, ``thumbs/``, ``uploads/``); empty means
     ``<data_dir>/evidence``. Env: INSPECTSYNC_EVIDENCE_DIR."""
@@ -193,7 +199,7 @@ class Settings(msgspec.Struct, kw_only=True):
             raise ConfigError(
                 "INSPECTSYNC_DATABASE_URL must be a postgresql:// URL (or empty for SQLite)"
             )
-        return PostgresStore(self.database_url)
+        return PostgresStore(self.database_url, speculation=self.push_speculation)
 
     @property
     def app_root(self) -> Path:

@@ -81,6 +81,8 @@ def probe_value(field: str) -> str:
     default = getattr(Settings(), field)
     if field == "sqlite_synchronous":
         return "NORMAL" if default == "FULL" else "FULL"
+    if field == "push_speculation":
+        return "never" if default != "never" else "always"
     if isinstance(default, int):
         return str(default + 7)
     return f"probe-{field}"

@@ -47,6 +47,7 @@ from sync.errors import StorageError
 from sync.models import Filter
 from sync.storage.postgres_migrations import apply_migrations
 from sync.storage.sql_dialect import Conn, Dialect
+from sync.storage.sql_speculate import Mode
 from sync.storage.sql_store import SQLStore
 
 __all__ = ["WRITE_LOCK", "PostgresDialect", "PostgresStore", "is_postgres_url", "redacted"]
@@ -193,6 +194,14 @@ and audit chain head it continues from read, in one round trip (the simple query
 protocol takes several statements when they have no parameters)."""
 
 
+_TRY_BATCH = (
+    f"BEGIN; SELECT pg_try_advisory_xact_lock({WRITE_LOCK});"
+    " SELECT value, (SELECT hash FROM history ORDER BY id DESC LIMIT 1) FROM seq_counter"
+).encode()
+""":data:`_BEGIN_BATCH` with the lock only tried. The sequence is read by a statement of
+its own, after the lock: a statement sees what was committed when it began."""
+
+
 class PostgresDialect(Dialect):
     name = "postgresql"
     error = psycopg.Error
@@ -255,6 +264,19 @@ class PostgresDialect(Dialect):
         assert row is not None
         return int(row[0]), (None if row[1] is None else str(row[1]))
 
+    def try_begin_batch(self, db: Conn) -> tuple[bool, tuple[int, str | None] | None]:
+        assert isinstance(db, PGConn)
+        cur = db.raw.execute(_TRY_BATCH)
+        cur.nextset()
+        got = cur.fetchone()
+        cur.nextset()
+        row = cur.fetchone()
+        assert got is not None and row is not None
+        if not got[0]:
+            db.raw.execute(b"ROLLBACK")
+            return False, None
+        return True, (int(row[0]), (None if row[1] is None else str(row[1])))
+
     @contextmanager
     def pipelined(self, db: Conn) -> Iterator[None]:
         assert isinstance(db, PGConn)
@@ -307,12 +329,14 @@ class PostgresStore(SQLStore):
     """PostgreSQL storage at ``url`` (a libpq connection string or URL).
 
     ``readers`` is the size of the reader pool (and of its thread pool). Migrations run
-    at :meth:`open`, under an advisory lock."""
+    at :meth:`open`, under an advisory lock. ``speculation``: whether push batches merge
+    before taking the write lock (:class:`~sync.storage.sql_speculate.Contention`)."""
 
     dialect = PostgresDialect()
 
-    def __init__(self, url: str, *, readers: int = 4) -> None:
+    def __init__(self, url: str, *, readers: int = 4, speculation: Mode = "auto") -> None:
         super().__init__()
+        self.contention.mode = speculation
         self.url = url
         self.reader_count = max(1, readers)
         self._writer: PGConn | None = None

@@ -29,6 +29,7 @@ from sync.storage.sql_run import (
     speculative_group,
     with_actor,
 )
+from sync.storage.sql_speculate import Contention
 
 __all__ = ["SQLBase"]
 
@@ -45,7 +46,9 @@ class SQLBase(Store):
         self._queued: list[Queued] = []  # write batches waiting for the writer
         self._busy = 0.0  # seconds the writer spent in push batches (writer_busy_seconds)
         # speculative push batches: kept, rerun under the lock, declined (sql_speculate)
-        self.speculation: dict[str, int] = {"kept": 0, "rerun": 0, "declined": 0}
+        # or run under the lock at once, having found it free (locked)
+        self.speculation: dict[str, int] = {"kept": 0, "rerun": 0, "declined": 0, "locked": 0}
+        self.contention = Contention()  # whether push batches speculate
 
     @abc.abstractmethod
     async def _on_writer(self, fn: Callable[[Conn], T]) -> T:
@@ -197,8 +200,10 @@ class SQLBase(Store):
         the writer's busy seconds (on the writer's thread: one writer, no race)."""
         held: list[float] = []
         try:
-            if any(speculative for _, speculative in fns):
-                return speculative_group(self.dialect, db, fns, held, self.speculation)
+            if self.contention.mode != "never" and any(speculative for _, speculative in fns):
+                return speculative_group(
+                    self.dialect, db, fns, held, self.speculation, self.contention
+                )
             return group_write(self.dialect, db, [fn for fn, _ in fns], held)
         finally:
             if held:

@@ -100,6 +100,12 @@ class Dialect(abc.ABC):
             db.execute(sql)
         return None
 
+    def try_begin_batch(self, db: Conn) -> tuple[bool, tuple[int, str | None] | None]:
+        """:meth:`begin_batch` if the write lock is free at once: (True, what that
+        returns); else (False, None), with no transaction left open. Here it waits for
+        the lock (a database without a lock to try)."""
+        return True, self.begin_batch(db)
+
     @contextmanager
     def pipelined(self, db: Conn) -> Iterator[None]:
         """Statements run inside are sent together where the driver can (their results

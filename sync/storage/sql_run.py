@@ -15,7 +15,7 @@ from sync.errors import StorageError
 from sync.storage.contract import BatchTx
 from sync.storage.sql_batch import SQLBatch
 from sync.storage.sql_dialect import Conn, Dialect
-from sync.storage.sql_speculate import Speculation
+from sync.storage.sql_speculate import Contention, Speculation
 
 __all__ = ["Queued", "batch_read", "group_write", "run_write", "speculative_group", "with_actor"]
 
@@ -83,13 +83,21 @@ def speculative_group(
     fns: list[tuple[Callable[[BatchTx], Any], bool]],
     held: list[float] | None = None,
     counts: dict[str, int] | None = None,
+    contention: Contention | None = None,
 ) -> list[tuple[bool, Any]]:
     """:func:`group_write` with speculation (``sql_speculate.py``): each batch marked
     speculative runs first without the lock; then, under the lock, each one whose reads
     still hold is settled and written, and every other one runs as usual. Same answers
     and guarantees. ``counts`` gets ``kept``, ``rerun`` (read something that changed)
-    and ``declined`` (needed the lock, or raised) added."""
+    and ``declined`` (needed the lock, or raised) added, or ``locked`` when
+    ``contention`` had the lock tried first and it was free (nothing speculated)."""
     counts = counts if counts is not None else {}
+    if contention is not None and contention.try_lock_first():
+        got, primed = d.try_begin_batch(raw)
+        if got:  # nobody else writing: run under the lock at once, as group_write
+            _count(counts, "locked")
+            return _run_steps(d, raw, [_fresh(d, raw, fn) for fn, _ in fns], held, (primed,))
+        contention.seen()
     steps: list[Step] = []
     for fn, speculative in fns:
         spec: SQLBatch | None = None
@@ -142,9 +150,15 @@ def _count(counts: dict[str, int], what: str) -> None:
 
 
 def _run_steps(
-    d: Dialect, raw: Conn, steps: list[Step], held: list[float] | None
+    d: Dialect,
+    raw: Conn,
+    steps: list[Step],
+    held: list[float] | None,
+    began: tuple[Primed] | None = None,
 ) -> list[tuple[bool, Any]]:
-    primed = d.begin_batch(raw)
+    """Run ``steps`` in one transaction under the lock: begun here, or already
+    (``began`` holds what its BEGIN read)."""
+    primed = d.begin_batch(raw) if began is None else began[0]
     if held is not None:
         held.append(time.perf_counter())
     if len(steps) == 1:  # the common case when the writer is idle: no savepoint

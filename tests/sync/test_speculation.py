@@ -9,6 +9,7 @@ the same database writes through the test's event loop, which is free meanwhile.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from sync.storage import BatchTx, Store
+from sync.storage import BatchTx, Store, sql_speculate
 from sync.storage.postgres import PostgresStore
 from sync.storage.sql_base import SQLBase
 from sync.storage.sqlite import SQLiteStore
@@ -34,6 +35,7 @@ async def pair(
         monkeypatch.setattr(type(SQLiteStore.dialect), "speculates", True)
         a: SQLBase = SQLiteStore(tmp_path / "spec.db", synchronous="NORMAL")
         b: SQLBase = SQLiteStore(tmp_path / "spec.db", synchronous="NORMAL")
+        a.contention.mode = b.contention.mode = "always"
         await a.open()
         await b.open()
         yield a, b
@@ -41,7 +43,8 @@ async def pair(
         await a.close()
         return
     with fresh_schema() as url:
-        a, b = PostgresStore(url, readers=2), PostgresStore(url, readers=2)
+        a = PostgresStore(url, readers=2, speculation="always")
+        b = PostgresStore(url, readers=2, speculation="always")
         await a.open()
         await b.open()
         yield a, b
@@ -237,6 +240,8 @@ async def test_two_instances_editing_the_same_findings_lose_nothing(
             d.mkdir()
             settings = Settings(data_dir=str(d), jwt_secret=SECRET, database_url=url, **FAST)
             s = build_services(settings, SystemClock())
+            assert isinstance(s.store, SQLBase)
+            s.store.contention.mode = "always"  # the race is on the merge made ahead
             await s.store.open()
             services.append(s)
         try:
@@ -309,3 +314,44 @@ async def test_two_instances_editing_the_same_findings_lose_nothing(
         finally:
             for s in services:
                 await s.store.close()
+
+
+async def test_alone_a_batch_takes_the_free_lock_and_speculates_once_it_finds_it_taken(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """``auto`` (the default): a batch tries the lock first and, found free, runs under
+    it without merging ahead; found held by another process, it merges ahead, and so do
+    the batches of the next seconds without trying; ``never`` always waits for the
+    lock."""
+    with fresh_schema() as url:
+        a, b = PostgresStore(url, readers=2), PostgresStore(url, readers=2)
+        await a.open()
+        await b.open()
+        try:
+            await a.write_batch(lambda tx: bump(tx, "r1", 1), speculative=True)
+            assert (a.speculation["locked"], a.speculation["kept"]) == (1, 0)
+            async with b.transaction():  # b holds the write lock
+                pending = asyncio.create_task(
+                    a.write_batch(lambda tx: bump(tx, "r2", 1), speculative=True)
+                )
+                for _ in range(500):  # until a has tried the lock and found it taken
+                    if not a.contention.try_lock_first() or pending.done():
+                        break
+                    await asyncio.sleep(0.01)
+                assert not pending.done()  # it waits for the lock b holds
+            await pending
+            assert (a.speculation["locked"], a.speculation["kept"]) == (1, 1)
+            await a.write_batch(lambda tx: bump(tx, "r3", 1), speculative=True)
+            assert (a.speculation["locked"], a.speculation["kept"]) == (1, 2)  # no try
+            later = time.monotonic() + a.contention.hold  # the seconds have passed
+            monkeypatch.setattr(sql_speculate.time, "monotonic", lambda: later)
+            await a.write_batch(lambda tx: bump(tx, "r4", 1), speculative=True)
+            assert (a.speculation["locked"], a.speculation["kept"]) == (2, 2)
+            a.contention.mode = "never"
+            await a.write_batch(lambda tx: bump(tx, "r5", 1), speculative=True)
+            assert sum(a.speculation.values()) == 4
+            assert [r.id for r in await a.list_records("rec")] == ["r1", "r2", "r3", "r4", "r5"]
+            await history_ok(a)
+        finally:
+            await b.close()
+            await a.close()
