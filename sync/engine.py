@@ -279,6 +279,7 @@ class SyncEngine:
                     tx.put_mutation(key, result=encoded, **recorded)
                 known[key] = encoded  # a repeat later in this batch is a duplicate
                 results.append(result)
+                tx.flush_ahead()  # the database may write what is done meanwhile
             if principal.device_id is not None:
                 state: dict[str, Any] = {
                     "last_push_at": received_at.isoformat(),

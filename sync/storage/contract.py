@@ -143,6 +143,12 @@ class BatchTx(abc.ABC):
             {(kind, iid): self.records_of(kind, iid) for kind, iid in dict.fromkeys(listings)},
         )
 
+    def flush_ahead(self) -> None:  # noqa: B027 (a hook: by default it does nothing)
+        """Between two parts of a batch (never inside a savepoint): a backend that can
+        send what the batch has buffered so far to the database without waiting may do
+        so here, so that the database writes it while the batch goes on. Changes no
+        answer; by default nothing happens."""
+
     @abc.abstractmethod
     def get_mutation(self, key: str) -> bytes | None:
         """The stored result of an already applied mutation, or None."""

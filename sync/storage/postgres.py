@@ -280,12 +280,12 @@ class PostgresDialect(Dialect):
     @contextmanager
     def pipelined(self, db: Conn) -> Iterator[None]:
         assert isinstance(db, PGConn)
-        db.piped = True
+        was, db.piped = db.piped, True
         try:
-            with db.raw.pipeline():
+            with db.raw.pipeline():  # nested: the inner block's end reads its results
                 yield
         finally:
-            db.piped = False
+            db.piped = was
 
     def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column} = ANY(?)", [list(values)]

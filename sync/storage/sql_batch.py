@@ -47,6 +47,10 @@ __all__ = ["SQLBatch"]
 
 T = TypeVar("T")
 
+AHEAD = 32
+"""Rows buffered before :meth:`SQLBatch.flush_ahead` sends them (a power of two: one
+prepared statement per table, see ``PGConn.executemany``)."""
+
 
 class SQLBatch(BatchTx):
     """:class:`~sync.storage.contract.BatchTx` on one connection, inside a transaction
@@ -235,6 +239,17 @@ class SQLBatch(BatchTx):
                 self.db.execute("UPDATE seq_counter SET value = ?", (self._seq,))
             if then is not None:
                 self.db.execute(then)
+
+    def flush_ahead(self) -> None:
+        """Inside a pipeline (PostgreSQL, under the lock), once :data:`AHEAD` rows are
+        buffered: send them, not waiting for the answer. The database inserts them on
+        its own core while the batch goes on merging (a pipeline reads back results only
+        when a read needs them, or at the end)."""
+        if self._spec is not None or self._open is not None or not getattr(self.db, "piped", 0):
+            return
+        if len(self._records) >= AHEAD or len(self._pending.get(AUDIT_SQL, ())) >= AHEAD:
+            self._flush()
+            self._write_pending()
 
     def left_at(self) -> tuple[int, str | None] | None:
         """After :meth:`finish`, the sequence and audit chain head the batch left, for

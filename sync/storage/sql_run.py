@@ -163,8 +163,11 @@ def _run_steps(
         held.append(time.perf_counter())
     if len(steps) == 1:  # the common case when the writer is idle: no savepoint
         try:
-            batch, result = steps[0](primed)
-            batch.finish(then="COMMIT")  # the writes and COMMIT: one pipeline
+            # in a pipeline the batch's writes go out as it buffers them
+            # (SQLBatch.flush_ahead), then the rest and COMMIT
+            with d.pipelined(raw):
+                batch, result = steps[0](primed)
+                batch.finish(then="COMMIT")
         except BaseException as exc:
             if raw.in_transaction:
                 raw.execute("ROLLBACK")

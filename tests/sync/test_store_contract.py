@@ -7,6 +7,7 @@ changes. The PostgreSQL run uses a fresh schema per test (tests/pg.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -713,3 +714,48 @@ async def test_prefetch_reads_what_the_calls_one_by_one_read(store: Store):
         assert records[("rec", "gone")].deleted
         assert [r.id for r in listed[("signoff", "i1")]] == ["s1"]
         assert listed[("signoff", "i3")] == []
+
+
+async def test_rows_sent_ahead_are_written_once_and_a_part_undone_after_them_is_undone(
+    store: Store,
+):
+    """A push batch's rows may go to the database while the batch goes on (flush_ahead;
+    PostgreSQL sends them in its pipeline): what was sent reads back within the batch,
+    a key sent and then written again keeps the later write, a part that fails after
+    them is undone alone, and every row, result and audit event is there once."""
+
+    def mutation(tx: BatchTx, i: int) -> None:
+        tx.put_mutation(
+            f"u\x1fm{i}", user_id="u", device_id=None, batch_id="b", result=b"ok", at=NOW
+        )
+
+    def run(tx: BatchTx) -> None:
+        for i in range(40):
+            tx.put_record("rec", f"r{i}", {"n": i, "inspection_id": "i1"}, rev=1)
+            mutation(tx, i)
+            tx.flush_ahead()
+        with contextlib.suppress(ValueError), tx.savepoint():
+            tx.put_record("rec", "r0", {"n": -1, "inspection_id": "i1"}, rev=2)
+            mutation(tx, 99)
+            raise ValueError("this part fails")
+        tx.put_record("rec", "r1", {"n": 100, "inspection_id": "i1"}, rev=2)
+        got = tx.get_record("rec", "r5")
+        assert got is not None and got.data["n"] == 5
+        assert [r.id for r in tx.records_of("rec", "i1")][:3] == ["r0", "r1", "r10"]
+        for i in range(40, 70):
+            tx.put_record("rec", f"r{i}", {"n": i, "inspection_id": "i1"}, rev=1)
+            mutation(tx, i)
+            tx.flush_ahead()
+
+    await store.write_batch(run)
+    records = {r.id: r for r in await store.list_records("rec")}
+    assert len(records) == 70
+    assert (records["r0"].rev, records["r0"].data["n"]) == (1, 0)
+    assert (records["r1"].rev, records["r1"].data["n"]) == (2, 100)
+    assert sorted(r.seq for r in records.values()) == [*range(1, 2), *range(3, 72)]
+    found = await store.read_batch(lambda tx: tx.get_mutations([f"u\x1fm{i}" for i in range(100)]))
+    assert sorted(found) == sorted(f"u\x1fm{i}" for i in range(70))
+    history = await store.read_batch(lambda tx: tx.history_of("rec", "r1"))
+    assert [h["op"] for h in history] == ["create", "update"]
+    check = await store.verify_audit()
+    assert check.ok and check.checked == 71, check
