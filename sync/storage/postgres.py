@@ -194,12 +194,21 @@ and audit chain head it continues from read, in one round trip (the simple query
 protocol takes several statements when they have no parameters)."""
 
 
+_READ_TX = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL enable_bitmapscan = off"
 _TRY_BATCH = (
     f"BEGIN; SELECT pg_try_advisory_xact_lock({WRITE_LOCK});"
     " SELECT value, (SELECT hash FROM history ORDER BY id DESC LIMIT 1) FROM seq_counter"
 ).encode()
 """:data:`_BEGIN_BATCH` with the lock only tried. The sequence is read by a statement of
 its own, after the lock: a statement sees what was committed when it began."""
+
+
+_BEGIN_READ = (
+    f"{_READ_TX}; SELECT (SELECT value FROM seq_counter),"
+    " (SELECT value FROM store_meta WHERE key = 'tombstone_horizon')"
+).encode()
+"""A snapshot read begun, and the sequence and tombstone horizon it sees read (its
+first statement to read: the snapshot is taken there), in one round trip."""
 
 
 class PostgresDialect(Dialect):
@@ -212,9 +221,7 @@ class PostgresDialect(Dialect):
     # then reads the page, not everything after the cursor. Without statistics (a
     # table that grew since the last ANALYZE, or autovacuum off) the planner guesses a
     # few rows per inspection and picks the bitmap, whose cost grows with the rows left.
-    begin_read = (
-        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL enable_bitmapscan = off"
-    )
+    begin_read = _READ_TX
     feed_arms_read_rows = True
     speculates = True
     _evidence = (
@@ -263,6 +270,15 @@ class PostgresDialect(Dialect):
         row = cur.fetchone()
         assert row is not None
         return int(row[0]), (None if row[1] is None else str(row[1]))
+
+    def begin_read_batch(self, db: Conn) -> tuple[int, int] | None:
+        assert isinstance(db, PGConn)
+        cur = db.raw.execute(_BEGIN_READ)  # three statements, one round trip
+        while cur.nextset():
+            pass
+        row = cur.fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1] or 0)
 
     def try_begin_batch(self, db: Conn) -> tuple[bool, tuple[int, str | None] | None]:
         assert isinstance(db, PGConn)

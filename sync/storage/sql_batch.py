@@ -68,6 +68,7 @@ class SQLBatch(BatchTx):
         writable: bool,
         primed: tuple[int, str | None] | None = None,
         speculation: Speculation | None = None,
+        seen: tuple[int, int] | None = None,
     ) -> None:
         self.dialect = dialect
         self.db = db
@@ -98,6 +99,10 @@ class SQLBatch(BatchTx):
         if primed is not None:
             self._seq_stored = primed[0]
             self._chain.start(primed[1])
+        # a snapshot read: the sequence and tombstone horizon its BEGIN read
+        self._horizon: int | None = None
+        if seen is not None:
+            self._seq_stored, self._horizon = seen
 
     def _locked(self, what: str) -> None:
         """Only a batch under the write lock may do ``what``."""
@@ -292,7 +297,9 @@ class SQLBatch(BatchTx):
         return None if rec.deleted and not include_deleted else rec
 
     def get_records(self, refs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredRecord]:
-        return self._got_records(refs, self._ask_records(refs))
+        with self.dialect.pipelined(self.db):  # a query per kind, one round trip
+            cursors = self._ask_records(refs)
+        return self._got_records(refs, cursors)
 
     def _ask_records(self, refs: Sequence[tuple[str, str]]) -> list[Any]:
         by_kind: dict[str, list[str]] = {}
@@ -544,6 +551,8 @@ class SQLBatch(BatchTx):
 
     def tombstone_horizon(self) -> int:
         self._locked("tombstone horizon")
+        if self._horizon is not None:
+            return self._horizon
         row = self.db.execute(
             "SELECT value FROM store_meta WHERE key = 'tombstone_horizon'"
         ).fetchone()

@@ -100,6 +100,13 @@ class Dialect(abc.ABC):
             db.execute(sql)
         return None
 
+    def begin_read_batch(self, db: Conn) -> tuple[int, int] | None:
+        """Open a snapshot read (:attr:`begin_read`). A dialect that can also read the
+        snapshot's change sequence and tombstone horizon in the same round trip returns
+        them (a pull page needs both); else None, and the batch reads them if asked."""
+        db.execute(self.begin_read)
+        return None
+
     def try_begin_batch(self, db: Conn) -> tuple[bool, tuple[int, str | None] | None]:
         """:meth:`begin_batch` if the write lock is free at once: (True, what that
         returns); else (False, None), with no transaction left open. Here it waits for

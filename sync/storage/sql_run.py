@@ -182,8 +182,9 @@ def _run_steps(
         for step in steps:
             raw.execute("SAVEPOINT batch")
             try:
-                batch, result = step(primed)
-                batch.finish(then="RELEASE batch")
+                with d.pipelined(raw):  # as above: the batch's rows go out as it goes
+                    batch, result = step(primed)
+                    batch.finish(then="RELEASE batch")
             except Exception as exc:
                 if raw.in_transaction:
                     raw.execute("ROLLBACK TO batch")
@@ -206,9 +207,9 @@ def _run_steps(
 
 def batch_read(d: Dialect, raw: Conn, fn: Callable[[BatchTx], T]) -> T:
     """``fn`` over one snapshot, in a read-only transaction."""
-    raw.execute(d.begin_read)
+    seen = d.begin_read_batch(raw)
     try:
-        return fn(SQLBatch(d, raw, writable=False))
+        return fn(SQLBatch(d, raw, writable=False, seen=seen))
     finally:
         raw.execute("ROLLBACK")
 
