@@ -366,8 +366,10 @@ class Meter:
             f" {self.client_cpu:.2f} s"
         )
         if self.speculation:
-            text += "; speculation " + ", ".join(
-                f"{k} {self.speculation[k]}" for k in ("kept", "rerun", "declined")
+            # push batches by how they met the write lock: merged ahead and kept, rerun,
+            # declined; or locked (found it free and ran under it)
+            text += "; push batches " + ", ".join(
+                f"{k} {self.speculation[k]}" for k in ("locked", "kept", "rerun", "declined")
             )
         if self.budgets:
             # each instance's CPU and throttling, and the others' cores: the instances are
