@@ -142,6 +142,7 @@ _DEVICE_NOTE_EVERY_MS = 10_000  # a paging tablet's state is written at most thi
 _PAGE_CACHE_MS = 2_000  # how long a full page may be handed to another tablet
 _PAGE_CACHE_ENTRIES = 16  # at most this many pages kept (each at most one page's size)
 _EMPTY_KEY = "0"
+_SNAPSHOTS_KEPT = 1024  # scope snapshots kept in memory once read
 
 
 class SyncEngine:
@@ -166,6 +167,7 @@ class SyncEngine:
         self._pages: OrderedDict[tuple[str, int, int, bool], tuple[int, list[Change], str]]
         self._pages = OrderedDict()
         self._pages_lock = threading.Lock()
+        self._snapshots: OrderedDict[str, _Scope] = OrderedDict()  # read, by key (LRU)
         self.page_cache_hits = 0
 
     # --- helpers -----------------------------------------------------------------
@@ -490,12 +492,25 @@ class SyncEngine:
         ]
         return tx.missing_evidence(sorted(taking))
 
-    @staticmethod
-    def _snapshot(tx: BatchTx, key: str) -> _Scope | None:
+    def _snapshot(self, tx: BatchTx, key: str) -> _Scope | None:
+        """The scope a cursor names. A snapshot's key is its content's hash and stored
+        ones never change, so those read are kept (a pull page's round trip fewer)."""
         if key == _EMPTY_KEY:
             return _EMPTY
+        with self._pages_lock:
+            scope = self._snapshots.get(key)
+            if scope is not None:
+                self._snapshots.move_to_end(key)
+                return scope
         text = tx.get_snapshot(key)
-        return msgspec.json.decode(text, type=_Scope) if text else None
+        if not text:
+            return None
+        scope = msgspec.json.decode(text, type=_Scope)
+        with self._pages_lock:
+            self._snapshots[key] = scope
+            while len(self._snapshots) > _SNAPSHOTS_KEPT:
+                self._snapshots.popitem(last=False)
+        return scope
 
     @staticmethod
     def _evictions(tx: BatchTx, held: _Scope, target: _Scope) -> list[RecordRef]:

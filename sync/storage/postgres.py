@@ -128,8 +128,17 @@ class Row:
         return self._names.keys()
 
 
+@lru_cache(maxsize=256)
+def _names(fields: tuple[bytes, ...]) -> dict[str, int]:
+    return {f.decode(): i for i, f in enumerate(fields)}
+
+
 def _row_factory(cursor: Any) -> RowMaker[Row]:
-    names = {c.name: i for i, c in enumerate(cursor.description or ())}
+    # the column names read off the result itself: psycopg's ``description`` builds a
+    # Column object per column for every statement, a pull page's largest cost here
+    res = cursor.pgresult
+    fields = tuple(res.fname(i) or b"" for i in range(res.nfields)) if res is not None else ()
+    names = _names(fields)
     return lambda values: Row(names, values)
 
 

@@ -297,6 +297,8 @@ class SQLBatch(BatchTx):
         return None if rec.deleted and not include_deleted else rec
 
     def get_records(self, refs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredRecord]:
+        if len({kind for kind, _ in refs}) < 2:
+            return self._got_records(refs, self._ask_records(refs))
         with self.dialect.pipelined(self.db):  # a query per kind, one round trip
             cursors = self._ask_records(refs)
         return self._got_records(refs, cursors)
