@@ -143,6 +143,7 @@ _PAGE_CACHE_MS = 2_000  # how long a full page may be handed to another tablet
 _PAGE_CACHE_ENTRIES = 16  # at most this many pages kept (each at most one page's size)
 _EMPTY_KEY = "0"
 _SNAPSHOTS_KEPT = 1024  # scope snapshots kept in memory once read
+_SCOPES_KEPT = 4096  # principals' scopes kept, each with the scope version it was made at
 
 
 class SyncEngine:
@@ -168,6 +169,8 @@ class SyncEngine:
         self._pages = OrderedDict()
         self._pages_lock = threading.Lock()
         self._snapshots: OrderedDict[str, _Scope] = OrderedDict()  # read, by key (LRU)
+        # scopes made, by principal: (scope version, scope) (LRU)
+        self._scopes: OrderedDict[tuple[str, Role, str], tuple[int, _Scope]] = OrderedDict()
         self.page_cache_hits = 0
 
     # --- helpers -----------------------------------------------------------------
@@ -320,7 +323,26 @@ class SyncEngine:
 
     def _scope(self, tx: BatchTx, principal: Principal) -> _Scope:
         """What the principal may see now: inspections, and the reference records and
-        checklist versions they reach."""
+        checklist versions they reach. Kept per principal and scope version: the
+        records it is made of are the same while the version is (a trigger counts it up
+        with every write of one, in every process)."""
+        version = tx.scope_version()
+        who = (principal.user_id, principal.role, principal.authority_id)
+        if version is not None:
+            with self._pages_lock:
+                kept = self._scopes.get(who)
+                if kept is not None and kept[0] == version:
+                    self._scopes.move_to_end(who)
+                    return kept[1]
+        scope = self._make_scope(tx, principal)
+        if version is not None:
+            with self._pages_lock:
+                self._scopes[who] = (version, scope)
+                while len(self._scopes) > _SCOPES_KEPT:
+                    self._scopes.popitem(last=False)
+        return scope
+
+    def _make_scope(self, tx: BatchTx, principal: Principal) -> _Scope:
         inspections = tx.find_records("inspection", inspection_scope(principal))
         refs: set[tuple[str, str]] = set()
         chains: set[str] = set()

@@ -143,6 +143,12 @@ class BatchTx(abc.ABC):
             {(kind, iid): self.records_of(kind, iid) for kind, iid in dict.fromkeys(listings)},
         )
 
+    def scope_version(self) -> int | None:
+        """A number that changes with every write of a record deciding what pulls reach
+        (inspections, chains, sites, products), as this batch sees it; None where the
+        backend keeps none. Equal numbers mean those records are the same."""
+        return None
+
     def flush_ahead(self) -> None:  # noqa: B027 (a hook: by default it does nothing)
         """Between two parts of a batch (never inside a savepoint): a backend that can
         send what the batch has buffered so far to the database without waiting may do

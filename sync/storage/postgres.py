@@ -214,10 +214,11 @@ its own, after the lock: a statement sees what was committed when it began."""
 
 _BEGIN_READ = (
     f"{_READ_TX}; SELECT (SELECT value FROM seq_counter),"
-    " (SELECT value FROM store_meta WHERE key = 'tombstone_horizon')"
+    " (SELECT value FROM store_meta WHERE key = 'tombstone_horizon'),"
+    " (SELECT value FROM store_meta WHERE key = 'scope_version')"
 ).encode()
-"""A snapshot read begun, and the sequence and tombstone horizon it sees read (its
-first statement to read: the snapshot is taken there), in one round trip."""
+"""A snapshot read begun, and the sequence, tombstone horizon and scope version it sees
+read (its first statement to read: the snapshot is taken there), in one round trip."""
 
 
 class PostgresDialect(Dialect):
@@ -280,14 +281,14 @@ class PostgresDialect(Dialect):
         assert row is not None
         return int(row[0]), (None if row[1] is None else str(row[1]))
 
-    def begin_read_batch(self, db: Conn) -> tuple[int, int] | None:
+    def begin_read_batch(self, db: Conn) -> tuple[int, int, int | None] | None:
         assert isinstance(db, PGConn)
         cur = db.raw.execute(_BEGIN_READ)  # three statements, one round trip
         while cur.nextset():
             pass
         row = cur.fetchone()
         assert row is not None
-        return int(row[0]), int(row[1] or 0)
+        return int(row[0]), int(row[1] or 0), (None if row[2] is None else int(row[2]))
 
     def try_begin_batch(self, db: Conn) -> tuple[bool, tuple[int, str | None] | None]:
         assert isinstance(db, PGConn)

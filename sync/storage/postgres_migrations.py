@@ -217,6 +217,22 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         "uploads: who holds the claim on an upload, until when (SQLite's 9)",
         f"ALTER TABLE uploads ADD COLUMN claimed_by {_T}, ADD COLUMN claimed_until {_T}",
     ),
+    (
+        5,
+        "records: a version of what decides pull scopes, counted by triggers (SQLite's 10)",
+        """
+INSERT INTO store_meta (key, value) VALUES ('scope_version', '0') ON CONFLICT DO NOTHING;
+CREATE FUNCTION records_scope_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE store_meta SET value = (value::bigint + 1)::text WHERE key = 'scope_version';
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER records_scope_changed AFTER INSERT OR UPDATE ON records FOR EACH ROW
+    WHEN (NEW.kind IN ('inspection', 'chain', 'site', 'product'))
+    EXECUTE FUNCTION records_scope_changed();
+""",
+    ),
 ]
 
 

@@ -68,7 +68,7 @@ class SQLBatch(BatchTx):
         writable: bool,
         primed: tuple[int, str | None] | None = None,
         speculation: Speculation | None = None,
-        seen: tuple[int, int] | None = None,
+        seen: tuple[int, int, int | None] | None = None,
     ) -> None:
         self.dialect = dialect
         self.db = db
@@ -99,10 +99,12 @@ class SQLBatch(BatchTx):
         if primed is not None:
             self._seq_stored = primed[0]
             self._chain.start(primed[1])
-        # a snapshot read: the sequence and tombstone horizon its BEGIN read
+        # a snapshot read: the sequence, tombstone horizon and scope version its BEGIN read
         self._horizon: int | None = None
+        self._scope_version: tuple[int | None] | None = None
         if seen is not None:
-            self._seq_stored, self._horizon = seen
+            self._seq_stored, self._horizon, version = seen
+            self._scope_version = (version,)
 
     def _locked(self, what: str) -> None:
         """Only a batch under the write lock may do ``what``."""
@@ -559,6 +561,15 @@ class SQLBatch(BatchTx):
             "SELECT value FROM store_meta WHERE key = 'tombstone_horizon'"
         ).fetchone()
         return int(row[0]) if row else 0
+
+    def scope_version(self) -> int | None:
+        self._locked("scope version")
+        if self._scope_version is None or self.writable:  # a write may have counted it up
+            row = self.db.execute(
+                "SELECT value FROM store_meta WHERE key = 'scope_version'"
+            ).fetchone()
+            self._scope_version = (None if row is None or row[0] is None else int(row[0]),)
+        return self._scope_version[0]
 
     def purge_tombstones(self, before: datetime) -> int:
         self._locked("purge tombstones")

@@ -100,10 +100,11 @@ class Dialect(abc.ABC):
             db.execute(sql)
         return None
 
-    def begin_read_batch(self, db: Conn) -> tuple[int, int] | None:
+    def begin_read_batch(self, db: Conn) -> tuple[int, int, int | None] | None:
         """Open a snapshot read (:attr:`begin_read`). A dialect that can also read the
-        snapshot's change sequence and tombstone horizon in the same round trip returns
-        them (a pull page needs both); else None, and the batch reads them if asked."""
+        snapshot's change sequence, tombstone horizon and scope version in the same round
+        trip returns them (a pull page needs them); else None, and the batch reads them
+        if asked."""
         db.execute(self.begin_read)
         return None
 

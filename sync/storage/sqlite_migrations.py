@@ -347,6 +347,24 @@ def _m9_upload_claims(db: sqlite_utils.Database) -> None:
             table.add_column(column, str)  # type: ignore[union-attr]
 
 
+def _m10_scope_version(db: sqlite_utils.Database) -> None:
+    # Every write of a record that decides a pull's scope (SyncEngine._scope: an
+    # inspection, chain, site or product) counts up store_meta's
+    # scope_version, in the writing transaction: a reader that sees the same version
+    # sees the same scope (the engine keeps scopes computed per version).
+    db.execute("INSERT OR IGNORE INTO store_meta (key, value) VALUES ('scope_version', '0')")
+    count_up = (
+        " WHEN NEW.kind IN ('inspection', 'chain', 'site', 'product') BEGIN UPDATE store_meta"
+        " SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'scope_version'; END"
+    )
+    db.execute(
+        "CREATE TRIGGER IF NOT EXISTS records_scope_insert AFTER INSERT ON records" + count_up
+    )
+    db.execute(
+        "CREATE TRIGGER IF NOT EXISTS records_scope_update AFTER UPDATE ON records" + count_up
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (1, "users, devices, refresh tokens, records and the change sequence", _m1_initial),
     (
@@ -361,6 +379,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sqlite_utils.Database], None]]] = [
     (7, "records: an index by inspection and kind", _m7_records_by_kind),
     (8, "failed logins, shared by every process", _m8_login_failures),
     (9, "uploads: who holds the claim on an upload, until when", _m9_upload_claims),
+    (10, "records: a version of what decides pull scopes, counted by triggers", _m10_scope_version),
 ]
 
 

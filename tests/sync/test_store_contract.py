@@ -759,3 +759,41 @@ async def test_rows_sent_ahead_are_written_once_and_a_part_undone_after_them_is_
     assert [h["op"] for h in history] == ["create", "update"]
     check = await store.verify_audit()
     assert check.ok and check.checked == 71, check
+
+
+async def test_the_scope_version_counts_every_write_of_what_decides_a_pulls_reach(
+    store: Store,
+):
+    """A pull's scope is made of inspections, chains, sites and products (and kept per
+    scope version): any write of one of those, by any path, changes the version a
+    snapshot read sees; a finding's does not."""
+
+    async def version() -> int | None:
+        return await store.read_batch(lambda tx: tx.scope_version())
+
+    first = await version()
+    assert first is not None
+    await store.write_batch(
+        lambda tx: tx.put_record("finding", "f1", {"inspection_id": "i1"}, rev=1)
+    )
+    assert await version() == first
+    seen = [first]
+    for kind in ("inspection", "chain", "site", "product"):
+        await store.write_batch(lambda tx, k=kind: tx.put_record(k, "x", {"n": 1}, rev=1))
+        seen.append(await version())
+    await store.create_record("inspection", "i2", {"team_user_ids": ["u1"]})
+    seen.append(await version())
+    await store.update_record("inspection", "i2", {"team_user_ids": []}, expect_rev=1)
+    seen.append(await version())
+    await store.delete_record("site", "x")
+    seen.append(await version())
+    assert len(set(seen)) == len(seen), seen  # each write changed it
+
+    def written_then_read(tx: BatchTx) -> tuple[int | None, int | None]:
+        before = tx.scope_version()
+        tx.put_record("chain", "c2", {"n": 1}, rev=1)
+        tx.get_record("chain", "c2")  # the buffered write goes to the database
+        return before, tx.scope_version()
+
+    before, after = await store.write_batch(written_then_read)
+    assert before == seen[-1] and after != before
