@@ -112,7 +112,14 @@ def speculative_group(
         steps.append(
             _fresh(d, raw, fn) if spec is None else _checked(d, raw, fn, spec, result, counts)
         )
-    return _run_steps(d, raw, steps, held)
+    began: tuple[Primed] | None = None
+    if contention is not None:  # still contended? (else the next batches try it first)
+        got, primed = d.try_begin_batch(raw)
+        if got:
+            began = (primed,)
+        else:
+            contention.seen()  # and wait for it below
+    return _run_steps(d, raw, steps, held, began)
 
 
 def _fresh(d: Dialect, raw: Conn, fn: Callable[[BatchTx], Any]) -> Step:

@@ -28,7 +28,9 @@ Speculating pays off only while another process writes: alone, the check under t
 and the settling are spent for nothing (a tenth of a push's time). :class:`Contention`
 decides: by default (``auto``) a batch first *tries* the lock; got at once, the batch
 runs under it as usual; found taken, the batch speculates, and so do the batches of the
-next seconds without trying.
+next seconds without trying. A speculating batch tries the lock too before waiting for
+it: found taken again, the seconds start anew, so instances that keep meeting keep
+merging ahead.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from sync.storage.sql_dialect import Conn, Dialect
 __all__ = ["Contention", "NeedsLock", "Speculation"]
 
 Mode = Literal["auto", "always", "never"]
+_clock = time.monotonic  # read through the module: tests move it
 
 
 class Contention:
@@ -54,12 +57,17 @@ class Contention:
         self.hold = hold
         self._until = 0.0
 
+    @property
+    def until(self) -> float:
+        """The ``time.monotonic()`` until which batches speculate without trying."""
+        return self._until
+
     def try_lock_first(self) -> bool:
-        return self.mode == "auto" and time.monotonic() >= self._until
+        return self.mode == "auto" and _clock() >= self._until
 
     def seen(self) -> None:
         """The lock was found held by another process."""
-        self._until = time.monotonic() + self.hold
+        self._until = _clock() + self.hold
 
 
 class NeedsLock(StorageError):

@@ -9,7 +9,6 @@ the same database writes through the test's event loop, which is free meanwhile.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -321,36 +320,55 @@ async def test_alone_a_batch_takes_the_free_lock_and_speculates_once_it_finds_it
 ):
     """``auto`` (the default): a batch tries the lock first and, found free, runs under
     it without merging ahead; found held by another process, it merges ahead, and so do
-    the batches of the next seconds without trying; ``never`` always waits for the
-    lock."""
+    the batches of the next seconds without trying, each trying the lock before waiting
+    for it: found taken again, the seconds start anew. ``never`` always waits."""
+    now = [1000.0]
+    monkeypatch.setattr(sql_speculate, "_clock", lambda: now[0])
     with fresh_schema() as url:
         a, b = PostgresStore(url, readers=2), PostgresStore(url, readers=2)
         await a.open()
         await b.open()
-        try:
-            await a.write_batch(lambda tx: bump(tx, "r1", 1), speculative=True)
-            assert (a.speculation["locked"], a.speculation["kept"]) == (1, 0)
-            async with b.transaction():  # b holds the write lock
+
+        def counts() -> tuple[int, int]:
+            return a.speculation["locked"], a.speculation["kept"]
+
+        async def while_b_holds_the_lock(rid: str) -> None:
+            before = a.contention.until
+            async with b.transaction():
                 pending = asyncio.create_task(
-                    a.write_batch(lambda tx: bump(tx, "r2", 1), speculative=True)
+                    a.write_batch(lambda tx: bump(tx, rid, 1), speculative=True)
                 )
-                for _ in range(500):  # until a has tried the lock and found it taken
-                    if not a.contention.try_lock_first() or pending.done():
+                for _ in range(500):  # until a has found the lock taken
+                    if a.contention.until != before or pending.done():
                         break
                     await asyncio.sleep(0.01)
                 assert not pending.done()  # it waits for the lock b holds
             await pending
-            assert (a.speculation["locked"], a.speculation["kept"]) == (1, 1)
-            await a.write_batch(lambda tx: bump(tx, "r3", 1), speculative=True)
-            assert (a.speculation["locked"], a.speculation["kept"]) == (1, 2)  # no try
-            later = time.monotonic() + a.contention.hold  # the seconds have passed
-            monkeypatch.setattr(sql_speculate.time, "monotonic", lambda: later)
-            await a.write_batch(lambda tx: bump(tx, "r4", 1), speculative=True)
-            assert (a.speculation["locked"], a.speculation["kept"]) == (2, 2)
+
+        async def push(rid: str) -> None:
+            await a.write_batch(lambda tx: bump(tx, rid, 1), speculative=True)
+
+        try:
+            await push("r1")
+            assert counts() == (1, 0)  # the lock was free: taken at once
+            await while_b_holds_the_lock("r2")
+            assert counts() == (1, 1) and a.contention.until == 1000.0 + a.contention.hold
+            now[0] = 1001.0
+            await push("r3")  # within the seconds: merged ahead, the lock free by then
+            assert counts() == (1, 2) and a.contention.until == 1002.0
+            now[0] = 1001.5
+            await while_b_holds_the_lock("r4")  # taken again: the seconds start anew
+            assert counts() == (1, 3) and a.contention.until == 1003.5
+            now[0] = 1002.5
+            await push("r5")
+            assert counts() == (1, 4)
+            now[0] = 1004.0  # the seconds have passed: the lock is tried first again
+            await push("r6")
+            assert counts() == (2, 4)
             a.contention.mode = "never"
-            await a.write_batch(lambda tx: bump(tx, "r5", 1), speculative=True)
-            assert sum(a.speculation.values()) == 4
-            assert [r.id for r in await a.list_records("rec")] == ["r1", "r2", "r3", "r4", "r5"]
+            await push("r7")
+            assert sum(a.speculation.values()) == 6
+            assert [r.id for r in await a.list_records("rec")] == [f"r{i}" for i in range(1, 8)]
             await history_ok(a)
         finally:
             await b.close()
