@@ -221,6 +221,18 @@ _BEGIN_READ = (
 read (its first statement to read: the snapshot is taken there), in one round trip."""
 
 
+def _last_row(db: Conn, statements: bytes) -> Any:
+    """Run several statements in one round trip (the simple query protocol); the first
+    row of the last one's result."""
+    assert isinstance(db, PGConn)
+    cur = db.raw.execute(statements)
+    while cur.nextset():
+        pass
+    row = cur.fetchone()
+    assert row is not None
+    return row
+
+
 class PostgresDialect(Dialect):
     name = "postgresql"
     error = psycopg.Error
@@ -273,21 +285,11 @@ class PostgresDialect(Dialect):
         )
 
     def begin_batch(self, db: Conn) -> tuple[int, str | None] | None:
-        assert isinstance(db, PGConn)
-        cur = db.raw.execute(_BEGIN_BATCH)  # three statements, one round trip
-        while cur.nextset():
-            pass
-        row = cur.fetchone()
-        assert row is not None
+        row = _last_row(db, _BEGIN_BATCH)
         return int(row[0]), (None if row[1] is None else str(row[1]))
 
     def begin_read_batch(self, db: Conn) -> tuple[int, int, int | None] | None:
-        assert isinstance(db, PGConn)
-        cur = db.raw.execute(_BEGIN_READ)  # three statements, one round trip
-        while cur.nextset():
-            pass
-        row = cur.fetchone()
-        assert row is not None
+        row = _last_row(db, _BEGIN_READ)
         return int(row[0]), int(row[1] or 0), (None if row[2] is None else int(row[2]))
 
     def try_begin_batch(self, db: Conn) -> tuple[bool, tuple[int, str | None] | None]:
